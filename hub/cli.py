@@ -1,0 +1,98 @@
+"""`aifactory`: the operator's and trainer's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .site import INSTALLED_SITE, SiteError, load_site
+
+
+def _validate(args: argparse.Namespace) -> int:
+    try:
+        site = load_site(args.file)
+    except SiteError as exc:
+        print(f"{exc.source}: invalid site configuration ({len(exc.problems)} problem(s))", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.file}: valid site '{site.cluster.name}': {len(site.partitions)} partitions, "
+        f"{len(site.projects)} projects, {len(site.profiles)} profiles, {len(site.courses)} courses"
+    )
+    return 0
+
+
+def _site_install(args: argparse.Namespace) -> int:
+    from .localcluster.system import write_if_changed
+
+    if _validate(args) != 0:
+        return 1
+    write_if_changed(INSTALLED_SITE, Path(args.file).read_text(), mode=0o644)
+    INSTALLED_SITE.parent.chmod(0o755)
+    print(f"installed as {INSTALLED_SITE}")
+    return 0
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from .localcluster import provision
+
+    if args.action == "up":
+        provision.up(load_site(args.site))
+        return 0
+    if args.action == "down":
+        provision.down()
+        return 0
+    return provision.main_status()
+
+
+def _hub(args: argparse.Namespace) -> int:
+    from . import service
+
+    if args.action == "up":
+        service.up(load_site(args.site))
+        return 0
+    if args.action == "down":
+        service.down()
+        return 0
+    return service.main_status()
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="aifactory", description="Run an AI factory: JupyterHub on Slurm.")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    config = sub.add_parser("config", help="check a site file").add_subparsers(dest="action", required=True)
+    validate = config.add_parser("validate", help="validate a site file; names every problem")
+    validate.add_argument("file")
+    validate.set_defaults(func=_validate)
+
+    site = sub.add_parser("site", help="the active site file").add_subparsers(dest="action", required=True)
+    install = site.add_parser("install", help=f"validate FILE and make it the active site ({INSTALLED_SITE})")
+    install.add_argument("file")
+    install.set_defaults(func=_site_install)
+
+    for name, func, what in (("cluster", _cluster, "the local one-node Slurm cluster"),
+                             ("hub", _hub, "the JupyterHub of this machine")):
+        cmd = sub.add_parser(name, help=what)
+        cmd.add_argument("action", choices=["up", "down", "status"])
+        cmd.add_argument("--site", help="site file (default: $AIFACTORY_SITE, then the installed one)")
+        cmd.set_defaults(func=func)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SiteError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # ProvisionError and friends: a sentence, not a traceback
+        print(f"aifactory: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""`aifactory cluster up|down|status`: the site as a real one-node Slurm cluster.
+
+munge, MariaDB + slurmdbd (accounting enforced), slurmctld and slurmd from the
+distribution's packages, started without systemd; Unix accounts and Slurm
+associations from the site. Every step checks before it acts, so `up` twice
+is safe and `down` stops exactly the daemons `up` started.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import secrets
+import stat
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..site.schema import Site
+from . import accounts, slurmconf
+from .slurmconf import Layout
+from .system import (
+    ProvisionError,
+    pid_from,
+    run,
+    secret_file,
+    spawn_daemon,
+    stop_pid,
+    wait_for,
+    write_if_changed,
+)
+
+VENV = Path(os.environ.get("AIFACTORY_PREFIX", "/opt/aifactory")) / "venv"
+MODULES = VENV.parent / "modules"
+MUNGE_KEY = Path("/etc/munge/munge.key")
+MUNGE_PID = Path("/run/munge/munged.pid")
+MARIADB_MARK = "mariadb.started-by-aifactory"
+
+Say = Callable[[str], None]
+
+
+def _say(message: str) -> None:
+    print(f"[cluster] {message}", flush=True)
+
+
+def hostname() -> str:
+    return socket.gethostname().split(".")[0]
+
+
+@dataclass(frozen=True)
+class Daemon:
+    name: str
+    pidfile: Path
+
+
+def daemons(layout: Layout) -> list[Daemon]:
+    """The daemons in start order (stopped in reverse)."""
+    return [
+        Daemon("munged", MUNGE_PID),
+        Daemon("mariadb", Path("/run/mysqld/mysqld.pid")),
+        Daemon("slurmdbd", Path(layout.pidfile("slurmdbd"))),
+        Daemon("slurmctld", Path(layout.pidfile("slurmctld"))),
+        Daemon("slurmd", Path(layout.pidfile("slurmd"))),
+    ]
+
+
+def secrets_dir(layout: Layout) -> Path:
+    return Path(layout.state) / "secrets"
+
+
+def passwords_file(layout: Layout = Layout()) -> Path:
+    """Root-only file with the demo users' passwords, one `user password` per line."""
+    return secrets_dir(layout) / "demo-passwords"
+
+
+# --- munge -----------------------------------------------------------------
+
+
+def _ensure_munge(say: Say) -> None:
+    munge = pwd.getpwnam("munge")
+    if not MUNGE_KEY.exists():
+        say("creating the munge key")
+        MUNGE_KEY.parent.mkdir(parents=True, exist_ok=True)
+        MUNGE_KEY.write_bytes(os.urandom(1024))
+    os.chown(MUNGE_KEY, munge.pw_uid, munge.pw_gid)
+    os.chmod(MUNGE_KEY, 0o400)
+    for directory in ("/run/munge", "/var/log/munge", "/var/lib/munge"):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        os.chown(directory, munge.pw_uid, munge.pw_gid)
+    if pid_from(MUNGE_PID) is None:
+        say("starting munged")
+        run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"])
+    if not wait_for(lambda: run(["munge", "-n"], check=False).returncode == 0, 15):
+        raise ProvisionError("munged does not answer: see /var/log/munge/munged.log")
+
+
+# --- MariaDB ---------------------------------------------------------------
+
+
+def _sql(statement: str) -> str:
+    return run(["mariadb", "--batch", "--skip-column-names", "-u", "root", "-e", statement]).stdout
+
+
+def _ensure_mariadb(layout: Layout, say: Say) -> str:
+    mysql = pwd.getpwnam("mysql")
+    Path("/run/mysqld").mkdir(parents=True, exist_ok=True)
+    os.chown("/run/mysqld", mysql.pw_uid, mysql.pw_gid)
+    if not Path("/var/lib/mysql/mysql").exists():
+        say("initialising the MariaDB data directory")
+        run(["mariadb-install-db", "--user=mysql", "--datadir=/var/lib/mysql"], timeout=180)
+    alive = lambda: run(["mariadb-admin", "ping"], check=False).returncode == 0  # noqa: E731
+    if not alive():
+        say("starting MariaDB")
+        spawn_daemon(["mysqld_safe", "--skip-syslog"], Path(layout.logfile("mariadb")))
+        Path(layout.run, MARIADB_MARK).touch()
+        if not wait_for(alive, 90):
+            raise ProvisionError(f"MariaDB did not start: see {layout.logfile('mariadb')}")
+    password = secret_file(secrets_dir(layout) / "slurmdbd-db-password")
+    user = f"'{layout.db_user}'@'localhost'"
+    _sql(
+        f"CREATE DATABASE IF NOT EXISTS {layout.database};"
+        f"CREATE USER IF NOT EXISTS {user} IDENTIFIED BY '{password}';"
+        f"ALTER USER {user} IDENTIFIED BY '{password}';"
+        f"GRANT ALL ON {layout.database}.* TO {user};"
+    )
+    return password
+
+
+# --- Slurm -----------------------------------------------------------------
+
+
+def _slurm_ready(args: list[str]) -> Callable[[], bool]:
+    return lambda: run(args, check=False, timeout=15).returncode == 0
+
+
+def _start(daemon: str, argv: list[str], layout: Layout, ready: Callable[[], bool], say: Say,
+           timeout: float = 60) -> None:
+    if pid_from(layout.pidfile(daemon)) is None:
+        say(f"starting {daemon}")
+        run(argv)
+    if not wait_for(ready, timeout):
+        raise ProvisionError(f"{daemon} does not answer: see {layout.logfile(daemon)}")
+
+
+def _restart(daemon: str, layout: Layout, say: Say) -> None:
+    pid = pid_from(layout.pidfile(daemon))
+    if pid is not None:
+        say(f"restarting {daemon} for the new configuration")
+        stop_pid(pid)
+
+
+def _write_slurm_config(site: Site, node: slurmconf.LocalNode, db_password: str, layout: Layout) -> bool:
+    etc = Path(layout.slurm_etc)
+    changed = write_if_changed(etc / "slurm.conf", slurmconf.slurm_conf(site, node, layout))
+    changed |= write_if_changed(etc / "gres.conf", slurmconf.gres_conf(site, node, layout))
+    for device in map(Path, slurmconf.gpu_devices(site, layout)):
+        if not device.is_char_device():
+            device.parent.mkdir(parents=True, exist_ok=True)
+            device.unlink(missing_ok=True)
+            os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # behaves as /dev/null
+    write_if_changed(etc / "slurmdbd.conf", slurmconf.slurmdbd_conf(db_password, layout), mode=0o600)
+    for sub in ("ctld", "d"):
+        Path(layout.slurm_state, sub).mkdir(parents=True, exist_ok=True)
+    return changed
+
+
+def _register_cluster(site: Site, say: Say) -> None:
+    cluster = site.cluster.name
+    listed = run(["sacctmgr", "-nP", "show", "cluster", "format=cluster"]).stdout.split()
+    if cluster not in listed:
+        say(f"registering cluster {cluster} in slurmdbd")
+        run(["sacctmgr", "-i", "add", "cluster", cluster])
+
+
+def _ensure_accounting(site: Site, say: Say) -> None:
+    cluster = site.cluster.name
+    shown = run(["sacctmgr", "-nP", "show", "assoc", f"cluster={cluster}", "format=account,user"]).stdout
+    for argv in accounts.association_commands(site, accounts.parse_associations(shown)):
+        proc = run(argv, check=False)
+        # sacctmgr exits 1 when there is nothing to change; only real errors matter.
+        if proc.returncode != 0 and "Nothing" not in proc.stdout + proc.stderr:
+            raise ProvisionError(f"`{' '.join(argv)}` failed: {(proc.stderr or proc.stdout).strip()}")
+
+
+def _node_state(node: str) -> str:
+    return run(["sinfo", "-h", "-n", node, "-o", "%T"], check=False).stdout.strip()
+
+
+def _ensure_node_up(node: str, say: Say) -> None:
+    def usable() -> bool:
+        state = _node_state(node).rstrip("*~#")
+        if state.startswith(("down", "drain", "drained", "fail")):
+            run(["scontrol", "update", f"NodeName={node}", "State=RESUME"], check=False)
+            return False
+        return state in ("idle", "mixed", "allocated", "completing", "reserved")
+
+    if not wait_for(usable, 60, interval=1):
+        raise ProvisionError(f"node {node} is not usable ({_node_state(node)!r}): see slurmd.log")
+
+
+# --- users -----------------------------------------------------------------
+
+
+def _ensure_users(site: Site, layout: Layout, say: Say) -> None:
+    existing_users = {p.pw_name for p in pwd.getpwall()}
+    existing_groups = {g.gr_name for g in grp.getgrall()}
+    for argv in accounts.user_commands(site, existing_users, existing_groups):
+        if argv[0] != "usermod":
+            say(" ".join(argv))
+        run(argv)
+    path = passwords_file(layout)
+    known = dict(line.split(" ", 1) for line in path.read_text().splitlines() if " " in line) if path.exists() else {}
+    fresh = {u.name: _password() for u in site.users if u.name not in known}
+    if fresh:
+        run(["chpasswd"], input="".join(f"{name}:{pw}\n" for name, pw in fresh.items()))
+        known.update(fresh)
+        write_if_changed(path, "".join(f"{n} {p}\n" for n, p in sorted(known.items())), mode=0o600)
+
+
+def _password() -> str:
+    return secrets.token_urlsafe(9)
+
+
+def _ensure_environment(say: Say) -> None:
+    """The shared environment must be readable by every user: jobs run as them."""
+    for directory in (VENV.parent, VENV):
+        if directory.exists():
+            os.chmod(directory, 0o755)
+    write_if_changed(MODULES / "aifactory" / "1.0.lua", accounts.lmod_modulefile(str(VENV)))
+    for directory in (MODULES, MODULES / "aifactory"):
+        os.chmod(directory, 0o755)
+
+
+# --- the commands ----------------------------------------------------------
+
+
+def up(site: Site, layout: Layout = Layout(), say: Say = _say) -> None:
+    """Bring the local cluster up, or bring a running one in line with the site."""
+    if os.geteuid() != 0:
+        raise ProvisionError("`aifactory cluster up` needs root: it starts daemons and creates accounts")
+    for directory, mode in ((layout.state, 0o755), (secrets_dir(layout), 0o700), (layout.logs, 0o755),
+                            (layout.run, 0o755)):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, mode)
+    node = slurmconf.local_node(site, hostname())
+    _ensure_users(site, layout, say)
+    _ensure_environment(say)
+    _ensure_munge(say)
+    db_password = _ensure_mariadb(layout, say)
+    changed = _write_slurm_config(site, node, db_password, layout)
+    _start("slurmdbd", ["/usr/sbin/slurmdbd"], layout,
+           _slurm_ready(["sacctmgr", "-n", "show", "cluster"]), say)
+    _register_cluster(site, say)
+    if changed:
+        _restart("slurmctld", layout, say)
+        _restart("slurmd", layout, say)
+    _start("slurmctld", ["/usr/sbin/slurmctld"], layout, _slurm_ready(["scontrol", "ping"]), say)
+    _start("slurmd", ["/usr/sbin/slurmd"], layout, lambda: bool(_node_state(node.hostname)), say)
+    _ensure_node_up(node.hostname, say)
+    _ensure_accounting(site, say)  # after slurmctld: it registers the gres/gpu TRES
+    say(f"cluster {site.cluster.name} is up: {len(site.partitions)} partitions on node {node.hostname}")
+
+
+def down(layout: Layout = Layout(), say: Say = _say) -> None:
+    """Stop every daemon `up` started, newest first."""
+    for daemon in reversed(daemons(layout)):
+        if daemon.name == "mariadb":
+            mark = Path(layout.run, MARIADB_MARK)
+            if mark.exists() and run(["mariadb-admin", "ping"], check=False).returncode == 0:
+                say("stopping MariaDB")
+                run(["mariadb-admin", "shutdown"], check=False, timeout=60)
+            mark.unlink(missing_ok=True)
+            continue
+        pid = pid_from(daemon.pidfile)
+        if pid is not None:
+            say(f"stopping {daemon.name}")
+            stop_pid(pid)
+
+
+def status(layout: Layout = Layout()) -> dict[str, bool]:
+    """Which daemons of the local cluster run."""
+    result = {}
+    for daemon in daemons(layout):
+        if daemon.name == "mariadb":
+            result[daemon.name] = run(["mariadb-admin", "ping"], check=False).returncode == 0
+        else:
+            result[daemon.name] = pid_from(daemon.pidfile) is not None
+    return result
+
+
+def main_status(layout: Layout = Layout()) -> int:
+    states = status(layout)
+    for name, running in states.items():
+        print(f"{name:10s} {'running' if running else 'stopped'}")
+    if states.get("slurmctld"):
+        print(run(["sinfo", "-o", "%P %a %l %D %t %c %m %G"], check=False).stdout, end="")
+    return 0 if all(states.values()) else 3
+

@@ -1,0 +1,17 @@
+"""The site configuration: one YAML file, the single source of truth for a centre."""
+
+from .checks import Problem, check_site
+from .load import DEMO_SITE, INSTALLED_SITE, SiteError, load_site, parse_site, problems_of
+from .schema import Site
+
+__all__ = [
+    "Site",
+    "Problem",
+    "SiteError",
+    "check_site",
+    "load_site",
+    "parse_site",
+    "problems_of",
+    "DEMO_SITE",
+    "INSTALLED_SITE",
+]

@@ -1,0 +1,284 @@
+"""The typed schema of a site configuration: one YAML file that describes a centre.
+
+Everything else (Slurm config of the local cluster, hub config, spawner
+profiles, Dask defaults, courses, Helm values) is derived from a `Site` by pure
+functions. Structural rules live on the models; rules that relate one part of
+the file to another live in `checks.py`, so each problem can name its own path.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from .units import format_memory, format_walltime, parse_memory_mib, parse_walltime_minutes
+
+NAME_RE = r"^[a-z][a-z0-9_-]{0,31}$"
+USER_RE = r"^[a-z_][a-z0-9_-]{0,31}$"
+PATH_RE = r"^/[A-Za-z0-9._/+-]*$"
+MODULE_RE = r"^[A-Za-z0-9][A-Za-z0-9._+/-]*$"
+# What each pattern means, for error messages a person can act on.
+PATTERN_HELP = {
+    NAME_RE: "a name of lower-case letters, digits, '-' and '_', starting with a letter (at most 32)",
+    USER_RE: "a Unix user name: lower-case letters, digits, '-' and '_' (at most 32)",
+    PATH_RE: "an absolute path of letters, digits and . _ / + -",
+    MODULE_RE: "a module name like 'PyTorch/2.3.1-rocm'",
+}
+
+# Names that end up in Slurm, Unix and URLs: lower case, no spaces, no shell metacharacters.
+Name = Annotated[str, StringConstraints(pattern=NAME_RE)]
+UserName = Annotated[str, StringConstraints(pattern=USER_RE)]
+AbsolutePath = Annotated[str, StringConstraints(pattern=PATH_RE)]
+ModuleName = Annotated[str, StringConstraints(pattern=MODULE_RE)]
+
+MemoryMiB = Annotated[int, BeforeValidator(parse_memory_mib)]
+Minutes = Annotated[int, BeforeValidator(parse_walltime_minutes)]
+
+
+class Model(BaseModel):
+    """Strict base: unknown fields are errors, parsed sites are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClusterInfo(Model):
+    name: Name = Field(description="Slurm ClusterName; also names the hub.")
+    title: str = Field("", description="Human name of the centre, shown on the pages.")
+
+
+class GpuSpec(Model):
+    type: Name = Field(description="GRES type, e.g. 'mi250x' or 'a100'.")
+    count: int = Field(ge=1, le=64, description="GPUs per node.")
+    vendor: Literal["amd", "nvidia"] = Field("nvidia", description="Selects --rocm or --nv for containers.")
+
+
+class Partition(Model):
+    name: Name
+    description: str = ""
+    nodes: int = Field(ge=1, description="Nodes in the partition.")
+    cpus_per_node: int = Field(ge=1)
+    memory_per_node: MemoryMiB
+    gpus: GpuSpec | None = None
+    max_walltime: Minutes
+    default: bool = False
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.gpus.count if self.gpus else 0
+
+
+class Project(Model):
+    """A Slurm account that jobs are charged to."""
+
+    name: Name
+    title: str = ""
+    members: list[UserName] = Field(default_factory=list, description="Users with an association.")
+    cpu_hours: int | None = Field(None, ge=0, description="Allocation in core-hours, if any.")
+    gpu_hours: int | None = Field(None, ge=0, description="Allocation in GPU-hours, if any.")
+
+
+class PythonEnvironment(Model):
+    kind: Literal["python"]
+    name: Name
+    description: str = ""
+    path: AbsolutePath = Field(description="Prefix of a Python environment holding jupyterhub-singleuser.")
+
+
+class LmodEnvironment(Model):
+    kind: Literal["lmod"]
+    name: Name
+    description: str = ""
+    modules: list[ModuleName] = Field(min_length=1, description="Loaded in order with `module load`.")
+    modulepath: list[AbsolutePath] = Field(default_factory=list, description="Prepended with `module use`.")
+
+
+class ContainerEnvironment(Model):
+    kind: Literal["container"]
+    name: Name
+    description: str = ""
+    image: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$|^/[A-Za-z0-9._/+-]+$")]
+    runtime: Literal["apptainer", "singularity"] = "apptainer"
+    binds: list[Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._/+-]*(:/[A-Za-z0-9._/+-]*)?(:ro|:rw)?$")]] = Field(
+        default_factory=list
+    )
+
+
+Environment = Annotated[
+    Union[PythonEnvironment, LmodEnvironment, ContainerEnvironment], Field(discriminator="kind")
+]
+
+
+def _ordered(r: "Range") -> "Range":
+    if not (r.min <= r.default <= r.max):
+        raise ValueError(f"needs min <= default <= max, got min={r.min} default={r.default} max={r.max}")
+    return r
+
+
+class Range(Model):
+    min: int = Field(ge=0)
+    max: int = Field(ge=0)
+    default: int = Field(ge=0)
+
+    _check = model_validator(mode="after")(_ordered)
+
+
+class MemoryRange(Model):
+    min: MemoryMiB
+    max: MemoryMiB
+    default: MemoryMiB
+
+    _check = model_validator(mode="after")(_ordered)
+
+
+class WalltimeRange(Model):
+    min: Minutes = 1
+    max: Minutes
+    default: Minutes
+
+    _check = model_validator(mode="after")(_ordered)
+
+
+def _at_least_one_cpu(r: Range) -> Range:
+    if r.min < 1:
+        raise ValueError("a server needs at least 1 CPU (min >= 1)")
+    return r
+
+
+class Profile(Model):
+    """What a user may start: a partition, an environment and resource ranges."""
+
+    name: Name
+    title: str
+    description: str = ""
+    partition: Name
+    environment: Name
+    cpus: Annotated[Range, AfterValidator(_at_least_one_cpu)]
+    memory: MemoryRange
+    gpus: Range = Range(min=0, max=0, default=0)
+    walltime: WalltimeRange
+    groups: list[Name] = Field(default_factory=list, description="Groups that may use it; empty means everyone.")
+
+
+class Course(Model):
+    id: Name
+    title: str
+    trainers: list[UserName] = Field(min_length=1)
+    students: list[UserName] = Field(default_factory=list)
+    profile: Name
+    project: Name = Field(description="Slurm account charged for the course's servers and grading jobs.")
+    reservation: Name | None = Field(None, description="Slurm reservation the course's jobs run in.")
+
+
+class Group(Model):
+    name: Name
+    description: str = ""
+
+
+class User(Model):
+    """A person the platform knows. The local cluster creates each as a Unix account."""
+
+    name: UserName
+    groups: list[Name] = Field(default_factory=list)
+
+
+class PamAuth(Model):
+    kind: Literal["pam"]
+    service: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")] = "login"
+    admin_groups: list[Name] = Field(default_factory=list)
+
+
+class OidcAuth(Model):
+    kind: Literal["oidc"]
+    issuer: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")]
+    client_id: str = Field(min_length=1)
+    client_secret_file: AbsolutePath
+    username_claim: str = "preferred_username"
+    groups_claim: str = "groups"
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    admin_groups: list[Name] = Field(default_factory=list)
+
+
+Auth = Annotated[Union[PamAuth, OidcAuth], Field(discriminator="kind")]
+
+
+class Limits(Model):
+    servers_per_user: int = Field(1, ge=1, le=20)
+    idle_timeout: Minutes = Field(60, description="Stop servers idle this long.")
+    max_session: Minutes = Field(12 * 60, description="Stop servers older than this.")
+
+
+class HubSettings(Model):
+    ip: str = Field("127.0.0.1", pattern=r"^[0-9.]+$|^[0-9a-fA-F:]+$")
+    port: int = Field(8000, ge=1, le=65535)
+    hub_port: int = Field(8081, ge=1, le=65535)
+
+
+class LocalCluster(Model):
+    """The one-node cluster `aifactory cluster up` builds on this machine."""
+
+    cpus: int = Field(16, ge=1, le=1024, description="Slurm CPUs of the node; may exceed real cores.")
+    memory: MemoryMiB = Field(parse_memory_mib("12G"), description="Slurm RealMemory of the node.")
+
+
+class Site(Model):
+    cluster: ClusterInfo
+    partitions: list[Partition] = Field(min_length=1)
+    projects: list[Project] = Field(min_length=1)
+    environments: list[Environment] = Field(min_length=1)
+    profiles: list[Profile] = Field(min_length=1)
+    courses: list[Course] = Field(default_factory=list)
+    groups: list[Group] = Field(default_factory=list)
+    users: list[User] = Field(default_factory=list)
+    auth: Auth
+    limits: Limits = Limits()
+    hub: HubSettings = HubSettings()
+    local: LocalCluster | None = Field(None, description="Present when the site is the embedded local cluster.")
+
+    # Lookups by name; the checks guarantee names are unique and references resolve.
+    def partition(self, name: str) -> Partition:
+        return next(p for p in self.partitions if p.name == name)
+
+    def environment(self, name: str) -> PythonEnvironment | LmodEnvironment | ContainerEnvironment:
+        return next(e for e in self.environments if e.name == name)
+
+    def profile(self, name: str) -> Profile:
+        return next(p for p in self.profiles if p.name == name)
+
+    def default_partition(self) -> Partition:
+        return next((p for p in self.partitions if p.default), self.partitions[0])
+
+    def projects_of(self, user: str) -> list[Project]:
+        return [p for p in self.projects if user in p.members]
+
+    def groups_of(self, user: str) -> list[str]:
+        return next((list(u.groups) for u in self.users if u.name == user), [])
+
+
+__all__ = [
+    "Site",
+    "Partition",
+    "Project",
+    "Profile",
+    "Course",
+    "User",
+    "Group",
+    "PythonEnvironment",
+    "LmodEnvironment",
+    "ContainerEnvironment",
+    "PamAuth",
+    "OidcAuth",
+    "Limits",
+    "HubSettings",
+    "LocalCluster",
+    "format_memory",
+    "format_walltime",
+]
