@@ -51,7 +51,7 @@ def _hub(args: argparse.Namespace) -> int:
     from . import service
 
     if args.action == "up":
-        service.up(load_site(args.site))
+        service.up(load_site(args.site), site_file=args.site)
         return 0
     if args.action == "down":
         service.down()

@@ -210,6 +210,8 @@ def _ensure_users(site: Site, layout: Layout, say: Say) -> None:
         if argv[0] != "usermod":
             say(" ".join(argv))
         run(argv)
+    for user in site.users:  # users of a shared machine must not read each other's files
+        os.chmod(pwd.getpwnam(user.name).pw_dir, 0o700)
     path = passwords_file(layout)
     known = dict(line.split(" ", 1) for line in path.read_text().splitlines() if " " in line) if path.exists() else {}
     fresh = {u.name: _password() for u in site.users if u.name not in known}
@@ -263,8 +265,20 @@ def up(site: Site, layout: Layout = Layout(), say: Say = _say) -> None:
     say(f"cluster {site.cluster.name} is up: {len(site.partitions)} partitions on node {node.hostname}")
 
 
+def _cancel_all_jobs(layout: Layout, say: Say) -> None:
+    """Jobs would outlive slurmd as orphans: cancel them while slurmctld still runs."""
+    if pid_from(layout.pidfile("slurmctld")) is None:
+        return
+    jobs = run(["squeue", "-h", "-o", "%i"], check=False).stdout.split()
+    if jobs:
+        say(f"cancelling {len(jobs)} job(s)")
+        run(["scancel", *jobs], check=False)
+        wait_for(lambda: not run(["squeue", "-h", "-o", "%i"], check=False).stdout.strip(), 30)
+
+
 def down(layout: Layout = Layout(), say: Say = _say) -> None:
-    """Stop every daemon `up` started, newest first."""
+    """Cancel the jobs, then stop every daemon `up` started, newest first."""
+    _cancel_all_jobs(layout, say)
     for daemon in reversed(daemons(layout)):
         if daemon.name == "mariadb":
             mark = Path(layout.run, MARIADB_MARK)

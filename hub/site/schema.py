@@ -196,9 +196,15 @@ class PamAuth(Model):
     admin_groups: list[Name] = Field(default_factory=list)
 
 
+Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")]
+
+
 class OidcAuth(Model):
     kind: Literal["oidc"]
-    issuer: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")]
+    issuer: Url
+    authorize_url: Url
+    token_url: Url
+    userdata_url: Url
     client_id: str = Field(min_length=1)
     client_secret_file: AbsolutePath
     username_claim: str = "preferred_username"

@@ -1,0 +1,71 @@
+# The AI factory: `make demo` runs the platform, `make test` passes the tests.
+# Both start from a fresh Debian/Ubuntu machine as root and are safe to re-run.
+SHELL := /bin/bash
+PREFIX ?= /opt/aifactory
+VENV := $(PREFIX)/venv
+BIN := $(VENV)/bin
+SITE ?= hub/sites/demo.yaml
+PYTEST_ARGS ?=
+APT_PACKAGES := slurm-wlm slurmdbd munge mariadb-server sudo lmod python3-venv python3-dev \
+	gcc chromium chromium-driver curl procps
+# Editable when every user can read this checkout (jobs run as them), else a copy.
+EDITABLE := $(shell runuser -u nobody -- test -r $(CURDIR)/pyproject.toml 2>/dev/null && echo --editable)
+
+.PHONY: help install system python node cluster hub demo test down bench lock
+
+help:
+	@echo "make demo   - install, start the local Slurm cluster and JupyterHub on http://127.0.0.1:8000"
+	@echo "make test   - install, start everything and run the whole test suite"
+	@echo "make down   - stop the hub and the cluster"
+	@echo "make bench  - benchmarks against the tools this platform replaces"
+
+install: system python node
+
+system:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if ! command -v npm >/dev/null; then missing="$$missing nodejs npm"; fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "[install] Debian packages:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+python: system
+	@test -x $(BIN)/python || { echo "[install] shared environment $(VENV)"; /usr/bin/python3 -m venv $(VENV); }
+	@$(BIN)/pip install -q --disable-pip-version-check -r images/requirements.lock
+	@$(BIN)/pip install -q --disable-pip-version-check --no-deps $(EDITABLE) .
+	@chmod -R a+rX $(PREFIX)
+
+node: system
+	@mkdir -p $(PREFIX)/node && cp hub/proxy/package.json $(PREFIX)/node/package.json
+	@test -x $(PREFIX)/node/node_modules/.bin/configurable-http-proxy || \
+	  npm install --prefix $(PREFIX)/node --omit=dev --no-package-lock --no-fund --no-audit --loglevel=error
+
+cluster: install
+	@$(BIN)/aifactory site install $(SITE)
+	@$(BIN)/aifactory cluster up
+
+hub: cluster
+	@$(BIN)/aifactory hub up
+
+demo: hub
+	@echo
+	@echo "  The AI factory runs: http://127.0.0.1:8000"
+	@echo "  Demo accounts (students, trainer, researcher, admin) and their passwords:"
+	@echo "      /var/lib/aifactory/secrets/demo-passwords   (root only)"
+	@echo "  Operator API token (admin scopes, service aifactory-operator):"
+	@echo "      /var/lib/aifactory/hub/operator-token        (root only)"
+	@echo "  Logs: /var/log/aifactory/   Stop everything: make down"
+
+test: hub
+	AIFACTORY_INTEGRATION=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+down:
+	-@test -x $(BIN)/aifactory && $(BIN)/aifactory hub down
+	-@test -x $(BIN)/aifactory && $(BIN)/aifactory cluster down
+
+bench: hub
+	@for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Refresh the pinned lock of Python requirements that the tests and the images share.
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -v '^aifactory' > images/requirements.lock

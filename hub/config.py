@@ -1,0 +1,119 @@
+"""The hub's traitlets configuration, derived from the site by one pure function.
+
+`jupyterhub_config.py` reads the secrets and the site file (I/O) and applies
+what `hub_config` returns; tests compare that dict with `==`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .site.schema import OidcAuth, PamAuth, Site
+
+OPERATOR_SERVICE = "aifactory-operator"
+# What the operator's token may do: everything an admin does through the API.
+OPERATOR_SCOPES = [
+    "admin:users",
+    "admin:servers",
+    "access:servers",
+    "admin:groups",
+    "admin:services",
+    "tokens",
+    "read:hub",
+    "proxy",
+    "shutdown",
+]
+
+
+@dataclass(frozen=True)
+class HubPaths:
+    """Where the hub keeps its state and finds its programs."""
+
+    state: str = "/var/lib/aifactory/hub"
+    prefix: str = "/opt/aifactory"
+
+    @property
+    def venv(self) -> str:
+        return f"{self.prefix}/venv"
+
+    @property
+    def proxy(self) -> str:
+        return f"{self.prefix}/node/node_modules/.bin/configurable-http-proxy"
+
+
+def group_members(site: Site) -> dict[str, list[str]]:
+    """Hub groups: the site's groups with the users that list them."""
+    return {g.name: [u.name for u in site.users if g.name in u.groups] for g in site.groups}
+
+
+def authenticator_config(site: Site, oidc_secret: str = "") -> dict[str, dict]:
+    auth = site.auth
+    if isinstance(auth, PamAuth):
+        return {
+            "JupyterHub": {"authenticator_class": "pam"},
+            "PAMAuthenticator": {
+                "service": auth.service,
+                "admin_groups": set(auth.admin_groups),
+                # Only people of the site's groups, never system accounts.
+                "allowed_groups": {g.name for g in site.groups},
+            },
+        }
+    assert isinstance(auth, OidcAuth)
+    return {
+        "JupyterHub": {"authenticator_class": "generic-oauth"},
+        "GenericOAuthenticator": {
+            "client_id": auth.client_id,
+            "client_secret": oidc_secret,
+            "authorize_url": auth.authorize_url,
+            "token_url": auth.token_url,
+            "userdata_url": auth.userdata_url,
+            "scope": list(auth.scopes),
+            "username_claim": auth.username_claim,
+            "manage_groups": True,
+            "auth_state_groups_key": f"oauth_user.{auth.groups_claim}",
+            "admin_groups": set(auth.admin_groups),
+            "allowed_groups": {g.name for g in site.groups},
+        },
+    }
+
+
+def hub_config(site: Site, paths: HubPaths, operator_token: str, oidc_secret: str = "") -> dict[str, dict]:
+    """Site -> {traitlets class name: {trait: value}} for JupyterHub."""
+    config: dict[str, dict] = {
+        "JupyterHub": {
+            "ip": site.hub.ip,
+            "port": site.hub.port,
+            "hub_ip": "127.0.0.1",
+            "hub_port": site.hub.hub_port,
+            "db_url": f"sqlite:///{paths.state}/jupyterhub.sqlite",
+            "cookie_secret_file": f"{paths.state}/jupyterhub_cookie_secret",
+            "spawner_class": "aifactory.spawners.slurm.SiteSlurmSpawner",
+            # Servers are Slurm jobs: they outlive a hub restart and are reattached.
+            "cleanup_servers": False,
+            "allow_named_servers": True,
+            "named_server_limit_per_user": site.limits.servers_per_user,
+            "load_groups": {name: {"users": users} for name, users in group_members(site).items()},
+            "services": [{"name": OPERATOR_SERVICE, "api_token": operator_token}],
+            "load_roles": [
+                {
+                    "name": OPERATOR_SERVICE,
+                    "description": "Operators' automation token",
+                    "scopes": list(OPERATOR_SCOPES),
+                    "services": [OPERATOR_SERVICE],
+                }
+            ],
+        },
+        "ConfigurableHTTPProxy": {
+            "command": [paths.proxy],
+            "pid_file": f"{paths.state}/proxy.pid",
+        },
+        "Spawner": {
+            "default_url": "/lab",
+            "start_timeout": 300,
+            "http_timeout": 120,
+        },
+        "SiteSlurmSpawner": {"venv": paths.venv},
+    }
+    for section, values in authenticator_config(site, oidc_secret).items():
+        config.setdefault(section, {}).update(values)
+    return config

@@ -1,0 +1,19 @@
+# JupyterHub configuration of an AI factory: everything comes from the site file.
+# Started by `aifactory hub up`; see hub/config.py for what is derived.
+import os
+from pathlib import Path
+
+from aifactory.hub.config import HubPaths, hub_config
+from aifactory.hub.site import load_site
+
+c = get_config()  # noqa: F821  (provided by JupyterHub)
+
+site = load_site()
+paths = HubPaths(state=os.environ.get("AIFACTORY_HUB_STATE", HubPaths.state))
+token = Path(paths.state, "operator-token").read_text().strip()
+secret_file = getattr(site.auth, "client_secret_file", None)
+secret = Path(secret_file).read_text().strip() if secret_file else ""
+
+for section, values in hub_config(site, paths, token, secret).items():
+    for trait, value in values.items():
+        setattr(c[section], trait, value)

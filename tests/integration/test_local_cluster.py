@@ -1,0 +1,91 @@
+"""The local AI factory is a real Slurm cluster: real users, accounting enforced."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN
+
+pytestmark = pytest.mark.slurm
+
+
+def as_user(user: str, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sudo", "-u", user, "-H", *argv], capture_output=True, text=True, timeout=timeout,
+                          cwd="/")
+
+
+def wait_done(job_id: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip():
+            return
+        time.sleep(0.5)
+    subprocess.run(["scancel", job_id])
+    pytest.fail(f"job {job_id} did not finish within {timeout}s")
+
+
+def test_a_student_job_runs_as_the_student_under_their_project(cluster, tmp_path):
+    home = Path(pwd.getpwnam("student1").pw_dir)
+    out = home / "foundation-test.out"
+    out.unlink(missing_ok=True)
+    result = as_user("student1", "sbatch", "--parsable", "--account=project_465000002", f"--output={out}",
+                     "--wrap", "id -un; echo account=$SLURM_JOB_ACCOUNT partition=$SLURM_JOB_PARTITION")
+    assert result.returncode == 0, result.stderr
+    wait_done(result.stdout.strip())
+    assert out.read_text().split() == ["student1", "account=project_465000002", "partition=standard"]
+    assert out.stat().st_uid == pwd.getpwnam("student1").pw_uid
+    out.unlink()
+
+
+def test_a_project_the_student_is_not_in_is_refused(cluster):
+    result = as_user("student1", "sbatch", "--account=project_465000001", "--wrap", "true")
+    assert result.returncode != 0
+    assert "Invalid account or account/partition combination" in result.stderr
+
+
+def test_gpus_beyond_the_nodes_gres_are_refused_by_slurm(cluster):
+    refused = as_user("researcher1", "sbatch", "--account=project_465000001", "--partition=small-g",
+                      "--gres=gpu:mi250x:8", "--wrap", "true")
+    assert refused.returncode != 0
+    assert "Requested node configuration is not available" in refused.stderr
+
+
+def test_gpu_jobs_see_their_gres(cluster):
+    out = Path(pwd.getpwnam("researcher1").pw_dir) / "gpu-test.out"
+    result = as_user("researcher1", "sbatch", "--parsable", "--account=project_465000001", "--partition=small-g",
+                     "--gres=gpu:mi250x:2", f"--output={out}", "--wrap", "echo $ROCR_VISIBLE_DEVICES")
+    assert result.returncode == 0, result.stderr
+    wait_done(result.stdout.strip())
+    assert out.read_text().strip() == "0,1"
+    out.unlink()
+
+
+def test_homes_are_private(cluster):
+    for user in ("student1", "student2"):
+        assert os.stat(pwd.getpwnam(user).pw_dir).st_mode & 0o077 == 0
+    peek = as_user("student2", "ls", pwd.getpwnam("student1").pw_dir)
+    assert peek.returncode != 0 and "Permission denied" in peek.stderr
+
+
+def test_the_shared_environment_runs_as_any_user(cluster):
+    result = as_user("student3", str(BIN / "python"), "-c", "import jupyterhub, dask, nbgrader; print('ok')")
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_cluster_up_again_is_a_no_op(cluster):
+    result = subprocess.run([str(BIN / "aifactory"), "cluster", "up"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "starting" not in result.stdout and "useradd" not in result.stdout
+    assert "is up" in result.stdout
+
+
+def test_status_reports_every_daemon(cluster):
+    result = subprocess.run([str(BIN / "aifactory"), "cluster", "status"], capture_output=True, text=True)
+    for daemon in ("munged", "mariadb", "slurmdbd", "slurmctld", "slurmd"):
+        assert f"{daemon:10s} running" in result.stdout

@@ -1,0 +1,95 @@
+"""The hub configuration derived from a site, compared by equality."""
+
+from __future__ import annotations
+
+from aifactory.hub.config import OPERATOR_SCOPES, HubPaths, hub_config
+from aifactory.hub.site import parse_site
+from aifactory.hub.site.load import read_yaml
+from aifactory.spawners.site_profile import JobRequest, NoProfileError, default_request, profiles_for
+
+import pytest
+import yaml
+
+from .sites import SMALL_SITE
+
+
+def test_hub_config_for_a_pam_site():
+    site = parse_site(SMALL_SITE)
+    assert hub_config(site, HubPaths(state="/s", prefix="/p"), "tok") == {
+        "JupyterHub": {
+            "ip": "127.0.0.1",
+            "port": 8000,
+            "hub_ip": "127.0.0.1",
+            "hub_port": 8081,
+            "db_url": "sqlite:////s/jupyterhub.sqlite",
+            "cookie_secret_file": "/s/jupyterhub_cookie_secret",
+            "spawner_class": "aifactory.spawners.slurm.SiteSlurmSpawner",
+            "cleanup_servers": False,
+            "allow_named_servers": True,
+            "named_server_limit_per_user": 1,
+            "load_groups": {"students": {"users": ["alice"]}, "researchers": {"users": ["bob"]}},
+            "services": [{"name": "aifactory-operator", "api_token": "tok"}],
+            "load_roles": [
+                {
+                    "name": "aifactory-operator",
+                    "description": "Operators' automation token",
+                    "scopes": OPERATOR_SCOPES,
+                    "services": ["aifactory-operator"],
+                }
+            ],
+            "authenticator_class": "pam",
+        },
+        "ConfigurableHTTPProxy": {
+            "command": ["/p/node/node_modules/.bin/configurable-http-proxy"],
+            "pid_file": "/s/proxy.pid",
+        },
+        "Spawner": {"default_url": "/lab", "start_timeout": 300, "http_timeout": 120},
+        "SiteSlurmSpawner": {"venv": "/p/venv"},
+        "PAMAuthenticator": {
+            "service": "login",
+            "admin_groups": {"researchers"},
+            "allowed_groups": {"students", "researchers"},
+        },
+    }
+
+
+def test_hub_config_for_an_oidc_site():
+    data = read_yaml(SMALL_SITE)
+    data["auth"] = {
+        "kind": "oidc",
+        "issuer": "https://login.example.eu",
+        "authorize_url": "https://login.example.eu/auth",
+        "token_url": "https://login.example.eu/token",
+        "userdata_url": "https://login.example.eu/userinfo",
+        "client_id": "hub",
+        "client_secret_file": "/etc/aifactory/oidc-secret",
+        "admin_groups": ["researchers"],
+    }
+    config = hub_config(parse_site(yaml.safe_dump(data)), HubPaths(), "tok", oidc_secret="shh")
+    assert config["JupyterHub"]["authenticator_class"] == "generic-oauth"
+    assert config["GenericOAuthenticator"]["client_secret"] == "shh"
+    assert config["GenericOAuthenticator"]["token_url"] == "https://login.example.eu/token"
+    assert config["GenericOAuthenticator"]["allowed_groups"] == {"students", "researchers"}
+    assert "PAMAuthenticator" not in config
+
+
+def test_profiles_follow_groups():
+    site = parse_site(SMALL_SITE)
+    assert [p.name for p in profiles_for(site, {"students"})] == ["small"]
+    assert [p.name for p in profiles_for(site, {"researchers"})] == ["small", "gpu"]
+
+
+def test_default_request_of_a_student():
+    site = parse_site(SMALL_SITE)
+    profile, request = default_request(site, {"students"}, ["proj_a"])
+    assert profile.name == "small"
+    assert request == JobRequest(partition="cpu", account="proj_a", cpus=1, memory="2G", walltime="01:00:00")
+    assert request.sbatch_options() == [
+        "--partition=cpu", "--account=proj_a", "--cpus-per-task=1", "--mem=2G", "--time=01:00:00",
+    ]
+
+
+def test_a_user_without_project_gets_a_sentence():
+    site = parse_site(SMALL_SITE)
+    with pytest.raises(NoProfileError, match="not a member of any project"):
+        default_request(site, {"students"}, [])
