@@ -49,6 +49,16 @@ def hostname() -> str:
     return socket.gethostname().split(".")[0]
 
 
+def _ensure_resolvable(name: str, say: Say) -> None:
+    """The hub reaches servers by their node's name: make sure this node's resolves."""
+    try:
+        socket.gethostbyname(name)
+    except OSError:
+        say(f"adding {name} to /etc/hosts")
+        with open("/etc/hosts", "a") as hosts:
+            hosts.write(f"127.0.0.1 {name}\n")
+
+
 @dataclass(frozen=True)
 class Daemon:
     name: str
@@ -247,6 +257,7 @@ def up(site: Site, layout: Layout = Layout(), say: Say = _say) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
         os.chmod(directory, mode)
     node = slurmconf.local_node(site, hostname())
+    _ensure_resolvable(node.hostname, say)
     _ensure_users(site, layout, say)
     _ensure_environment(say)
     _ensure_munge(say)
