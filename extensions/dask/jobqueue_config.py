@@ -1,0 +1,136 @@
+"""dask-jobqueue settings derived from the site file: one profile + options -> a config dict.
+
+`jobqueue_config` speaks dask-jobqueue's own configuration keys (the
+`jobqueue.slurm` section of jobqueue.yaml), so the same dict can go into a
+dask config file (`site_jobqueue_config`) or, through `cluster_kwargs`, straight
+into `SLURMCluster(...)`. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from aifactory.hub.site.schema import ContainerEnvironment, LmodEnvironment, Profile, PythonEnvironment, Site
+from aifactory.hub.site.units import format_memory, format_walltime
+
+from .options import DaskOptions, choose_options
+
+# Node-local scratch for worker spill files: Slurm's TmpFS on the local cluster and on LUMI.
+NODE_LOCAL_SCRATCH = "/tmp"
+# Seconds a worker waits for a vanished scheduler before it exits (and its job ends).
+DEATH_TIMEOUT = 60
+
+
+def worker_lifetime(walltime_minutes: int) -> tuple[int, int]:
+    """(lifetime, stagger) in seconds: workers retire gracefully before Slurm's walltime kills them.
+
+    The margin is a tenth of the walltime, between 1 and 10 minutes, but at most
+    a third of it; lifetime ± stagger always ends before the walltime.
+    """
+    walltime = walltime_minutes * 60
+    margin = min(max(60, walltime // 10), 600, walltime // 3)
+    return walltime - margin, margin // 2
+
+
+def network_interface(site: Site) -> str | None:
+    """The interface workers and scheduler talk on: loopback on the one-node local cluster, else dask's choice."""
+    return "lo" if site.local is not None else None
+
+
+def container_gpu_flag(site: Site, profile: Profile, gpus: int) -> list[str]:
+    """`--rocm` or `--nv` for a container worker that has GPUs, by the partition's GPU vendor."""
+    partition = site.partition(profile.partition)
+    if not gpus or partition.gpus is None:
+        return []
+    return ["--rocm" if partition.gpus.vendor == "amd" else "--nv"]
+
+
+def worker_python(environment, gpu_flags: list[str] = ()) -> tuple[str, list[str], str]:
+    """(python command, job-script prologue, shebang) that runs a worker in the profile's environment."""
+    if isinstance(environment, PythonEnvironment):
+        return f"{environment.path}/bin/python", [], "#!/usr/bin/env bash"
+    if isinstance(environment, LmodEnvironment):
+        prologue = [f"module use {shlex.quote(path)}" for path in environment.modulepath]
+        prologue += [f"module load {shlex.quote(module)}" for module in environment.modules]
+        # A login shell defines `module` on Lmod systems.
+        return "python3", prologue, "#!/bin/bash -l"
+    if isinstance(environment, ContainerEnvironment):
+        binds = [f"--bind={shlex.quote(b)}" for b in environment.binds]
+        command = " ".join([environment.runtime, "exec", *gpu_flags, *binds, shlex.quote(environment.image), "python3"])
+        return command, [], "#!/usr/bin/env bash"
+    raise TypeError(f"unknown environment {environment!r}")
+
+
+def jobqueue_config(
+    site: Site,
+    profile: Profile,
+    user: str,
+    options: DaskOptions,
+    *,
+    project: str | None,
+    home: str | None,
+    job_name: str | None = None,
+) -> dict[str, Any]:
+    """The `jobqueue.slurm` settings for `user`'s workers under `profile` with `options`.
+
+    `project` None leaves the account to Slurm's default; `home` None leaves job
+    logs in the directory the cluster starts in.
+    """
+    partition = site.partition(profile.partition)
+    environment = site.environment(profile.environment)
+    python, prologue, shebang = worker_python(environment, container_gpu_flag(site, profile, options.gpus))
+    lifetime, stagger = worker_lifetime(options.walltime)
+    extra_directives: list[str] = []
+    worker_args = ["--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s"]
+    if options.gpus:
+        gpu_type = partition.gpus.type if partition.gpus else "gpu"
+        extra_directives.append(f"--gres=gpu:{gpu_type}:{options.gpus}")
+        worker_args += ["--resources", f"GPU={options.gpus}"]
+    return {
+        "name": job_name or f"dask-{profile.name}",
+        "cores": options.cores,
+        "memory": f"{options.memory}MiB",
+        "processes": 1,
+        "python": python,
+        "interface": network_interface(site),
+        "death-timeout": DEATH_TIMEOUT,
+        "local-directory": f"{NODE_LOCAL_SCRATCH}/dask-{user}",
+        "worker-extra-args": worker_args,
+        "shebang": shebang,
+        "queue": partition.name,
+        "account": project,
+        "walltime": format_walltime(options.walltime),
+        "job-script-prologue": prologue,
+        "job-cpu": options.cores,
+        "job-mem": format_memory(options.memory),
+        "job-extra-directives": extra_directives,
+        "job-directives-skip": [],
+        "log-directory": f"{home}/.cache/aifactory/dask-logs" if home else None,
+        "scheduler-options": {"dashboard_address": ":0"},
+    }
+
+
+# dask-jobqueue config keys -> SLURMCluster keyword arguments, where they differ.
+_KWARG_NAMES = {"name": "job_name"}
+
+
+def cluster_kwargs(config: dict[str, Any]) -> dict[str, Any]:
+    """A `jobqueue_config` dict as keyword arguments for `SLURMCluster`."""
+    return {_KWARG_NAMES.get(key, key.replace("-", "_")): value for key, value in config.items()}
+
+
+def site_jobqueue_config(site: Site) -> dict[str, Any]:
+    """A site-wide dask config document: one `jobqueue.<profile>` section per profile, at its defaults.
+
+    `SLURMCluster(config_name="cpu")` then starts workers the way the site file
+    says. The worker directory names `$USER`, expanded by the job script; the
+    account is left to Slurm's default for the user. `jobqueue.slurm` is the
+    site's first profile.
+    """
+    sections: dict[str, Any] = {}
+    for profile in site.profiles:
+        options = choose_options(profile, site.partition(profile.partition))
+        sections[profile.name] = jobqueue_config(site, profile, "$USER", options, project=None, home=None)
+    sections["slurm"] = sections[site.profiles[0].name]
+    return {"jobqueue": sections}

@@ -1,0 +1,79 @@
+"""A watchdog that cancels a cluster's Slurm jobs when the process that owns them is gone.
+
+atexit closes clusters when a kernel exits normally; this covers the rest: a
+kernel killed with SIGKILL, a server stopped, a job of the user's server
+cancelled. It runs in its own session, so signals aimed at the kernel's
+process group do not reach it, and cancels on SIGTERM too.
+
+    python -m aifactory.extensions.dask.reaper OWNER_PID USER JOB_NAME
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+POLL_SECONDS = 1.0
+
+
+def scancel_argv(user: str, job_name: str) -> list[str]:
+    return ["scancel", "--quiet", "--user", user, "--name", job_name]
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie (dead, not yet reaped) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def cancel(user: str, job_name: str, attempts: int = 5) -> None:
+    """scancel with retries: a busy slurmctld must not leave jobs behind."""
+    for attempt in range(attempts):
+        try:
+            if subprocess.run(scancel_argv(user, job_name), timeout=30).returncode == 0:
+                return
+        except (OSError, subprocess.SubprocessError):
+            pass
+        time.sleep(2**attempt)
+
+
+def watch(owner: int, user: str, job_name: str) -> None:
+    def on_term(signum, frame):
+        cancel(user, job_name)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while alive(owner):
+        time.sleep(POLL_SECONDS)
+    cancel(user, job_name)
+
+
+def start_reaper(user: str, job_name: str) -> subprocess.Popen:
+    """Start the watchdog for this process's cluster `job_name` (the edge)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "aifactory.extensions.dask.reaper", str(os.getpid()), user, job_name],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+if __name__ == "__main__":
+    pid, user_name, name = sys.argv[1:4]
+    watch(int(pid), user_name, name)

@@ -1,0 +1,90 @@
+"""The dask-jobqueue configuration is derived from the site file by pure functions."""
+
+from aifactory.extensions.dask.jobqueue_config import (
+    cluster_kwargs,
+    jobqueue_config,
+    site_jobqueue_config,
+    worker_lifetime,
+    worker_python,
+)
+from aifactory.extensions.dask.options import choose_options
+from aifactory.hub.site import load_site
+from aifactory.hub.site.load import DEMO_SITE
+from aifactory.hub.site.schema import ContainerEnvironment, LmodEnvironment
+
+SITE = load_site(DEMO_SITE)
+
+
+def test_cpu_profile_config():
+    profile = SITE.profile("cpu")
+    options = choose_options(profile, SITE.partition("standard"), {"cores": 2, "memory": "1G", "walltime": "1:00:00"})
+    assert jobqueue_config(
+        SITE, profile, "researcher1", options, project="project_465000001", home="/home/researcher1", job_name="dask-cpu-1"
+    ) == {
+        "name": "dask-cpu-1",
+        "cores": 2,
+        "memory": "1024MiB",
+        "processes": 1,
+        "python": "/opt/aifactory/venv/bin/python",
+        "interface": "lo",
+        "death-timeout": 60,
+        "local-directory": "/tmp/dask-researcher1",
+        "worker-extra-args": ["--lifetime", "3240s", "--lifetime-stagger", "180s"],
+        "shebang": "#!/usr/bin/env bash",
+        "queue": "standard",
+        "account": "project_465000001",
+        "walltime": "01:00:00",
+        "job-script-prologue": [],
+        "job-cpu": 2,
+        "job-mem": "1G",
+        "job-extra-directives": [],
+        "job-directives-skip": [],
+        "log-directory": "/home/researcher1/.cache/aifactory/dask-logs",
+        "scheduler-options": {"dashboard_address": ":0"},
+    }
+
+
+def test_gpu_workers_ask_for_gres_and_declare_a_resource():
+    profile = SITE.profile("gpu")
+    options = choose_options(profile, SITE.partition("small-g"), {"gpus": 2})
+    config = jobqueue_config(SITE, profile, "researcher1", options, project="project_465000001", home="/home/r")
+    assert config["job-extra-directives"] == ["--gres=gpu:mi250x:2"]
+    assert config["worker-extra-args"][-2:] == ["--resources", "GPU=2"]
+    assert config["queue"] == "small-g"
+
+
+def test_lifetime_always_ends_before_the_walltime():
+    assert worker_lifetime(60) == (3240, 180)  # 6 min margin, 3 min stagger
+    assert worker_lifetime(24 * 60) == (86400 - 600, 300)  # margin capped at 10 minutes
+    assert worker_lifetime(1) == (40, 10)
+    for minutes in (1, 2, 5, 10, 30, 240, 2880):
+        lifetime, stagger = worker_lifetime(minutes)
+        assert 0 < lifetime - stagger and lifetime + stagger < minutes * 60
+
+
+def test_environments_give_the_worker_python():
+    lmod = LmodEnvironment(kind="lmod", name="m", modules=["aifactory/1.0"], modulepath=["/opt/modules"])
+    assert worker_python(lmod) == (
+        "python3",
+        ["module use /opt/modules", "module load aifactory/1.0"],
+        "#!/bin/bash -l",
+    )
+    container = ContainerEnvironment(kind="container", name="c", image="/img/pt.sif", binds=["/scratch"])
+    assert worker_python(container, ["--rocm"])[0] == "apptainer exec --rocm --bind=/scratch /img/pt.sif python3"
+
+
+def test_cluster_kwargs_use_slurmcluster_names():
+    assert cluster_kwargs({"name": "dask-x", "job-mem": "1G", "worker-extra-args": []}) == {
+        "job_name": "dask-x",
+        "job_mem": "1G",
+        "worker_extra_args": [],
+    }
+
+
+def test_site_config_has_a_section_per_profile():
+    config = site_jobqueue_config(SITE)["jobqueue"]
+    assert sorted(config) == ["course", "cpu", "gpu", "slurm"]
+    assert config["slurm"] == config["cpu"]
+    assert config["gpu"]["job-extra-directives"] == ["--gres=gpu:mi250x:1"]
+    assert config["course"]["local-directory"] == "/tmp/dask-$USER"
+    assert config["course"]["account"] is None and config["course"]["log-directory"] is None
