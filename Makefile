@@ -31,8 +31,10 @@ system:
 
 python: system
 	@test -x $(BIN)/python || { echo "[install] shared environment $(VENV)"; /usr/bin/python3 -m venv $(VENV); }
-	@$(BIN)/pip install -q --disable-pip-version-check -r images/requirements.lock
-	@$(BIN)/pip install -q --disable-pip-version-check --no-deps $(EDITABLE) .
+	@$(BIN)/pip install -q --disable-pip-version-check -r images/requirements.lock > $(PREFIX)/pip.log 2>&1 \
+	  || { cat $(PREFIX)/pip.log; exit 1; }
+	@$(BIN)/pip install -q --disable-pip-version-check --no-deps $(EDITABLE) . > $(PREFIX)/pip.log 2>&1 \
+	  || { cat $(PREFIX)/pip.log; exit 1; }
 	@chmod -R a+rX $(PREFIX)
 
 node: system

@@ -59,3 +59,8 @@ def passwords(cluster):
     from aifactory.hub.localcluster.provision import passwords_file
 
     return dict(line.split(" ", 1) for line in passwords_file().read_text().splitlines())
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that restart the cluster run last, so they disturb no other test."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_cluster") is not None)

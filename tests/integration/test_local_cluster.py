@@ -89,3 +89,28 @@ def test_status_reports_every_daemon(cluster):
     result = subprocess.run([str(BIN / "aifactory"), "cluster", "status"], capture_output=True, text=True)
     for daemon in ("munged", "mariadb", "slurmdbd", "slurmctld", "slurmd"):
         assert f"{daemon:10s} running" in result.stdout
+
+
+def test_a_user_without_any_association_is_refused(cluster):
+    result = as_user("nobody", "sbatch", "--output=/dev/null", "--wrap", "true")
+    assert result.returncode != 0
+    assert "Invalid account" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.restarts_cluster
+def test_down_stops_every_daemon_and_up_brings_them_back(cluster):
+    aifactory = str(BIN / "aifactory")
+    down = subprocess.run([aifactory, "cluster", "down"], capture_output=True, text=True, timeout=300)
+    assert down.returncode == 0, down.stderr
+    stopped = subprocess.run([aifactory, "cluster", "status"], capture_output=True, text=True)
+    assert stopped.returncode == 3
+    for daemon in ("munged", "mariadb", "slurmdbd", "slurmctld", "slurmd"):
+        assert f"{daemon:10s} stopped" in stopped.stdout
+    up = subprocess.run([aifactory, "cluster", "up"], capture_output=True, text=True, timeout=300)
+    assert up.returncode == 0, up.stderr
+    running = subprocess.run([aifactory, "cluster", "status"], capture_output=True, text=True)
+    assert running.returncode == 0, running.stdout
+    # Accounting survived the restart: associations are still enforced.
+    refused = as_user("student1", "sbatch", "--account=project_465000001", "--wrap", "true")
+    assert "Invalid account" in refused.stderr
