@@ -116,7 +116,7 @@ def choose_options(profile: Profile, partition: Partition, requested: Mapping[st
     ]
     reasons += [c for c in checks if c]
 
-    if cores and cores >= 1:
+    if cores is not None and profile.cpus.min <= cores <= profile.cpus.max:
         fit = max_workers(partition, cores)
         for name, value in (("Workers", workers), ("Adaptive maximum", adaptive_max)):
             if value is not None and value > fit:

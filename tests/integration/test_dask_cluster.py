@@ -1,0 +1,246 @@
+"""SiteCluster on the real local Slurm cluster, run as the demo users.
+
+Each test runs a small Python program as a demo user (tests run as root; jobs
+must belong to the user), reads what it prints, and cancels the jobs it named
+whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+PYTHON = sys.executable
+PREAMBLE = """
+import json, sys, time
+from aifactory.extensions.dask import SiteCluster, AccessRefused, OptionsRefused
+def say(kind, value):
+    print(kind, json.dumps(value), flush=True)
+"""
+
+
+def _have_slurm_and_users() -> str | None:
+    if shutil.which("sinfo") is None:
+        return "needs Slurm's commands (aifactory cluster up)"
+    if subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
+        return "needs a running slurmctld (aifactory cluster up)"
+    try:
+        pwd.getpwnam("researcher1")
+    except KeyError:
+        return "needs the demo users (aifactory cluster up)"
+    return None
+
+
+_missing = _have_slurm_and_users()
+if _missing:
+    pytestmark.append(pytest.mark.skip(reason=_missing))
+
+
+class UserProgram:
+    """A Python program run as `user` in their home; prints `KIND json` lines."""
+
+    def __init__(self, user: str, body: str):
+        self.user = user
+        code = PREAMBLE + textwrap.dedent(body)
+        self.proc = subprocess.Popen(
+            ["sudo", "-u", user, "-H", PYTHON, "-c", code],
+            cwd=pwd.getpwnam(user).pw_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.said: dict[str, object] = {}
+
+    def wait_for(self, kind: str, timeout: float = 90):
+        """Read lines until one of `kind` arrives."""
+        deadline = time.monotonic() + timeout
+        while kind not in self.said:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {kind} from the program within {timeout}s")
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"program ended before {kind}: {self.proc.stderr.read()[-3000:]}")
+            head, _, rest = line.partition(" ")
+            if head.isupper():
+                self.said[head] = json.loads(rest)
+        return self.said[kind]
+
+    def finish(self, timeout: float = 60) -> dict:
+        out, err = self.proc.communicate(timeout=timeout)
+        for line in out.splitlines():
+            head, _, rest = line.partition(" ")
+            if head.isupper():
+                self.said[head] = json.loads(rest)
+        assert self.proc.returncode == 0, err[-3000:]
+        return self.said
+
+
+def jobs_named(user: str, name: str) -> list[str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-u", user, "--name", name, "-o", "%i %T"], capture_output=True, text=True, check=True
+    ).stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def wait_until_no_jobs(user: str, name: str, timeout: float = 40) -> list[str]:
+    deadline = time.monotonic() + timeout
+    left = jobs_named(user, name)
+    while left and time.monotonic() < deadline:
+        time.sleep(1)
+        left = jobs_named(user, name)
+    return left
+
+
+@pytest.fixture
+def programs():
+    """Programs started by a test; afterwards killed and their jobs cancelled."""
+    started: list[UserProgram] = []
+    yield lambda user, body: started.append(UserProgram(user, body)) or started[-1]
+    for program in started:
+        if program.proc.poll() is None:
+            program.proc.kill()
+            program.proc.wait()
+        name = program.said.get("NAME")
+        if name:
+            subprocess.run(["scancel", "--user", program.user, "--name", name], check=False)
+
+
+def test_scale_to_two_workers_and_compute(programs):
+    program = programs(
+        "researcher1",
+        """
+        import dask.array as da
+        from distributed import Client
+        cluster = SiteCluster("cpu", cores=1, memory="1G", walltime="15")
+        say("NAME", cluster.slurm_job_name)
+        cluster.scale(2)
+        client = Client(cluster)
+        client.wait_for_workers(2, timeout=90)
+        x = da.arange(1_000_000, chunks=100_000)
+        say("SUM", int((x * 2).sum().compute()))
+        say("STATUS", cluster.worker_status().__dict__ | {"explanations": []})
+        say("WORKERS", len(client.scheduler_info()["workers"]))
+        client.close(); cluster.close()
+        """,
+    )
+    said = program.finish(timeout=110)
+    assert said["SUM"] == 2 * sum(range(1_000_000))
+    assert said["WORKERS"] == 2
+    assert said["STATUS"]["running"] == 2 and said["STATUS"]["connected"] == 2
+    assert wait_until_no_jobs("researcher1", said["NAME"]) == []
+
+
+def test_adaptive_scales_up_under_load_and_down_when_idle(programs):
+    program = programs(
+        "researcher1",
+        """
+        import time
+        from distributed import Client
+        cluster = SiteCluster("cpu", cores=1, memory="1G", walltime="15")
+        say("NAME", cluster.slurm_job_name)
+        cluster.adapt(minimum=0, maximum=2, wait_count=2, interval="500ms", target_duration="1s")
+        client = Client(cluster)
+        futures = client.map(lambda i: time.sleep(3) or i, range(8))
+        peak = 0
+        while not all(f.done() for f in futures):
+            peak = max(peak, len(client.scheduler_info()["workers"]))
+            time.sleep(0.2)
+        say("TOTAL", sum(client.gather(futures)))
+        say("PEAK", peak)
+        del futures  # results held on a worker would keep it
+        deadline = time.time() + 60
+        while cluster.worker_spec and time.time() < deadline:
+            time.sleep(0.5)
+        say("AFTER", len(cluster.worker_spec))
+        client.close(); cluster.close()
+        """,
+    )
+    said = program.finish(timeout=115)
+    assert said["TOTAL"] == sum(range(8))
+    assert said["PEAK"] == 2
+    assert said["AFTER"] == 0
+    assert wait_until_no_jobs("researcher1", said["NAME"]) == []
+
+
+def test_killed_kernel_leaves_no_job(programs):
+    program = programs(
+        "researcher1",
+        """
+        cluster = SiteCluster("cpu", workers=2, cores=1, memory="1G", walltime="15")
+        say("NAME", cluster.slurm_job_name)
+        cluster.wait_for_workers(1, timeout=90)
+        say("READY", True)
+        time.sleep(600)
+        """,
+    )
+    name = program.wait_for("NAME")
+    program.wait_for("READY")
+    assert jobs_named("researcher1", name), "the cluster should have jobs before the kill"
+    # SIGKILL: no atexit, no finally; only the reaper can cancel now. sudo does not relay SIGKILL,
+    # so kill the user's python itself.
+    python_pid = subprocess.run(["pgrep", "-P", str(program.proc.pid)], capture_output=True, text=True).stdout.split()
+    for pid in python_pid:
+        subprocess.run(["kill", "-KILL", pid], check=False)
+    program.proc.send_signal(signal.SIGKILL)
+    program.proc.wait()
+    assert wait_until_no_jobs("researcher1", name, timeout=30) == []
+
+
+def test_a_profile_the_user_may_not_use_is_refused(programs):
+    program = programs(
+        "student1",
+        """
+        try:
+            SiteCluster("gpu", workers=1)
+        except AccessRefused as refused:
+            say("REFUSED", str(refused))
+        try:
+            SiteCluster("cpu", workers=1, project="project_465000001")
+        except AccessRefused as refused:
+            say("PROJECT", str(refused))
+        try:
+            SiteCluster("cpu", workers=1, cores=64)
+        except OptionsRefused as refused:
+            say("OPTIONS", str(refused))
+        """,
+    )
+    said = program.finish()
+    assert said["REFUSED"].startswith("student1 may not use profile 'gpu'")
+    assert said["PROJECT"].startswith("student1 may not charge project 'project_465000001'")
+    assert said["OPTIONS"] == "Cores per worker must be between 1 and 8 for this profile; you asked for 64."
+
+
+def test_a_failing_worker_job_is_explained_from_accounting(programs):
+    program = programs(
+        "researcher1",
+        """
+        from aifactory.hub.site import load_site
+        from aifactory.hub.site.schema import PythonEnvironment
+        site = load_site()
+        broken = PythonEnvironment(kind="python", name="aifactory", path="/nonexistent/venv")
+        site = site.model_copy(update={"environments": [broken, *site.environments[1:]]})
+        cluster = SiteCluster("cpu", site=site, workers=1, cores=1, memory="1G", walltime="5")
+        say("NAME", cluster.slurm_job_name)
+        deadline = time.time() + 60
+        reasons = []
+        while time.time() < deadline:
+            reasons = cluster.why_missing()
+            if any("failed" in r for r in reasons):
+                break
+            time.sleep(1)
+        say("WHY", reasons)
+        cluster.close()
+        """,
+    )
+    said = program.finish(timeout=90)
+    assert any("failed with exit code 127; see the job's log" in reason for reason in said["WHY"]), said["WHY"]
