@@ -244,3 +244,31 @@ def test_a_failing_worker_job_is_explained_from_accounting(programs):
     )
     said = program.finish(timeout=90)
     assert any("failed with exit code 127; see the job's log" in reason for reason in said["WHY"]), said["WHY"]
+
+
+def test_labextension_new_cluster_is_a_site_cluster(programs):
+    program = programs(
+        "researcher1",
+        """
+        import asyncio, dask.config
+        from aifactory.extensions.dask.dask_config import labextension_config
+        from dask_labextension.manager import make_cluster
+
+        async def main():
+            with dask.config.set(labextension_config()):
+                cluster, adaptive = await make_cluster({"workers": 1})
+            say("NAME", cluster.slurm_job_name)
+            say("KIND", [type(cluster).__name__, cluster.site_profile.name, cluster.project])
+            deadline = time.time() + 90
+            while len(cluster.scheduler_info["workers"]) < 1 and time.time() < deadline:
+                await asyncio.sleep(0.5)
+            say("WORKERS", len(cluster.scheduler_info["workers"]))
+            await cluster.close()
+
+        asyncio.run(main())
+        """,
+    )
+    said = program.finish(timeout=110)
+    assert said["KIND"] == ["SiteCluster", "cpu", "project_465000001"]
+    assert said["WORKERS"] == 1
+    assert wait_until_no_jobs("researcher1", said["NAME"]) == []

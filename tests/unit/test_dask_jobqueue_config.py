@@ -88,3 +88,24 @@ def test_site_config_has_a_section_per_profile():
     assert config["gpu"]["job-extra-directives"] == ["--gres=gpu:mi250x:1"]
     assert config["course"]["local-directory"] == "/tmp/dask-$USER"
     assert config["course"]["account"] is None and config["course"]["log-directory"] is None
+
+
+def test_labextension_creates_a_site_cluster(tmp_path):
+    import dask.config
+    import yaml
+
+    from aifactory.extensions.dask.dask_config import site_dask_config, write_site_dask_config
+
+    config = site_dask_config(SITE)
+    assert config["labextension"]["factory"] == {
+        "module": "aifactory.extensions.dask",
+        "class": "SiteCluster",
+        "args": [],
+        "kwargs": {},
+    }
+    written = write_site_dask_config(SITE, tmp_path)
+    assert written == tmp_path / "etc" / "dask" / "aifactory.yaml"
+    assert yaml.safe_load(written.read_text()) == config
+    # dask reads it as a config file and jobqueue sections resolve
+    loaded = dask.config.collect(paths=[str(written.parent)], env={})
+    assert loaded["jobqueue"]["cpu"]["queue"] == "standard"
