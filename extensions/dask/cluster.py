@@ -218,6 +218,10 @@ class SiteCluster(SLURMCluster):
     async def _close(self):
         if self._watch_task is not None:
             self._watch_task.cancel()
+            try:
+                await self._watch_task  # let its squeue/sacct finish before the loop goes
+            except (asyncio.CancelledError, Exception):
+                pass
         try:
             await super()._close()
         finally:

@@ -163,9 +163,12 @@ async def _run(argv: list[str], timeout: float) -> str | None:
         return None
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
+    except (asyncio.TimeoutError, asyncio.CancelledError) as stopped:
+        if proc.returncode is None:
+            proc.kill()
+        await asyncio.shield(proc.wait())  # reap it on this loop, before the loop may close
+        if isinstance(stopped, asyncio.CancelledError):
+            raise
         return None
     return out.decode() if proc.returncode == 0 else None
 

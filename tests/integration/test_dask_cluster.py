@@ -272,3 +272,24 @@ def test_labextension_new_cluster_is_a_site_cluster(programs):
     assert said["KIND"] == ["SiteCluster", "cpu", "project_465000001"]
     assert said["WORKERS"] == 1
     assert wait_until_no_jobs("researcher1", said["NAME"]) == []
+
+
+def test_stopping_the_users_server_leaves_no_job(programs):
+    """When Slurm cancels the user's server job it sends SIGTERM to every process of it, the watchdog included."""
+    program = programs(
+        "researcher1",
+        """
+        cluster = SiteCluster("cpu", workers=1, cores=1, memory="1G", walltime="15")
+        say("NAME", cluster.slurm_job_name)
+        say("REAPER", cluster._reaper.pid)
+        time.sleep(600)
+        """,
+    )
+    name = program.wait_for("NAME")
+    reaper = program.wait_for("REAPER")
+    deadline = time.monotonic() + 30
+    while not jobs_named("researcher1", name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert jobs_named("researcher1", name), "the cluster should have a job before the stop"
+    subprocess.run(["kill", "-TERM", str(reaper)], check=True)
+    assert wait_until_no_jobs("researcher1", name, timeout=30) == []
