@@ -1,0 +1,186 @@
+"""Pure plans for a course's groups, directories and the grading sudo rule.
+
+Who may do what, enforced by ownership and mode bits (no ACLs needed):
+
+=====================================  ==========================  =====  ==========================
+path                                   owner:group                 mode   effect
+=====================================  ==========================  =====  ==========================
+courses/<id>/                          root:course-<id>-trainers   2770   source, gradebook: trainers
+exchange/<id>/                         root:course-<id>            0750   course members only
+exchange/<id>/outbound/                root:course-<id>-trainers   2775   trainers write, members read
+exchange/<id>/inbound/                 root:course-<id>-trainers   0751   trainers list; students only pass
+exchange/<id>/inbound/<student>/       <student>:course-<id>-tr.   2750   student writes, trainers read
+exchange/<id>/feedback/                root:course-<id>-trainers   0751   trainers list; students only pass
+exchange/<id>/feedback/<student>/      <student>:course-<id>-tr.   2570   trainers write, student reads
+=====================================  ==========================  =====  ==========================
+
+A student is "other" on ``inbound/`` (execute only: no listing) and on every
+other student's directory (no bits at all), so they cannot list, read or change
+anyone else's submission even when they guess its name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from aifactory.hub.site.schema import Course, Site
+
+Argv = list[str]
+
+COURSES_ROOT = PurePosixPath("/srv/aifactory/courses")
+EXCHANGE_ROOT = PurePosixPath("/srv/aifactory/exchange")
+GRADER_USER = "aifactory-grader"
+SUDOERS_DIR = PurePosixPath("/etc/sudoers.d")
+# Unix group names are limited to 32 characters.
+MAX_GROUP = 32
+
+
+class LayoutError(ValueError):
+    """A course that cannot be laid out (a name too long for Unix)."""
+
+
+def members_group(course_id: str) -> str:
+    return _checked(f"course-{course_id}")
+
+
+def trainers_group(course_id: str) -> str:
+    return _checked(f"course-{course_id}-trainers")
+
+
+def _checked(group: str) -> str:
+    if len(group) > MAX_GROUP:
+        raise LayoutError(f"group name {group!r} is longer than {MAX_GROUP} characters; shorten the course id")
+    return group
+
+
+@dataclass(frozen=True)
+class CoursePaths:
+    """Where one course lives on the shared file system."""
+
+    course_id: str
+    courses_root: PurePosixPath = COURSES_ROOT
+    exchange_root: PurePosixPath = EXCHANGE_ROOT
+
+    @property
+    def course_dir(self) -> PurePosixPath:
+        """The nbgrader course root: source, release, gradebook, autograded, feedback."""
+        return self.courses_root / self.course_id
+
+    @property
+    def exchange(self) -> PurePosixPath:
+        return self.exchange_root / self.course_id
+
+    @property
+    def outbound(self) -> PurePosixPath:
+        return self.exchange / "outbound"
+
+    @property
+    def inbound(self) -> PurePosixPath:
+        return self.exchange / "inbound"
+
+    @property
+    def feedback(self) -> PurePosixPath:
+        return self.exchange / "feedback"
+
+    def inbound_of(self, student: str) -> PurePosixPath:
+        return self.inbound / student
+
+    def feedback_of(self, student: str) -> PurePosixPath:
+        return self.feedback / student
+
+    @property
+    def gradebook(self) -> PurePosixPath:
+        return self.course_dir / "gradebook.db"
+
+
+@dataclass(frozen=True)
+class DirSpec:
+    path: PurePosixPath
+    owner: str
+    group: str
+    mode: int
+
+
+def directory_plan(course: Course, paths: CoursePaths | None = None) -> list[DirSpec]:
+    """Every directory of the course with its owner, group and mode, parents first."""
+    paths = paths or CoursePaths(course.id)
+    members, trainers = members_group(course.id), trainers_group(course.id)
+    plan = [
+        DirSpec(paths.courses_root, "root", "root", 0o755),
+        DirSpec(paths.exchange_root, "root", "root", 0o755),
+        DirSpec(paths.course_dir, "root", trainers, 0o2770),
+        DirSpec(paths.exchange, "root", members, 0o750),
+        DirSpec(paths.outbound, "root", trainers, 0o2775),
+        DirSpec(paths.inbound, "root", trainers, 0o751),
+        DirSpec(paths.feedback, "root", trainers, 0o751),
+    ]
+    for student in course.students:
+        plan.append(DirSpec(paths.inbound_of(student), student, trainers, 0o2750))
+        plan.append(DirSpec(paths.feedback_of(student), student, trainers, 0o2570))
+    return plan
+
+
+def wanted_members(course: Course) -> dict[str, set[str]]:
+    """Group -> the users the site says belong in it."""
+    return {
+        members_group(course.id): set(course.trainers) | set(course.students),
+        trainers_group(course.id): set(course.trainers),
+    }
+
+
+def group_commands(course: Course, existing: dict[str, set[str]]) -> list[Argv]:
+    """groupadd/gpasswd calls that make the course's groups match the site.
+
+    `existing` maps each existing group to its members. Members the site no
+    longer lists are removed, so a dropped student loses access.
+    """
+    commands: list[Argv] = []
+    for group, members in wanted_members(course).items():
+        have = existing.get(group)
+        if have is None:
+            commands.append(["groupadd", group])
+            have = set()
+        for user in sorted(members - have):
+            commands.append(["gpasswd", "--add", user, group])
+        for user in sorted(have - members):
+            commands.append(["gpasswd", "--delete", user, group])
+    return commands
+
+
+def grader_user_command(existing_users: set[str]) -> list[Argv]:
+    """The locked system user that runs students' code during autograding.
+
+    No home, no login shell, no password, no Slurm association: it never
+    submits jobs and owns nothing but its own temporary files.
+    """
+    if GRADER_USER in existing_users:
+        return []
+    return [["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/usr/sbin/nologin", GRADER_USER]]
+
+
+def sandbox_argv(python: str) -> Argv:
+    """The one command a trainer may run as the grader (see grading/sandbox.py)."""
+    return [python, "-I", "-m", "aifactory.courses.grading.sandbox"]
+
+
+def sudoers_file(course: Course, python: str) -> tuple[str, str]:
+    """(file name, content) of the sudo rule: the course's trainers may start the
+    grading sandbox, and only it, without arguments, as the grader user."""
+    name = f"aifactory-grading-{course.id}"
+    rule = " ".join(sandbox_argv(python))
+    text = (
+        f"# Generated by `aifactory course setup {course.id}`: trainers start the grading sandbox\n"
+        f"# as {GRADER_USER}, so students' code never runs as a trainer or root.\n"
+        f"%{trainers_group(course.id)} ALL=({GRADER_USER}) NOPASSWD: {rule} \"\"\n"
+    )
+    return name.replace(".", "_"), text
+
+
+def course_of(site: Site, course_id: str) -> Course:
+    for course in site.courses:
+        if course.id == course_id:
+            return course
+    known = ", ".join(c.id for c in site.courses) or "none"
+    raise LookupError(f"no course {course_id!r} in the site (courses: {known})")

@@ -1,0 +1,66 @@
+"""`aifactory course setup <course>`: apply the layout plan (root, idempotent)."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import sys
+from pathlib import Path
+
+from aifactory.hub.localcluster.system import ProvisionError, run
+from aifactory.hub.site.schema import Site
+
+from .layout import (
+    SUDOERS_DIR,
+    CoursePaths,
+    course_of,
+    directory_plan,
+    grader_user_command,
+    group_commands,
+    sudoers_file,
+    wanted_members,
+)
+
+
+def existing_groups(names) -> dict[str, set[str]]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = set(grp.getgrnam(name).gr_mem)
+        except KeyError:
+            pass
+    return out
+
+
+def apply_directories(plan) -> None:
+    for spec in plan:
+        path = Path(spec.path)
+        path.mkdir(exist_ok=True)
+        os.chown(path, pwd.getpwnam(spec.owner).pw_uid, grp.getgrnam(spec.group).gr_gid)
+        os.chmod(path, spec.mode)  # after chown: chown clears the setgid bit
+
+
+def setup_course(site: Site, course_id: str, paths: CoursePaths | None = None,
+                 python: str = sys.executable) -> list[str]:
+    """Create groups, the grader user, directories and the sudo rule; returns what changed."""
+    if os.geteuid() != 0:
+        raise ProvisionError("course setup needs root (it creates groups and directories)")
+    course = course_of(site, course_id)
+    changes = []
+    users = {p.pw_name for p in pwd.getpwall()}
+    commands = grader_user_command(users) + group_commands(course, existing_groups(wanted_members(course)))
+    for argv in commands:
+        run(argv)
+        changes.append(" ".join(argv))
+    apply_directories(directory_plan(course, paths))
+    name, text = sudoers_file(course, python)
+    target = Path(SUDOERS_DIR) / name
+    if not target.exists() or target.read_text() != text:
+        tmp = target.with_suffix(".new")
+        tmp.write_text(text)
+        tmp.chmod(0o440)
+        run(["visudo", "-c", "-q", "-f", str(tmp)])
+        tmp.replace(target)
+        changes.append(f"wrote {target}")
+    return changes

@@ -1,0 +1,24 @@
+"""Parallel autograding on Slurm with students' code run as an unprivileged identity.
+
+Flow of `aifactory grade <course> <assignment>` (run by a trainer):
+
+1. collect: the exchange's newest submission of each student -> nbgrader's
+   ``submitted/`` (every submission is archived; lateness from trusted times);
+2. pack: one input archive per Slurm array task (a chunk of students) with a
+   gradebook that holds only the assignment's definition, no student data;
+3. submit one job array as the trainer, charged to the course's project (the
+   trainer's association: the grader identity has none and can submit nothing);
+4. each task pipes its archive into ``sudo -u aifactory-grader python -I -m
+   aifactory.courses.grading.sandbox`` (the only command the sudo rule allows):
+   the grader runs nbgrader, and every student's kernel starts in fresh user,
+   network, PID and mount namespaces (no network at all, no view of other
+   processes) under an address-space and CPU-time limit;
+5. as each task finishes, the trainer's process imports its executed notebooks
+   into the course gradebook with nbgrader's own ``--no-execute`` autograde:
+   one writer, serial, so there are no lost updates, and the scores come from
+   the trusted gradebook's cells, not from the sandbox's.
+
+Modules: `jobs` (pure builders: chunks, sbatch argv, job script), `sandbox`
+(the grader side), `nbgrader_steps` (in-process nbgrader calls on the trainer
+side), `feedback` (feedback without hidden tests), `run` (the orchestration).
+"""

@@ -1,0 +1,101 @@
+"""nbgrader, in-process, on the trainer's side: gradebook template, import of
+sandbox results, feedback. Only the process running `aifactory grade` writes the
+course gradebook, one student at a time."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+from traitlets.config import Config
+
+
+def _config(course_dir: Path, course_id: str, **sections) -> Config:
+    c = Config()
+    c.CourseDirectory.root = str(course_dir)
+    c.CourseDirectory.course_id = course_id
+    c.CourseDirectory.db_url = f"sqlite:///{course_dir}/gradebook.db"
+    for key, value in sections.items():
+        section, trait = key.split("__")
+        c[section][trait] = value
+    return c
+
+
+def duedate(course_dir: Path, course_id: str, assignment: str) -> datetime | None:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course_dir}/gradebook.db", course_id) as gb:
+        due = gb.find_assignment(assignment).duedate
+    if due is None:
+        return None
+    from datetime import timezone
+
+    return due.replace(tzinfo=timezone.utc) if due.tzinfo is None else due
+
+
+def gradebook_template(course_dir: Path, course_id: str, assignment: str, dest: Path) -> None:
+    """A copy of the gradebook with this assignment's definition and nothing else:
+    no students, no grades, no other assignments. It is what the sandbox sees."""
+    from nbgrader.api import Gradebook
+
+    shutil.copyfile(course_dir / "gradebook.db", dest)
+    with Gradebook(f"sqlite:///{dest}", course_id) as gb:
+        for student in list(gb.students):
+            gb.remove_student(student.id)
+        for other in list(gb.assignments):
+            if other.name != assignment:
+                gb.remove_assignment(other.name)
+
+
+def generate(course_dir: Path, course_id: str, assignment: str) -> None:
+    """nbgrader generate_assignment (source -> release, assignment into the gradebook)."""
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.coursedir import CourseDirectory
+
+    c = _config(course_dir, course_id, GenerateAssignment__create_assignment=True)
+    coursedir = CourseDirectory(config=c)
+    coursedir.assignment_id = assignment
+    GenerateAssignment(coursedir=coursedir, config=c).start()
+
+
+def import_results(course_dir: Path, course_id: str, assignment: str, student: str,
+                   log: logging.Logger | None = None) -> None:
+    """nbgrader autograde --no-execute on the sandbox's executed notebooks.
+
+    Reads ``sandboxed/<student>/<assignment>/`` (the executed notebooks and the
+    trusted timestamp), restores the locked cells from the course gradebook,
+    computes scores and late penalties, writes ``autograded/`` and the gradebook.
+    """
+    from nbgrader.converters import Autograde
+    from nbgrader.coursedir import CourseDirectory
+
+    c = _config(course_dir, course_id, Autograde__create_student=True,
+                Execute__enabled=False, ClearOutput__enabled=False,
+                CourseDirectory__submitted_directory="sandboxed")
+    coursedir = CourseDirectory(config=c)
+    coursedir.assignment_id = assignment
+    coursedir.student_id = student
+    converter = Autograde(coursedir=coursedir, config=c)
+    converter.log = log or logging.getLogger("aifactory.grading")
+    converter.start()
+
+
+def generate_feedback(course_dir: Path, course_id: str, assignment: str, student: str = "*") -> None:
+    """nbgrader generate_feedback with hidden tests removed (see feedback.py)."""
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.converters import GenerateFeedback
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.preprocessors import GetGrades
+
+    from .feedback import HideHiddenTests
+
+    c = _config(course_dir, course_id)
+    c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+    coursedir = CourseDirectory(config=c)
+    coursedir.assignment_id = assignment
+    coursedir.student_id = student
+    converter = GenerateFeedback(coursedir=coursedir, config=c)
+    converter.log = logging.getLogger("aifactory.grading")
+    converter.start()

@@ -1,0 +1,182 @@
+"""The grader side: `python -I -m aifactory.courses.grading.sandbox` as aifactory-grader.
+
+Reads one archive on stdin: ``manifest.json``, ``gradebook.db`` (the
+assignment's definition only), ``source/<assignment>/`` (non-notebook files)
+and ``submitted/<student>/<assignment>/`` for each student of the chunk. Writes
+one archive on stdout: ``results.json`` and ``autograded/<student>/<assignment>/``.
+
+Isolation between the students of a chunk: each student is graded in a fresh
+directory with a fresh copy of the gradebook; only that student's files are on
+disk while their kernel runs, and the results are taken into memory and the
+directory deleted before the next student. The kernel runs in its own user,
+network, PID and mount namespaces (see jobs.kernel_argv) and talks to nbgrader
+over Unix sockets, the only channel left.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path, PurePosixPath
+
+MAX_INPUT_BYTES = 512 * 2**20
+# Hard ceilings: the manifest comes from the trainer's side and may ask for less, never more.
+CEILINGS = {"cell_timeout_s": 600, "submission_cpu_s": 3600, "memory_mib": 4096}
+
+
+def read_archive(data: bytes) -> dict[str, bytes]:
+    """Archive bytes -> {relative path: content}, refusing anything but plain files."""
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            if member.isdir():
+                continue
+            path = PurePosixPath(member.name)
+            if not member.isfile() or path.is_absolute() or ".." in path.parts:
+                raise ValueError(f"refusing archive member {member.name!r}")
+            files[str(path)] = tar.extractfile(member).read()
+    return files
+
+
+def write_archive(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, content in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mode = 0o640
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+def _materialize(root: Path, files: dict[str, bytes], prefix: str = "") -> None:
+    for name, content in files.items():
+        if not name.startswith(prefix):
+            continue
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+
+
+def _clamp(limits: dict) -> dict:
+    return {k: max(1, min(int(limits.get(k, v)), v)) for k, v in CEILINGS.items()}
+
+
+def _kernelspec(root: Path, limits: dict) -> None:
+    from aifactory.courses.grading.jobs import kernel_argv
+
+    spec = root / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": kernel_argv(sys.executable, limits), "display_name": "Python 3 (grading sandbox)",
+        "language": "python", "metadata": {"debugger": False},
+    }))
+
+
+def _classify(notebooks: dict[str, bytes]) -> str:
+    """'ok', or 'timeout' when a cell hit the time limit, or 'kernel died'."""
+    import nbformat
+
+    status = "ok"
+    for content in notebooks.values():
+        nb = nbformat.reads(content.decode(), as_version=4)
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error" and out.get("ename") == "CellTimeoutError":
+                    return "timeout"
+                if out.get("output_type") == "error" and out.get("ename") == "DeadKernelError":
+                    status = "kernel died"
+    return status
+
+
+def grade_student(work: Path, files: dict[str, bytes], manifest: dict, student: str, log) -> tuple[dict, dict]:
+    """Autograde one student in a fresh course directory; returns (result, output files)."""
+    from nbgrader.converters import Autograde
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+
+    assignment, limits = manifest["assignment"], _clamp(manifest.get("limits", {}))
+    course = Path(tempfile.mkdtemp(prefix="c", dir=work))
+    home = course / "home"
+    home.mkdir()
+    try:
+        (course / "gradebook.db").write_bytes(files["gradebook.db"])
+        _materialize(course, files, "source/")
+        _materialize(course, files, f"submitted/{student}/")
+        _kernelspec(course / "jupyter", limits)
+        os.environ.update({"HOME": str(home), "IPYTHONDIR": str(home / ".ipython"),
+                           "JUPYTER_PATH": str(course / "jupyter"), "JUPYTER_RUNTIME_DIR": str(course / "rt"),
+                           "TMPDIR": str(home)})
+        c = Config()
+        c.CourseDirectory.root = str(course)
+        c.CourseDirectory.course_id = manifest["course_id"]
+        c.CourseDirectory.db_url = f"sqlite:///{course}/gradebook.db"
+        c.Autograde.create_student = True
+        c.Execute.timeout = limits["cell_timeout_s"]
+        c.Execute.startup_timeout = 60
+        c.KernelManager.transport = "ipc"
+        c.KernelManager.ip = str(course / "k")
+        coursedir = CourseDirectory(config=c)
+        coursedir.assignment_id = assignment
+        coursedir.student_id = student
+        converter = Autograde(coursedir=coursedir, config=c, parent=None)
+        converter.log = log
+        try:
+            converter.start()
+        except Exception as exc:  # nbgrader raises NbGraderException with the reason logged
+            return {"status": "failed", "detail": f"{type(exc).__name__}: {exc}"}, {}
+        out_dir = course / "autograded" / student / assignment
+        outputs = {
+            f"autograded/{student}/{assignment}/{p.relative_to(out_dir)}": p.read_bytes()
+            for p in out_dir.rglob("*") if p.is_file()
+        }
+        notebooks = {k: v for k, v in outputs.items() if k.endswith(".ipynb")}
+        if not notebooks:
+            return {"status": "failed", "detail": "nbgrader wrote no notebook"}, {}
+        return {"status": _classify(notebooks)}, notebooks
+    finally:
+        shutil.rmtree(course, ignore_errors=True)
+
+
+def main() -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore", module="nbgrader")
+    warnings.filterwarnings("ignore", message=".*not in session.*")
+    os.umask(0o077)
+    data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        print("input archive too large", file=sys.stderr)
+        return 2
+    files = read_archive(data)
+    manifest = json.loads(files["manifest.json"])
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format=f"[sandbox %(levelname)s] %(message)s")
+    log = logging.getLogger("sandbox")
+    results, outputs = {}, {}
+    work = Path(tempfile.mkdtemp(prefix="aifactory-grade-"))
+    try:
+        for student in manifest["students"]:
+            try:
+                result, out = grade_student(work, files, manifest, student, log)
+            except Exception as exc:  # one student's failure never ends the chunk
+                result, out = {"status": "failed", "detail": f"{type(exc).__name__}: {exc}"}, {}
+            results[student] = result
+            outputs.update(out)
+            print(f"[sandbox] {student}: {result['status']}", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    outputs["results.json"] = json.dumps(results).encode()
+    sys.stdout.buffer.write(write_archive(outputs))
+    sys.stdout.buffer.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
