@@ -77,6 +77,12 @@ def authenticator_config(site: Site, oidc_secret: str = "") -> dict[str, dict]:
     }
 
 
+def port_handlers() -> list[tuple]:
+    from aifactory.spawners.port_api import handlers
+
+    return handlers
+
+
 def hub_config(site: Site, paths: HubPaths, operator_token: str, oidc_secret: str = "") -> dict[str, dict]:
     """Site -> {traitlets class name: {trait: value}} for JupyterHub."""
     config: dict[str, dict] = {
@@ -88,6 +94,8 @@ def hub_config(site: Site, paths: HubPaths, operator_token: str, oidc_secret: st
             "db_url": f"sqlite:///{paths.state}/jupyterhub.sqlite",
             "cookie_secret_file": f"{paths.state}/jupyterhub_cookie_secret",
             "spawner_class": "aifactory.spawners.slurm.SiteSlurmSpawner",
+            # The only way a starting server reports its port (replaces batchspawner's handler).
+            "extra_handlers": list(port_handlers()),
             # Servers are Slurm jobs: they outlive a hub restart and are reattached.
             "cleanup_servers": False,
             "allow_named_servers": True,

@@ -1,92 +1,316 @@
-"""A batchspawner SlurmSpawner whose job is derived from the site file.
+"""The site's Slurm spawner: validated profiles, one poll for all, no lost servers, honest progress.
 
-The foundation spawner: it starts the user's first allowed profile at its
-defaults. Submission goes through an argv list (`sudo -u USER sbatch`), never
-a shell string.
+Built on batchspawner's SlurmSpawner (its traits and names), with its weak
+points replaced (see ANCHORS.md, batchspawner):
+
+- options: `options.validate` against the site and the user's real Slurm
+  associations before anything is submitted; the script is `script.build_job`;
+- state: one `poller.SlurmPoller` per hub; no answer means unknown, never gone;
+  a job that left the queue is stopped with its final state (sacct) as reason;
+- restarts: the job id is saved as soon as sbatch answers, so a hub killed at any
+  point reattaches (or cancels) the job;
+- every stop path, a cancelled pending spawn included, runs scancel (retried by
+  the poller until Slurm answers);
+- the port comes only through `port_api.PortHandler`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import grp
 import os
 import pwd
-import shlex
+import time
+from datetime import datetime
 
 from batchspawner import SlurmSpawner
-from traitlets import Unicode, default
+from tornado import web
+from traitlets import Float, Integer, List, Unicode, default
 
 from aifactory.hub.site import load_site
+from aifactory.hub.site.schema import Site
 
-from .site_profile import JobRequest, default_request
-
-BATCH_SCRIPT = """#!/bin/bash
-#SBATCH --job-name=jupyter-{user}
-#SBATCH --output={home}/.aifactory/jupyter-%j.log
-#SBATCH --chdir={home}
-#SBATCH --export={keepvars}
-{options}
-set -euo pipefail
-{prologue}
-exec {cmd}
-"""
-
-
-def batch_script(request: JobRequest, user: str, home: str, keepvars: str, cmd: list[str],
-                 prologue: str = "") -> str:
-    """The job script of one server; every value is quoted or validated upstream."""
-    options = "\n".join(f"#SBATCH {option}" for option in request.sbatch_options())
-    return BATCH_SCRIPT.format(user=user, home=home, keepvars=keepvars, options=options,
-                               prologue=prologue, cmd=shlex.join(cmd))
-
-
-def user_groups(name: str) -> set[str]:
-    entry = pwd.getpwnam(name)
-    return {grp.getgrgid(gid).gr_name for gid in os.getgrouplist(name, entry.pw_gid)}
+from . import slurmcli
+from .environments import LMOD_INIT
+from .facts import gather_facts
+from .form import options_form_html
+from .options import OptionsError, ValidatedOptions, offers, payload_from_form, validate
+from .poller import JobView, SlurmPoller, shared_poller
+from .progress import pending_message, stop_message
+from .script import build_job, job_name
 
 
 class SiteSlurmSpawner(SlurmSpawner):
-    """Starts a notebook server as a Slurm job sized by the site's profiles."""
+    """Starts a notebook server as a Slurm job sized by the site's profiles and the user's options."""
 
     site_file = Unicode(
         "", config=True, help="Site configuration file; empty means $AIFACTORY_SITE or /etc/aifactory/site.yaml."
     )
     venv = Unicode(
-        "/opt/aifactory/venv", config=True, help="Shared environment that holds jupyterhub-singleuser on the nodes."
+        "/opt/aifactory/venv", config=True,
+        help="Shared environment on the nodes that holds the launcher (aifactory.spawners.singleuser).",
     )
+    launcher = List(
+        Unicode(), config=True,
+        help="argv prefix of the launcher in the job; default: the venv's python -m aifactory.spawners.singleuser.",
+    )
+    slurm_poll_interval = Float(
+        30.0, config=True, help="Seconds between the hub's shared squeue queries for running servers.",
+    )
+    slurm_poll_jitter = Float(0.1, config=True, help="Relative random spread of the shared poll interval.")
+    slurm_timeout = Float(
+        20.0, config=True, help="Seconds a Slurm command may take; no answer in time means 'unknown', never 'gone'.",
+    )
+    walltime_warning_minutes = Integer(
+        5, config=True, help="Slurm sends the server SIGUSR1 this long before the walltime ends (at most half of it).",
+    )
+    lmod_init = Unicode(LMOD_INIT, config=True, help="Lmod's bash init script on the nodes (for lmod environments).")
+    stop_reason = Unicode("", help="Why the last server of this spawner stopped, in words (kept in the state).")
+
+    @default("launcher")
+    def _launcher_default(self) -> list[str]:
+        return [f"{self.venv}/bin/python", "-m", "aifactory.spawners.singleuser"]
 
     @default("batchspawner_singleuser_cmd")
     def _singleuser_default(self) -> str:
-        return f"{self.venv}/bin/batchspawner-singleuser"
+        return " ".join(self._launcher_default())
 
-    @default("cmd")
-    def _cmd_default(self) -> list[str]:
-        return [f"{self.venv}/bin/jupyterhub-singleuser"]
+    @default("options_form")
+    def _options_form_default(self):
+        return self._render_options_form
 
-    def _request(self) -> JobRequest:
-        site = load_site(self.site_file or None)
-        accounts = [p.name for p in site.projects_of(self.user.name)]
-        _, request = default_request(site, user_groups(self.user.name), accounts)
-        return request
+    # -- site, facts, poller -------------------------------------------------
+    def _site(self) -> Site:
+        cached = getattr(self, "_site_cache", None)
+        if cached is None or time.monotonic() - cached[0] > 60:
+            cached = self._site_cache = (time.monotonic(), load_site(self.site_file or None))
+        return cached[1]
 
-    async def submit_batch_script(self) -> str:
-        home = pwd.getpwnam(self.user.name).pw_dir
-        os.makedirs(os.path.join(home, ".aifactory"), exist_ok=True)
-        entry = pwd.getpwnam(self.user.name)
-        os.chown(os.path.join(home, ".aifactory"), entry.pw_uid, entry.pw_gid)
+    @property
+    def poller(self) -> SlurmPoller:
+        return shared_poller(interval=self.slurm_poll_interval, jitter=self.slurm_poll_jitter,
+                             timeout=self.slurm_timeout, startup_interval=self.startup_poll_interval,
+                             partitions=tuple(p.name for p in self._site().partitions))
+
+    async def _facts(self):
+        try:
+            return await gather_facts(self.user.name, self.slurm_timeout)
+        except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
+            raise web.HTTPError(503, f"Slurm did not tell us your projects ({error}); try again in a minute")
+
+    async def _render_options_form(self, spawner=None) -> str:
+        return options_form_html(offers(self._site(), await self._facts()))
+
+    def options_from_form(self, formdata):
+        """Form fields -> a flat payload; checked in full (with the user's Slurm facts) in `start`."""
+        return payload_from_form(formdata)
+
+    async def validated_options(self) -> ValidatedOptions:
+        """The user's options checked against the site and their Slurm associations (HTTP 400 if not allowed)."""
+        site = self._site()
+        try:
+            return validate(site, await self._facts(), self.user_options or {})
+        except OptionsError as error:
+            raise web.HTTPError(400, f"Invalid option '{error.field}': {error.message}") from None
+
+    # -- state ---------------------------------------------------------------
+    def load_state(self, state):
+        super().load_state(state)
+        self.stop_reason = state.get("stop_reason", "")
+        if self.job_id:
+            try:
+                self.poller.watch(self.job_id, submitted=False)
+            except RuntimeError:  # no running loop yet; poll() watches
+                pass
+
+    def get_state(self):
+        state = super().get_state()
+        if self.stop_reason:
+            state["stop_reason"] = self.stop_reason
+        return state
+
+    def clear_state(self):
+        super().clear_state()  # stop_reason survives: the user sees it
+        self.port = 0
+
+    def _save_state(self) -> None:
+        if self.orm_spawner is not None:
+            self.orm_spawner.state = self.get_state()
+            self.db.commit()
+
+    # -- start ---------------------------------------------------------------
+    def report_port(self, port: int) -> bool:
+        """Called by the port handler; only a spawner waiting for its port takes one."""
+        event = getattr(self, "_port_event", None)
+        if event is None or event.is_set() or not self.job_id:
+            return False
+        self.port = port
+        event.set()
+        return True
+
+    async def _submit(self, job) -> str:
         env = self.get_env()
-        script = batch_script(
-            self._request(), self.user.name, home, ",".join(env.keys()),
-            [self.batchspawner_singleuser_cmd, *self.cmd, *self.get_args()],
+        self.log.info("Submitting the server of %s: %s", self.user.name, " ".join(job.argv))
+        out = await slurmcli.run(job.argv, max(self.slurm_timeout, 60), input=job.script, env=env)
+        return self.parse_job_id(out.strip())
+
+    async def start(self):
+        self._port_event = asyncio.Event()
+        self._phase = ("Checking your options", 5)
+        self._view = None
+        self.port = 0
+        if self.stop_reason:
+            self._previous_stop = self.stop_reason
+        self.stop_reason = ""
+        options = await self.validated_options()
+        site = self._site()
+        entry = pwd.getpwnam(self.user.name)
+        os.makedirs(os.path.join(entry.pw_dir, ".aifactory"), exist_ok=True)
+        os.chown(os.path.join(entry.pw_dir, ".aifactory"), entry.pw_uid, entry.pw_gid)
+        partition = site.partition(options.partition)
+        job = build_job(
+            options, site.environment(options.environment), user=self.user.name, home=entry.pw_dir,
+            env_names=list(self.get_env()), launcher=self.launcher, server_args=self.get_args(),
+            gpu_vendor=partition.gpus.vendor if partition.gpus else None, server_name=self.name,
+            warn_minutes=self.walltime_warning_minutes, lmod_init=self.lmod_init,
         )
-        argv = ["sudo", "-E", "-u", self.user.name, "/usr/bin/sbatch", "--parsable"]
-        self.log.info("Submitting server of %s: %s", self.user.name, " ".join(argv))
-        proc = await asyncio.create_subprocess_exec(
-            *argv, env=env, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(script.encode()), timeout=60)
-        if proc.returncode != 0:
-            raise RuntimeError(f"Slurm refused the job: {err.decode().strip()}")
-        self.job_id = self.parse_job_id(out.decode().strip())
-        return self.job_id
+        self._phase = (f"Submitting {options.summary()}", 10)
+        submission = asyncio.ensure_future(self._submit(job))
+        try:
+            self.job_id = await asyncio.shield(submission)
+        except asyncio.CancelledError:
+            await self._cancel_submission(submission)
+            raise
+        except slurmcli.CommandFailed as error:
+            raise web.HTTPError(400, f"Slurm refused the job: {error.stderr}") from None
+        except slurmcli.SchedulerUnavailable as error:
+            await self._cancel_by_name()
+            raise web.HTTPError(503, f"Slurm did not answer the submission ({error}); nothing is left queued")
+        self.poller.watch(self.job_id)
+        self._save_state()  # a hub killed from here on finds the job
+        try:
+            return await self._wait_until_up()
+        except BaseException:
+            self.log.warning("Start of %s's job %s did not complete; cancelling it", self.user.name, self.job_id)
+            await self._cancel_job(self.job_id)
+            raise
+
+    async def _cancel_submission(self, submission: asyncio.Future) -> None:
+        """A spawn cancelled while sbatch ran: let sbatch finish, then cancel what it queued."""
+        try:
+            job_id = await asyncio.wait_for(submission, max(self.slurm_timeout, 60))
+        except Exception:
+            await self._cancel_by_name()
+            return
+        await self._cancel_job(job_id)
+
+    async def _cancel_by_name(self) -> None:
+        """After a submission without answer: cancel any job of this server (none can be legitimately running)."""
+        argv = ["scancel", f"--user={self.user.name}", f"--name={job_name(self.user.name, self.name)}"]
+        try:
+            await slurmcli.run(argv, self.slurm_timeout)
+        except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
+            self.log.error("Could not cancel jobs of %s after a failed submission: %s", self._log_name, error)
+
+    async def _wait_until_up(self):
+        job_id = self.job_id
+        while True:
+            view = await self.poller.fresh_view(job_id)
+            self._view = view
+            if view.kind == "running":
+                break
+            if view.kind == "gone":
+                self.stop_reason = stop_message(view.state, job_id)
+                raise web.HTTPError(500, self.stop_reason)
+            if view.kind == "pending":
+                self._phase = (pending_message(view.reason, view.position, view.pending_total, view.partition,
+                                               view.start_estimate, datetime.now()), 30)
+            else:
+                self._phase = ("Waiting for Slurm to answer (the controller is busy or restarting)", 30)
+            # Sleep until the next shared snapshot, or until the server reports its port (it runs then).
+            try:
+                await asyncio.wait_for(self._port_event.wait(), self.startup_poll_interval)
+            except asyncio.TimeoutError:
+                pass
+        self.ip = view.node
+        self._phase = (f"Running on {view.node}; the server is starting", 60)
+        while not self._port_event.is_set():
+            try:
+                await asyncio.wait_for(self._port_event.wait(), max(2.0, self.startup_poll_interval))
+            except asyncio.TimeoutError:
+                view = await self.poller.fresh_view(job_id)
+                if view.kind == "gone":
+                    self.stop_reason = stop_message(view.state, job_id)
+                    raise web.HTTPError(500, f"{self.stop_reason} before it reported its port") from None
+        self._phase = (f"Server starting on {self.ip}:{self.port}", 80)
+        self._save_state()
+        self.log.info("Server of %s: job %s on %s:%s", self.user.name, job_id, self.ip, self.port)
+        return self.ip, self.port
+
+    async def progress(self):
+        """Pending reason, position and estimated start; then running on a node, server starting."""
+        previous = getattr(self, "_previous_stop", "")
+        if previous:
+            yield {"progress": 1, "message": f"Previous server: {previous}"}
+            self._previous_stop = ""
+        last = None
+        while True:
+            phase = getattr(self, "_phase", None)
+            if phase and phase != last:
+                last = phase
+                yield {"progress": phase[1], "message": phase[0]}
+            if phase and phase[1] >= 80:
+                return
+            await asyncio.sleep(0.5)
+
+    # -- poll and stop -------------------------------------------------------
+    async def poll(self):
+        """None while the job is queued, running or unknown; 1 (with a reason) once it has left the queue."""
+        if not self.job_id:
+            return 0
+        poller = self.poller
+        poller.watch(self.job_id, submitted=False)
+        view = poller.view(self.job_id)
+        if view.kind == "unknown" and poller._snapshot_started < 0:
+            view = await poller.fresh_view(self.job_id)  # first poll after a hub start: one shared query
+        if view.kind != "gone":
+            return None
+        self.stop_reason = stop_message(view.state, self.job_id)
+        self.log.warning("%s: %s", self._log_name, self.stop_reason)
+        self.job_status = view.state
+        return 1
+
+    async def _cancel_job(self, job_id: str) -> None:
+        """scancel, retried; if Slurm does not answer, the poller keeps retrying."""
+        if not job_id:
+            return
+        for attempt in range(3):
+            try:
+                await slurmcli.run(["scancel", job_id], self.slurm_timeout)
+                return
+            except slurmcli.CommandFailed as error:
+                if "already completed" in error.stderr or "Invalid job id" in error.stderr:
+                    return
+                self.log.warning("scancel %s: %s", job_id, error)
+            except slurmcli.SchedulerUnavailable as error:
+                self.log.warning("scancel %s: no answer (%s)", job_id, error)
+            await asyncio.sleep(2 ** attempt)
+        self.poller.cancel_later(job_id)
+
+    async def stop(self, now=False):
+        job_id = self.job_id
+        if not job_id:
+            return
+        view = self.poller.view(job_id)
+        if view.kind != "gone":
+            self.log.info("Stopping %s: scancel %s", self._log_name, job_id)
+            await self._cancel_job(job_id)
+            if not now:
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
+                    view = await self.poller.fresh_view(job_id)
+                    if view.kind == "gone":
+                        break
+        self.poller.unwatch(job_id)
+
+
+__all__ = ["SiteSlurmSpawner", "JobView"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aifactory.hub.config import OPERATOR_SCOPES, HubPaths, hub_config
 from aifactory.hub.site import parse_site
 from aifactory.hub.site.load import read_yaml
+from aifactory.spawners.port_api import PortHandler
 from aifactory.spawners.site_profile import JobRequest, NoProfileError, default_request, profiles_for
 
 import pytest
@@ -24,6 +25,7 @@ def test_hub_config_for_a_pam_site():
             "db_url": "sqlite:////s/jupyterhub.sqlite",
             "cookie_secret_file": "/s/jupyterhub_cookie_secret",
             "spawner_class": "aifactory.spawners.slurm.SiteSlurmSpawner",
+            "extra_handlers": [("/api/aifactory/port", PortHandler)],
             "cleanup_servers": False,
             "allow_named_servers": True,
             "named_server_limit_per_user": 1,

@@ -1,0 +1,302 @@
+"""One shared view of the hub's Slurm jobs: one `squeue` per poll interval for all servers.
+
+Spawners `watch` their job and read its `JobView` from the latest snapshot;
+they never run squeue themselves. The poller's loop refreshes every
+`interval` seconds (with jitter, and a random first delay so a restarted hub
+does not hit the controller at once); a spawner that is starting asks for a
+fresh snapshot, and all such requests within `startup_interval` share one
+query. A job that has left the queue is looked up in accounting (one `sacct`
+for all such jobs) to learn how it ended.
+
+If squeue does not answer, every job is `unknown`: servers are kept, never
+removed. Parsing is pure (`parse_squeue`, `parse_sacct`, `pending_positions`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Awaitable, Callable
+
+from . import slurmcli
+from .progress import FINAL_STATES, PENDING_STATES, RUNNING_STATES, final_state
+
+log = logging.getLogger("aifactory.spawners.poller")
+
+SQUEUE_FORMAT = "%i|%T|%r|%N|%S|%P|%Q|%V"
+# How many rounds a job may be missing from both squeue and sacct before it counts as gone.
+MISSING_ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    job_id: str
+    state: str
+    reason: str
+    nodes: str
+    start: datetime | None
+    partition: str
+    priority: int
+    submitted: datetime | None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What the hub knows about one job: kind is pending, running, gone or unknown."""
+
+    kind: str
+    job_id: str
+    state: str = ""
+    reason: str = ""
+    node: str = ""
+    partition: str = ""
+    start_estimate: datetime | None = None
+    position: int | None = None
+    pending_total: int | None = None
+
+
+def _time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None  # N/A, Unknown, None
+
+
+def parse_squeue(text: str) -> dict[str, QueueEntry]:
+    """Output of `squeue --format=SQUEUE_FORMAT` -> {job_id: entry}; odd lines are skipped."""
+    jobs = {}
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) != 8:
+            continue
+        job_id, state, reason, nodes, start, partition, priority, submitted = fields
+        jobs[job_id] = QueueEntry(job_id, state, reason, nodes, _time(start), partition,
+                                  int(priority) if priority.isdigit() else 0, _time(submitted))
+    return jobs
+
+
+def parse_sacct(text: str) -> dict[str, str]:
+    """`sacct -X -n -P -o JobIDRaw,State` -> {job_id: final state word}."""
+    states = {}
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) >= 2 and fields[0]:
+            states[fields[0]] = final_state(fields[1])
+    return states
+
+
+def pending_positions(jobs: dict[str, QueueEntry]) -> dict[str, tuple[int, int]]:
+    """{job_id: (position, pending in its partition)} in Slurm's order: priority, then submit time."""
+    by_partition: dict[str, list[QueueEntry]] = {}
+    for job in jobs.values():
+        if job.state == "PENDING":
+            for partition in job.partition.split(","):
+                by_partition.setdefault(partition, []).append(job)
+    positions = {}
+    for partition, queue in by_partition.items():
+        queue.sort(key=lambda j: (-j.priority, j.submitted or datetime.max, int(j.job_id.split("_")[0] or 0)))
+        for index, job in enumerate(queue, 1):
+            if job.job_id not in positions:
+                positions[job.job_id] = (index, len(queue))
+    return positions
+
+
+def squeue_argv(partitions: tuple[str, ...] = ()) -> list[str]:
+    argv = ["squeue", "--noheader", "--all", "--states=all", f"--format={SQUEUE_FORMAT}"]
+    return argv + ([f"--partition={','.join(partitions)}"] if partitions else [])
+
+
+def sacct_argv(job_ids: list[str]) -> list[str]:
+    return ["sacct", "-X", "-n", "-P", "-o", "JobIDRaw,State", "-j", ",".join(job_ids)]
+
+
+Runner = Callable[[list[str], float], Awaitable[str]]
+
+
+async def _default_runner(argv: list[str], timeout: float) -> str:
+    return await slurmcli.run(argv, timeout)
+
+
+@dataclass
+class _Watched:
+    since: float  # monotonic time the job was submitted (0: reattached)
+    missing_rounds: int = 0
+    final: str = ""
+
+
+@dataclass
+class SlurmPoller:
+    interval: float = 30.0
+    startup_interval: float = 0.5
+    jitter: float = 0.1
+    timeout: float = 20.0
+    partitions: tuple[str, ...] = ()
+    runner: Runner = _default_runner
+    scheduler_calls: int = 0
+    _watched: dict[str, _Watched] = field(default_factory=dict)
+    _to_cancel: set[str] = field(default_factory=set)
+    _views: dict[str, JobView] = field(default_factory=dict)
+    _snapshot_started: float = -1.0
+    _updated: asyncio.Condition | None = None
+    _urgent: asyncio.Event | None = None
+    _task: asyncio.Task | None = None
+
+    # -- spawners' side ------------------------------------------------------
+    def watch(self, job_id: str, submitted: bool = True) -> None:
+        """Follow `job_id`; `submitted=False` for a job reattached after a hub restart."""
+        if job_id not in self._watched:
+            self._watched[job_id] = _Watched(since=time.monotonic() if submitted else 0.0)
+        self._ensure_loop()
+
+    def unwatch(self, job_id: str) -> None:
+        self._watched.pop(job_id, None)
+        self._views.pop(job_id, None)
+
+    def cancel_later(self, job_id: str) -> None:
+        """A job whose scancel got no answer: retried after each successful squeue until Slurm takes it."""
+        self._to_cancel.add(job_id)
+        self._ensure_loop()
+
+    def view(self, job_id: str) -> JobView:
+        """The latest known state, without waiting (unknown before the first snapshot)."""
+        return self._views.get(job_id, JobView("unknown", job_id))
+
+    async def fresh_view(self, job_id: str, wait: float | None = None) -> JobView:
+        """The state from a snapshot started after this call (shared with other callers)."""
+        asked = time.monotonic()
+        self._ensure_loop()
+        assert self._updated is not None and self._urgent is not None
+        self._urgent.set()
+        try:
+            async with self._updated:
+                await asyncio.wait_for(self._updated.wait_for(lambda: self._snapshot_started >= asked),
+                                       wait if wait is not None else self.timeout * 2 + self.startup_interval + 1)
+        except asyncio.TimeoutError:
+            return JobView("unknown", job_id)
+        return self.view(job_id)
+
+    # -- the loop ------------------------------------------------------------
+    def _ensure_loop(self) -> None:
+        if self._task is None or self._task.done():
+            self._updated = asyncio.Condition()
+            self._urgent = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        assert self._urgent is not None
+        # A restarted hub spreads its first query unless a spawner asks for one.
+        wait = random.uniform(0, self.interval * self.jitter)
+        round_start = time.monotonic()
+        last_query = -1e9
+        while True:
+            try:
+                await asyncio.wait_for(self._urgent.wait(), max(0.0, wait - (time.monotonic() - round_start)))
+            except asyncio.TimeoutError:
+                pass
+            # Coalesce: at most one query per startup_interval however many spawners ask.
+            gap = self.startup_interval - (time.monotonic() - last_query)
+            if gap > 0:
+                await asyncio.sleep(gap)
+            self._urgent.clear()
+            last_query = round_start = time.monotonic()
+            wait = self.interval * (1 + random.uniform(-self.jitter, self.jitter))
+            try:
+                await self.refresh()
+            except Exception:  # never let the loop die; the next round retries
+                log.exception("Slurm poll failed")
+
+    async def refresh(self) -> None:
+        """One snapshot: one squeue for every watched job, one sacct for those that left."""
+        started = time.monotonic()
+        try:
+            self.scheduler_calls += 1
+            jobs = parse_squeue(await self.runner(squeue_argv(self.partitions), self.timeout))
+        except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
+            log.warning("squeue did not answer (%s): keeping every server as it is", error)
+            for job_id in self._watched:
+                if not self._watched[job_id].final:
+                    self._views[job_id] = JobView("unknown", job_id, reason=str(error))
+            await self._publish(started)
+            return
+        positions = pending_positions(jobs)
+        if self._to_cancel:
+            await self._retry_cancels(jobs)
+        left = []
+        for job_id, watched in self._watched.items():
+            entry = jobs.get(job_id)
+            if watched.final:
+                continue
+            if entry is None:
+                if watched.since <= started:
+                    left.append(job_id)
+                continue
+            watched.missing_rounds = 0
+            if entry.state in PENDING_STATES:
+                position, total = positions.get(job_id, (None, None))
+                self._views[job_id] = JobView("pending", job_id, entry.state, entry.reason, "", entry.partition,
+                                              entry.start, position, total)
+            elif entry.state in RUNNING_STATES:
+                self._views[job_id] = JobView("running", job_id, entry.state, entry.reason,
+                                              entry.nodes.split(",")[0], entry.partition)
+            else:
+                self._gone(job_id, final_state(entry.state))
+        if left:
+            await self._look_up_final(left)
+        await self._publish(started)
+
+    async def _look_up_final(self, job_ids: list[str]) -> None:
+        try:
+            self.scheduler_calls += 1
+            states = parse_sacct(await self.runner(sacct_argv(job_ids), self.timeout))
+        except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
+            log.warning("sacct did not answer (%s): jobs %s stay as they are", error, ",".join(job_ids))
+            return
+        for job_id in job_ids:
+            watched = self._watched.get(job_id)
+            if watched is None:
+                continue
+            if job_id in states and states[job_id] in FINAL_STATES:
+                self._gone(job_id, states[job_id])
+                continue
+            watched.missing_rounds += 1
+            if watched.missing_rounds >= MISSING_ROUNDS:
+                self._gone(job_id, states.get(job_id, "UNKNOWN"))
+            else:
+                self._views[job_id] = JobView("unknown", job_id, reason="not in the queue, not yet in accounting")
+
+    async def _retry_cancels(self, jobs: dict[str, QueueEntry]) -> None:
+        for job_id in sorted(self._to_cancel):
+            entry = jobs.get(job_id)
+            if entry is not None and (entry.state in PENDING_STATES or entry.state in RUNNING_STATES):
+                try:
+                    self.scheduler_calls += 1
+                    await self.runner(["scancel", job_id], self.timeout)
+                except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
+                    log.warning("scancel %s still failing: %s", job_id, error)
+                    continue
+            self._to_cancel.discard(job_id)
+
+    def _gone(self, job_id: str, state: str) -> None:
+        self._watched[job_id].final = state
+        self._views[job_id] = JobView("gone", job_id, state)
+
+    async def _publish(self, started: float) -> None:
+        assert self._updated is not None
+        async with self._updated:
+            self._snapshot_started = started
+            self._updated.notify_all()
+
+
+_shared: dict[int, SlurmPoller] = {}
+
+
+def shared_poller(**settings) -> SlurmPoller:
+    """The hub's one poller (per event loop); the first caller's settings win."""
+    loop_id = id(asyncio.get_running_loop())
+    if loop_id not in _shared:
+        _shared[loop_id] = SlurmPoller(**settings)
+    return _shared[loop_id]

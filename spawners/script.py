@@ -1,0 +1,123 @@
+"""The batch script and the sbatch argv of one notebook server: a pure function.
+
+`build_job(...)` takes validated options, the site environment and the user's
+account facts and returns a `Job` (argv + script text), compared with `==` in
+the tests. Every value that lands in the script either comes from the site
+(validated by its schema), from `ValidatedOptions` (drawn from the site and
+the user's Slurm facts), or is quoted with `shlex.quote`; the few strings that
+are neither (user name, home, environment variable names) are checked here.
+
+The job asks Slurm for SIGUSR1 `warn_minutes` before its end (`--signal=B:`),
+which the launcher records for the user; at the end Slurm's SIGTERM is
+forwarded to the server, which shuts down cleanly.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from aifactory.hub.site.units import format_memory, format_walltime
+
+from .environments import Environment, LMOD_INIT, server_argv, setup_lines
+from .options import ValidatedOptions
+
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SERVER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
+
+JOB_NAME_PREFIX = "jupyter-"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What is run to submit one server: argv (stdin gets the script)."""
+
+    argv: list[str]
+    script: str
+
+
+def job_name(user: str, server_name: str = "") -> str:
+    """'jupyter-alice' or 'jupyter-alice-gpu' for a named server (odd names are left out)."""
+    suffix = f"-{server_name}" if server_name and _SERVER_NAME.match(server_name) else ""
+    return f"{JOB_NAME_PREFIX}{user}{suffix}"
+
+
+def signal_seconds(walltime_minutes: int, warn_minutes: int) -> int:
+    """When to warn before the end: `warn_minutes`, but at most half the walltime."""
+    return max(10, min(warn_minutes * 60, walltime_minutes * 30))
+
+
+def sbatch_options(options: ValidatedOptions, warn_minutes: int) -> list[str]:
+    """The resources as sbatch options, in a fixed order."""
+    lines = [
+        f"--partition={options.partition}",
+        f"--account={options.account}",
+        "--nodes=1",
+        "--ntasks=1",
+        f"--cpus-per-task={options.cpus}",
+        f"--mem={format_memory(options.memory_mib)}",
+        f"--time={format_walltime(options.walltime_minutes)}",
+        f"--signal=B:USR1@{signal_seconds(options.walltime_minutes, warn_minutes)}",
+    ]
+    if options.gpus:
+        lines.append(f"--gres=gpu:{options.gpu_type}:{options.gpus}" if options.gpu_type else f"--gres=gpu:{options.gpus}")
+    if options.reservation:
+        lines.append(f"--reservation={options.reservation}")
+    return lines
+
+
+def submit_argv(user: str, sbatch: str = "sbatch") -> list[str]:
+    """sbatch as the user, keeping the hub-provided environment (the script's --export lists it)."""
+    return ["sudo", "-E", "-u", user, sbatch, "--parsable"]
+
+
+def build_job(
+    options: ValidatedOptions,
+    environment: Environment,
+    *,
+    user: str,
+    home: str,
+    env_names: list[str],
+    launcher: list[str],
+    server_args: list[str],
+    gpu_vendor: str | None = None,
+    server_name: str = "",
+    warn_minutes: int = 5,
+    lmod_init: str = LMOD_INIT,
+    sbatch: str = "sbatch",
+) -> Job:
+    """The sbatch argv and batch script of one server.
+
+    `launcher` is the argv prefix of the launcher (`python -m aifactory.spawners.singleuser`)
+    that reports the port and runs the server; `server_args` are the hub's arguments to
+    the server. Raises ValueError for a user name, home or variable name that could
+    break the script (they never come from the user's options).
+    """
+    if not _USER.match(user):
+        raise ValueError(f"not a safe user name: {user!r}")
+    if not _PATH.match(home) or not _PATH.match(lmod_init):
+        raise ValueError(f"not a safe path: {home!r}")
+    bad = [name for name in env_names if not _VAR.match(name)]
+    if bad:
+        raise ValueError(f"not environment variable names: {bad!r}")
+    header = [
+        f"--job-name={job_name(user, server_name)}",
+        f"--output={home}/.aifactory/jupyter-%j.log",
+        f"--chdir={home}",
+        f"--export={','.join(sorted(env_names))}",
+        *sbatch_options(options, warn_minutes),
+    ]
+    command = [*launcher, "--", *server_argv(environment, server_args, options.gpus, gpu_vendor)]
+    lines = [
+        "#!/bin/bash",
+        *(f"#SBATCH {option}" for option in header),
+        "set -eo pipefail",
+        f"export AIFACTORY_WALLTIME_MINUTES={options.walltime_minutes}",
+        *setup_lines(environment, lmod_init),
+        f"exec {shlex.join(command)}",
+        "",
+    ]
+    return Job(argv=submit_argv(user, sbatch), script="\n".join(lines))

@@ -1,0 +1,102 @@
+"""The shared poller: one squeue for all servers, unknown is never gone, final states from sacct."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import pytest
+
+from aifactory.spawners import slurmcli
+from aifactory.spawners.poller import SlurmPoller, parse_sacct, parse_squeue, pending_positions
+from aifactory.spawners.port_api import parse_port_body
+from aifactory.spawners.progress import pending_message, reason_words, stop_message
+
+SQUEUE = """\
+10|RUNNING|None|nid001|2026-11-24T10:00:00|standard|100|2026-11-24T09:59:00
+11|PENDING|Resources|(null)|2026-11-24T12:30:00|standard|100|2026-11-24T10:01:00
+12|PENDING|Priority|(null)|N/A|standard|200|2026-11-24T10:02:00
+13|PENDING|AssocGrpCpuLimit|(null)|N/A|small-g|100|2026-11-24T10:03:00
+14|TIMEOUT|TimeLimit|nid002|2026-11-24T09:00:00|standard|100|2026-11-24T08:00:00
+"""
+
+
+class FakeSlurm:
+    """Answers squeue/sacct from text; counts calls; can stop answering."""
+
+    def __init__(self, squeue=SQUEUE, sacct=""):
+        self.squeue, self.sacct, self.calls, self.down = squeue, sacct, [], False
+
+    async def __call__(self, argv, timeout):
+        self.calls.append(argv[0])
+        if self.down:
+            raise slurmcli.SchedulerUnavailable("Unable to contact slurm controller")
+        return {"squeue": self.squeue, "sacct": self.sacct, "scancel": ""}[argv[0]]
+
+
+def test_parse_squeue_and_positions():
+    jobs = parse_squeue(SQUEUE + "garbage\n")
+    assert jobs["11"].start == datetime(2026, 11, 24, 12, 30) and jobs["12"].start is None
+    assert pending_positions(jobs) == {"12": (1, 2), "11": (2, 2), "13": (1, 1)}
+
+
+def test_parse_sacct_states():
+    assert parse_sacct("20|CANCELLED by 0\n21|OUT_OF_ME+\n22|NODE_FAIL\n") == {
+        "20": "CANCELLED", "21": "OUT_OF_MEMORY", "22": "NODE_FAIL"}
+
+
+async def test_fifty_servers_one_query():
+    slurm = FakeSlurm(squeue="".join(f"{i}|RUNNING|None|nid{i}|N/A|standard|1|N/A\n" for i in range(50)))
+    poller = SlurmPoller(interval=3600, runner=slurm)
+    for i in range(50):
+        poller.watch(str(i), submitted=False)
+    views = await asyncio.gather(*(poller.fresh_view(str(i)) for i in range(50)))
+    assert {v.kind for v in views} == {"running"}
+    assert slurm.calls == ["squeue"]
+
+
+async def test_no_answer_is_unknown_never_gone():
+    slurm = FakeSlurm()
+    slurm.down = True
+    poller = SlurmPoller(interval=3600, startup_interval=0.01, runner=slurm)
+    poller.watch("10", submitted=False)
+    assert (await poller.fresh_view("10")).kind == "unknown"
+    slurm.down = False
+    assert (await poller.fresh_view("10")).kind == "running"
+
+
+async def test_a_job_that_left_is_looked_up_in_accounting():
+    slurm = FakeSlurm(sacct="99|CANCELLED by 1001\n")
+    poller = SlurmPoller(interval=3600, runner=slurm)
+    poller.watch("99", submitted=False)
+    poller.watch("14", submitted=False)
+    view = await poller.fresh_view("99")
+    assert (view.kind, view.state) == ("gone", "CANCELLED")
+    assert (poller.view("14").kind, poller.view("14").state) == ("gone", "TIMEOUT")
+    assert slurm.calls == ["squeue", "sacct"]
+
+
+async def test_pending_view_carries_reason_position_and_estimate():
+    poller = SlurmPoller(interval=3600, runner=FakeSlurm())
+    poller.watch("11", submitted=False)
+    view = await poller.fresh_view("11")
+    assert (view.kind, view.reason, view.position, view.pending_total) == ("pending", "Resources", 2, 2)
+    message = pending_message(view.reason, view.position, view.pending_total, view.partition, view.start_estimate,
+                              datetime(2026, 11, 24, 12, 0))
+    assert message == ("Pending: waiting for resources: the CPUs, memory or GPUs you asked for are in use; "
+                       "number 2 of 2 waiting in partition standard; "
+                       "Slurm expects it to start at 12:30 (in about 30 min)")
+
+
+def test_plain_words():
+    assert reason_words("AssocGrpCpuLimit").startswith("waiting: your project's limit")
+    assert reason_words("Priority") == "waiting behind jobs with higher priority"
+    assert stop_message("TIMEOUT", "7") == "Your server (Slurm job 7) stopped: the walltime ran out [TIMEOUT]"
+
+
+@pytest.mark.parametrize("body", [{"port": "1"}, {"port": 0}, {"port": True}, {"port": 80, "ip": "evil"},
+                                  {"cmd": "x"}, [8000], None])
+def test_port_reports_carry_only_a_port(body):
+    with pytest.raises(ValueError):
+        parse_port_body(body)
+    assert parse_port_body({"port": 8888}) == 8888

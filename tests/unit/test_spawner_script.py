@@ -1,0 +1,85 @@
+"""The batch script and sbatch argv, compared by equality; environments of each kind."""
+
+from __future__ import annotations
+
+import pytest
+
+from aifactory.hub.site.schema import ContainerEnvironment, LmodEnvironment, PythonEnvironment
+from aifactory.spawners.environments import server_argv, setup_lines
+from aifactory.spawners.options import ValidatedOptions
+from aifactory.spawners.script import build_job, job_name, signal_seconds
+
+CPU = ValidatedOptions(profile="small", partition="cpu", account="proj_a", cpus=2, memory_mib=1536, gpus=0,
+                       gpu_type=None, walltime_minutes=90, environment="base")
+GPU = ValidatedOptions(profile="gpu", partition="gpu", account="proj_a", cpus=4, memory_mib=4096, gpus=2,
+                       gpu_type="mi250x", walltime_minutes=1500, environment="torch", reservation="course1")
+PY = PythonEnvironment(kind="python", name="base", path="/opt/aifactory/venv")
+LMOD = LmodEnvironment(kind="lmod", name="mod", modulepath=["/opt/mods"], modules=["aifactory/1.0", "git"])
+SIF = ContainerEnvironment(kind="container", name="torch", image="/appl/torch.sif", binds=["/scratch", "/p:/project:ro"])
+LAUNCHER = ["/opt/aifactory/venv/bin/python", "-m", "aifactory.spawners.singleuser"]
+
+
+def test_cpu_server_in_a_python_environment():
+    job = build_job(CPU, PY, user="alice", home="/home/alice", env_names=["PATH", "JUPYTERHUB_API_TOKEN"],
+                    launcher=LAUNCHER, server_args=["--debug"])
+    assert job.argv == ["sudo", "-E", "-u", "alice", "sbatch", "--parsable"]
+    assert job.script == """#!/bin/bash
+#SBATCH --job-name=jupyter-alice
+#SBATCH --output=/home/alice/.aifactory/jupyter-%j.log
+#SBATCH --chdir=/home/alice
+#SBATCH --export=JUPYTERHUB_API_TOKEN,PATH
+#SBATCH --partition=cpu
+#SBATCH --account=proj_a
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=2
+#SBATCH --mem=1536M
+#SBATCH --time=01:30:00
+#SBATCH --signal=B:USR1@300
+set -eo pipefail
+export AIFACTORY_WALLTIME_MINUTES=90
+export PATH=/opt/aifactory/venv/bin:"$PATH"
+export VIRTUAL_ENV=/opt/aifactory/venv
+exec /opt/aifactory/venv/bin/python -m aifactory.spawners.singleuser -- /opt/aifactory/venv/bin/jupyterhub-singleuser --debug
+"""
+
+
+def test_gpu_server_in_a_container_with_a_reservation():
+    job = build_job(GPU, SIF, user="bob", home="/home/bob", env_names=[], launcher=LAUNCHER, server_args=[],
+                    gpu_vendor="amd", server_name="big", warn_minutes=10)
+    lines = job.script.splitlines()
+    assert lines[1] == "#SBATCH --job-name=jupyter-bob-big"
+    assert "#SBATCH --gres=gpu:mi250x:2" in lines
+    assert "#SBATCH --reservation=course1" in lines
+    assert "#SBATCH --time=1-01:00:00" in lines
+    assert "#SBATCH --signal=B:USR1@600" in lines
+    assert lines[-1] == ("exec /opt/aifactory/venv/bin/python -m aifactory.spawners.singleuser -- apptainer exec --rocm "
+                         "--bind /scratch --bind /p:/project:ro /appl/torch.sif jupyterhub-singleuser")
+
+
+def test_lmod_lines():
+    assert setup_lines(LMOD) == ["source /usr/share/lmod/lmod/init/bash", "module use /opt/mods",
+                                 "module load aifactory/1.0", "module load git"]
+    assert server_argv(LMOD, ["--x"]) == ["jupyterhub-singleuser", "--x"]
+
+
+def test_container_flags_follow_vendor_and_gpus():
+    assert server_argv(SIF, [], gpus=1, gpu_vendor="nvidia")[:3] == ["apptainer", "exec", "--nv"]
+    assert server_argv(SIF, [], gpus=0, gpu_vendor="nvidia")[:3] == ["apptainer", "exec", "--bind"]
+
+
+def test_named_servers_with_odd_names_keep_a_safe_job_name():
+    assert job_name("alice", "a b;c") == "jupyter-alice"
+    assert job_name("alice", "gpu-1") == "jupyter-alice-gpu-1"
+
+
+def test_the_warning_comes_at_most_halfway():
+    assert signal_seconds(120, 5) == 300
+    assert signal_seconds(1, 5) == 30
+
+
+@pytest.mark.parametrize("user, home, env", [("Alice;", "/home/a", []), ("alice", "/home/a b", []),
+                                             ("alice", "/home/a", ["A=B"])])
+def test_unsafe_account_strings_are_refused(user, home, env):
+    with pytest.raises(ValueError):
+        build_job(CPU, PY, user=user, home=home, env_names=env, launcher=LAUNCHER, server_args=[])
