@@ -79,6 +79,10 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("action", choices=["up", "down", "status"])
         cmd.add_argument("--site", help="site file (default: $AIFACTORY_SITE, then the installed one)")
         cmd.set_defaults(func=func)
+
+    from aifactory.courses.exchange.cli import add_commands as add_course_commands
+
+    add_course_commands(sub)
     return top
 
 

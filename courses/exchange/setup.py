@@ -15,6 +15,7 @@ from .layout import (
     SUDOERS_DIR,
     CoursePaths,
     course_of,
+    default_python,
     directory_plan,
     grader_user_command,
     group_commands,
@@ -36,13 +37,13 @@ def existing_groups(names) -> dict[str, set[str]]:
 def apply_directories(plan) -> None:
     for spec in plan:
         path = Path(spec.path)
-        path.mkdir(exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
         os.chown(path, pwd.getpwnam(spec.owner).pw_uid, grp.getgrnam(spec.group).gr_gid)
         os.chmod(path, spec.mode)  # after chown: chown clears the setgid bit
 
 
 def setup_course(site: Site, course_id: str, paths: CoursePaths | None = None,
-                 python: str = sys.executable) -> list[str]:
+                 python: str | None = None) -> list[str]:
     """Create groups, the grader user, directories and the sudo rule; returns what changed."""
     if os.geteuid() != 0:
         raise ProvisionError("course setup needs root (it creates groups and directories)")
@@ -54,7 +55,7 @@ def setup_course(site: Site, course_id: str, paths: CoursePaths | None = None,
         run(argv)
         changes.append(" ".join(argv))
     apply_directories(directory_plan(course, paths))
-    name, text = sudoers_file(course, python)
+    name, text = sudoers_file(course, python or default_python())
     target = Path(SUDOERS_DIR) / name
     if not target.exists() or target.read_text() != text:
         tmp = target.with_suffix(".new")

@@ -43,10 +43,16 @@ def parse_timestamp(text: str) -> datetime:
     return datetime.strptime(text.strip(), TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc)
 
 
-def _copy_tree(src: Path, dest: Path, file_mode: int, dir_mode: int) -> None:
-    """Copy src into dest (created), setting modes explicitly: the caller's umask is not trusted."""
-    dest.mkdir(parents=False, exist_ok=False)
-    dest.chmod(dir_mode)
+def _copy_tree(src: Path, dest: Path, file_mode: int, dir_mode: int | None) -> None:
+    """Copy src into dest (created), setting modes explicitly: the caller's umask is not trusted.
+
+    dir_mode None: leave directories as mkdir made them. A student must not chmod
+    a directory in their inbound: Linux clears the setgid bit when someone outside
+    the directory's group changes its mode, and files would lose the trainers' group.
+    """
+    dest.mkdir(mode=0o750 if dir_mode is None else 0o700, parents=False, exist_ok=False)
+    if dir_mode is not None:
+        dest.chmod(dir_mode)
     for entry in sorted(src.iterdir()):
         if entry.name in SKIP or entry.is_symlink():
             continue
@@ -136,7 +142,11 @@ def collect(paths: CoursePaths, assignment: str, duedate: datetime | None = None
         archived = course / "archive" / sub.student / assignment / sub.path.name
         if not archived.exists():
             archived.parent.mkdir(parents=True, exist_ok=True)
-            _copy_tree(sub.path, archived, 0o640, 0o2750)
+            try:
+                _copy_tree(sub.path, archived, 0o640, 0o2750)
+            except OSError:  # unreadable (made outside `aifactory exchange submit`): left in the exchange
+                shutil.rmtree(archived, ignore_errors=True)
+                continue
             (archived / "timestamp.txt").write_text(format_timestamp(sub.submitted_at))
         latest[sub.student] = sub
     out = []
@@ -206,7 +216,11 @@ def submit(paths: CoursePaths, assignment: str, src_root: Path, now: datetime | 
         raise ExchangeError(f"you are not a student of course {paths.course_id!r}")
     now = now or datetime.now(timezone.utc)
     dest = mine / f"{assignment}+{now.strftime('%Y%m%dT%H%M%S.%fZ')}"
-    _copy_tree(src, dest, 0o640, 0o2750)
+    old = os.umask(0o027)
+    try:
+        _copy_tree(src, dest, 0o640, None)
+    finally:
+        os.umask(old)
     (dest / "timestamp.txt").write_text(format_timestamp(now))
     (dest / "timestamp.txt").chmod(0o640)
     return dest

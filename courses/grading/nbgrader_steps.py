@@ -54,7 +54,7 @@ def generate(course_dir: Path, course_id: str, assignment: str) -> None:
     from nbgrader.converters import GenerateAssignment
     from nbgrader.coursedir import CourseDirectory
 
-    c = _config(course_dir, course_id, GenerateAssignment__create_assignment=True)
+    c = _config(course_dir, course_id, GenerateAssignment__create_assignment=True, BaseConverter__force=True)
     coursedir = CourseDirectory(config=c)
     coursedir.assignment_id = assignment
     GenerateAssignment(coursedir=coursedir, config=c).start()
@@ -71,7 +71,7 @@ def import_results(course_dir: Path, course_id: str, assignment: str, student: s
     from nbgrader.converters import Autograde
     from nbgrader.coursedir import CourseDirectory
 
-    c = _config(course_dir, course_id, Autograde__create_student=True,
+    c = _config(course_dir, course_id, Autograde__create_student=True, BaseConverter__force=True,
                 Execute__enabled=False, ClearOutput__enabled=False,
                 CourseDirectory__submitted_directory="sandboxed")
     coursedir = CourseDirectory(config=c)
@@ -91,7 +91,7 @@ def generate_feedback(course_dir: Path, course_id: str, assignment: str, student
 
     from .feedback import HideHiddenTests
 
-    c = _config(course_dir, course_id)
+    c = _config(course_dir, course_id, BaseConverter__force=True)
     c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
     coursedir = CourseDirectory(config=c)
     coursedir.assignment_id = assignment

@@ -1,0 +1,123 @@
+"""`aifactory course|exchange|grade|feedback`: the course commands, wired into hub/cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from aifactory.hub.site import load_site
+
+from .layout import CoursePaths, course_of
+
+
+def _site(args):
+    return load_site(args.site) if args.site else load_site()
+
+
+def _setup(args) -> int:
+    from .setup import setup_course
+
+    changes = setup_course(_site(args), args.course)
+    for change in changes:
+        print(f"  {change}")
+    print(f"course {args.course}: set up ({len(changes)} change(s))")
+    return 0
+
+
+def _release(args) -> int:
+    os.umask(0o007)  # co-trainers share the course directory through its group
+    from aifactory.courses.grading import nbgrader_steps
+
+    from .transfer import release
+
+    course = course_of(_site(args), args.course)
+    paths = CoursePaths(course.id)
+    course_dir = Path(paths.course_dir)
+    if args.source:
+        dest = course_dir / "source" / args.assignment
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(args.source, dest)
+    nbgrader_steps.generate(course_dir, course.id, args.assignment)
+    print(f"released {release(paths, args.assignment)}")
+    return 0
+
+
+def _exchange(args) -> int:
+    from . import transfer
+
+    course_of(_site(args), args.course)
+    paths = CoursePaths(args.course)
+    where = Path(args.dir) if args.dir else Path.home() / args.course
+    if args.action == "fetch":
+        print(f"fetched into {transfer.fetch(paths, args.assignment, where)}")
+    elif args.action == "submit":
+        print(f"submitted {transfer.submit(paths, args.assignment, where)}")
+    else:
+        got = transfer.fetch_feedback(paths, args.assignment, where)
+        print(f"feedback in {got}" if got else "no feedback released yet")
+    return 0
+
+
+def _grade(args) -> int:
+    os.umask(0o007)
+    from aifactory.courses.grading.jobs import Limits
+    from aifactory.courses.grading.run import grade
+
+    limits = Limits(cell_timeout_s=args.cell_timeout, memory_mib=args.mem)
+    report = grade(_site(args), args.course, args.assignment, force=args.force, tasks=args.tasks, limits=limits)
+    print(report.table())
+    failures = report.failures()
+    print(f"{len(report.outcomes)} submission(s), {len(failures)} problem(s), {report.seconds:.1f}s"
+          + (f", job {report.job_id}" if report.job_id else ""))
+    return 0
+
+
+def _feedback(args) -> int:
+    os.umask(0o007)
+    from aifactory.courses.grading import nbgrader_steps
+
+    from .transfer import release_feedback
+
+    course = course_of(_site(args), args.course)
+    paths = CoursePaths(course.id)
+    nbgrader_steps.generate_feedback(Path(paths.course_dir), course.id, args.assignment)
+    students = release_feedback(paths, args.assignment)
+    print(f"feedback released to {len(students)} student(s): {', '.join(students)}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    def common(p):
+        p.add_argument("--site", help="site file (default: $AIFACTORY_SITE, then the installed one)")
+        p.add_argument("course")
+        return p
+
+    course = sub.add_parser("course", help="set up and release courses").add_subparsers(dest="action", required=True)
+    common(course.add_parser("setup", help="create the course's groups, directories and exchange (root)")) \
+        .set_defaults(func=_setup)
+    rel = common(course.add_parser("release", help="generate an assignment and publish it to the students"))
+    rel.add_argument("assignment")
+    rel.add_argument("--source", help="copy this nbgrader source folder in first")
+    rel.set_defaults(func=_release)
+
+    exchange = sub.add_parser("exchange", help="students: fetch, submit, fetch feedback")
+    exchange.add_argument("action", choices=["fetch", "submit", "feedback"])
+    common(exchange).add_argument("assignment")
+    exchange.add_argument("--dir", help="the course folder (default ~/COURSE)")
+    exchange.set_defaults(func=_exchange)
+
+    grade = common(sub.add_parser("grade", help="collect and autograde all submissions as Slurm jobs"))
+    grade.add_argument("assignment")
+    grade.add_argument("--force", action="store_true", help="grade again submissions already graded")
+    grade.add_argument("--tasks", type=int, default=8, help="Slurm array tasks (parallel graders), default 8")
+    grade.add_argument("--cell-timeout", type=int, default=60, help="seconds a cell may run (default 60)")
+    grade.add_argument("--mem", type=int, default=1024, help="MiB a student's kernel may use (default 1024)")
+    grade.set_defaults(func=_grade)
+
+    feedback = common(sub.add_parser("feedback", help="generate feedback (hidden tests removed) and release it"))
+    feedback.add_argument("assignment")
+    feedback.set_defaults(func=_feedback)
