@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
 
 BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 _HIDDEN = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
@@ -32,6 +33,9 @@ def verdict(outputs: list) -> list:
 
 
 class HideHiddenTests(Preprocessor):
+    enabled = Bool(True, help="nbconvert preprocessors are off by default; this one is the point of feedback").tag(
+        config=True)
+
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type == "code":
             source, had = strip_hidden(cell.source)
