@@ -1,0 +1,90 @@
+"""The course exchange's permission plan, groups and sudo rule, by equality."""
+
+from pathlib import PurePosixPath as P
+
+import pytest
+
+from aifactory.courses.exchange.layout import (
+    DirSpec,
+    LayoutError,
+    UnknownCourse,
+    course_of,
+    directory_plan,
+    grader_user_command,
+    group_commands,
+    members_group,
+    sudoers_file,
+    trainers_group,
+)
+from aifactory.courses.exchange.transfer import format_timestamp, parse_timestamp
+
+
+def test_directory_plan_keeps_students_apart(demo_site):
+    course = course_of(demo_site, "intro-dl")
+    plan = directory_plan(course)
+    t = "course-intro-dl-trainers"
+    assert plan == [
+        DirSpec(P("/srv/aifactory/courses"), "root", "root", 0o755),
+        DirSpec(P("/srv/aifactory/exchange"), "root", "root", 0o755),
+        DirSpec(P("/srv/aifactory/courses/intro-dl"), "root", t, 0o2770),
+        DirSpec(P("/srv/aifactory/exchange/intro-dl"), "root", "course-intro-dl", 0o750),
+        DirSpec(P("/srv/aifactory/exchange/intro-dl/outbound"), "root", t, 0o2775),
+        DirSpec(P("/srv/aifactory/exchange/intro-dl/inbound"), "root", t, 0o751),
+        DirSpec(P("/srv/aifactory/exchange/intro-dl/feedback"), "root", t, 0o751),
+        DirSpec(P("/srv/aifactory/exchange/intro-dl/inbound/student1"), "student1", t, 0o2750),
+        DirSpec(P("/srv/aifactory/exchange/intro-dl/feedback/student1"), "student1", t, 0o2570),
+        DirSpec(P("/srv/aifactory/exchange/intro-dl/inbound/student2"), "student2", t, 0o2750),
+        DirSpec(P("/srv/aifactory/exchange/intro-dl/feedback/student2"), "student2", t, 0o2570),
+    ]
+    # No student directory gives "other" any bit: a classmate can neither list nor open it.
+    assert all(spec.mode & 0o007 == 0 for spec in plan if spec.owner.startswith("student"))
+
+
+def test_group_commands_add_and_remove_members(demo_site):
+    course = course_of(demo_site, "dask-scaling")
+    assert group_commands(course, {}) == [
+        ["groupadd", "course-dask-scaling"],
+        ["gpasswd", "--add", "student2", "course-dask-scaling"],
+        ["gpasswd", "--add", "student3", "course-dask-scaling"],
+        ["gpasswd", "--add", "trainer1", "course-dask-scaling"],
+        ["groupadd", "course-dask-scaling-trainers"],
+        ["gpasswd", "--add", "trainer1", "course-dask-scaling-trainers"],
+    ]
+    existing = {"course-dask-scaling": {"student1", "student2", "student3", "trainer1"},
+                "course-dask-scaling-trainers": {"trainer1"}}
+    assert group_commands(course, existing) == [["gpasswd", "--delete", "student1", "course-dask-scaling"]]
+
+
+def test_group_names_fit_unix():
+    assert members_group("intro-dl") == "course-intro-dl"
+    assert trainers_group("intro-dl") == "course-intro-dl-trainers"
+    with pytest.raises(LayoutError):
+        trainers_group("a-very-long-course-identifier")
+
+
+def test_grader_user_is_locked_and_created_once():
+    assert grader_user_command({"aifactory-grader"}) == []
+    assert grader_user_command(set()) == [[
+        "useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+        "--shell", "/usr/sbin/nologin", "aifactory-grader"]]
+
+
+def test_sudo_rule_allows_only_the_sandbox(demo_site):
+    name, text = sudoers_file(course_of(demo_site, "intro-dl"), "/opt/aifactory/venv/bin/python3")
+    assert name == "aifactory-grading-intro-dl"
+    assert text.splitlines()[-1] == (
+        "%course-intro-dl-trainers ALL=(aifactory-grader) NOPASSWD: "
+        "/opt/aifactory/venv/bin/python3 -I -m aifactory.courses.grading.sandbox")
+
+
+def test_unknown_course_names_the_known_ones(demo_site):
+    with pytest.raises(UnknownCourse, match="intro-dl, dask-scaling"):
+        course_of(demo_site, "nope")
+
+
+def test_timestamp_round_trip():
+    from datetime import datetime, timezone
+
+    when = datetime(2025, 3, 1, 12, 30, 5, 123456, tzinfo=timezone.utc)
+    assert format_timestamp(when) == "2025-03-01 12:30:05.123456 UTC"
+    assert parse_timestamp(format_timestamp(when)) == when
