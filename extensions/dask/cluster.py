@@ -98,8 +98,13 @@ class SiteCluster(SLURMCluster):
             site, chosen, user, options, project=project, home=access.home_of(user), job_name=self.slurm_job_name
         )
         self.config = config
-        super().__init__(asynchronous=asynchronous, loop=loop, **cluster_kwargs(config))
+        # Armed before any job exists, so no job can outlive this process.
         self._reaper: subprocess.Popen | None = start_reaper(user, self.slurm_job_name)
+        try:
+            super().__init__(asynchronous=asynchronous, loop=loop, **cluster_kwargs(config))
+        except BaseException:
+            self._reaper.terminate()
+            raise
         if options.adaptive:
             self.adapt(minimum=options.adaptive_min, maximum=options.adaptive_max)
         elif options.workers:
@@ -182,9 +187,14 @@ class SiteCluster(SLURMCluster):
         if self.job_states is None or self.replacing_stopped:
             return
         ended = ended_without_worker(self.job_ids(), self.job_states, self.connected_names())
+        job_ids = self.job_ids()
         for name in ended:
-            state = self.job_states[self.job_ids()[name]]
+            state = self.job_states[job_ids[name]]
             self.workers.pop(name, None)
+            if state.state == "CANCELLED":
+                # Someone cancelled it on purpose (the user, an operator, the watchdog): do not undo that.
+                self.worker_spec.pop(name, None)
+                continue
             if state.state in ("FAILED", "NODE_FAIL", "BOOT_FAIL", "OUT_OF_MEMORY"):
                 self.failures_in_a_row += 1
             else:
@@ -197,7 +207,8 @@ class SiteCluster(SLURMCluster):
                 for spec_name in [n for n in self.worker_spec if n not in self.workers]:
                     del self.worker_spec[spec_name]
                 return
-        if ended and name_missing(self.worker_spec, self.workers):
+        # Workers that retired at their --lifetime, or whose jobs ended, get new jobs.
+        if name_missing(self.worker_spec, self.workers):
             await self._correct_state()
 
     async def _watch(self) -> None:

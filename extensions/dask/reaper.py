@@ -11,12 +11,14 @@ process group do not reach it, and cancels on SIGTERM too.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
 
 POLL_SECONDS = 1.0
+READY = "armed"
 
 
 def scancel_argv(user: str, job_name: str) -> list[str]:
@@ -57,21 +59,35 @@ def watch(owner: int, user: str, job_name: str) -> None:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print(READY, flush=True)  # armed: the owner may submit jobs now
+    sys.stdout.close()
     while alive(owner):
         time.sleep(POLL_SECONDS)
     cancel(user, job_name)
 
 
-def start_reaper(user: str, job_name: str) -> subprocess.Popen:
-    """Start the watchdog for this process's cluster `job_name` (the edge)."""
-    return subprocess.Popen(
+def start_reaper(user: str, job_name: str, timeout: float = 20) -> subprocess.Popen:
+    """Start the watchdog for this process's cluster `job_name`; return once it is armed (the edge).
+
+    Jobs must not be submitted before: a SIGTERM that arrives earlier would end
+    the watchdog without cancelling anything.
+    """
+    proc = subprocess.Popen(
         [sys.executable, "-m", "aifactory.extensions.dask.reaper", str(os.getpid()), user, job_name],
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
         close_fds=True,
     )
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline().decode().strip() if ready else ""
+    proc.stdout.close()
+    if line != READY:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError("The watchdog that cancels the cluster's jobs if this kernel dies did not start.")
+    return proc
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ whatever happens.
 from __future__ import annotations
 
 import json
+import os
 import pwd
 import shutil
 import signal
@@ -58,8 +59,17 @@ class UserProgram:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # sudo does not relay SIGKILL: kill the whole group
         )
         self.said: dict[str, object] = {}
+
+    def kill(self) -> None:
+        """SIGKILL the program and everything in its process group (sudo and the user's python)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
 
     def wait_for(self, kind: str, timeout: float = 90):
         """Read lines until one of `kind` arrives."""
@@ -107,9 +117,7 @@ def programs():
     started: list[UserProgram] = []
     yield lambda user, body: started.append(UserProgram(user, body)) or started[-1]
     for program in started:
-        if program.proc.poll() is None:
-            program.proc.kill()
-            program.proc.wait()
+        program.kill()
         name = program.said.get("NAME")
         if name:
             subprocess.run(["scancel", "--user", program.user, "--name", name], check=False)
@@ -186,13 +194,8 @@ def test_killed_kernel_leaves_no_job(programs):
     name = program.wait_for("NAME")
     program.wait_for("READY")
     assert jobs_named("researcher1", name), "the cluster should have jobs before the kill"
-    # SIGKILL: no atexit, no finally; only the reaper can cancel now. sudo does not relay SIGKILL,
-    # so kill the user's python itself.
-    python_pid = subprocess.run(["pgrep", "-P", str(program.proc.pid)], capture_output=True, text=True).stdout.split()
-    for pid in python_pid:
-        subprocess.run(["kill", "-KILL", pid], check=False)
-    program.proc.send_signal(signal.SIGKILL)
-    program.proc.wait()
+    # SIGKILL: no atexit, no finally; only the watchdog (in its own session) can cancel now.
+    program.kill()
     assert wait_until_no_jobs("researcher1", name, timeout=30) == []
 
 
@@ -292,4 +295,37 @@ def test_stopping_the_users_server_leaves_no_job(programs):
         time.sleep(0.5)
     assert jobs_named("researcher1", name), "the cluster should have a job before the stop"
     subprocess.run(["kill", "-TERM", str(reaper)], check=True)
+    program.kill()
     assert wait_until_no_jobs("researcher1", name, timeout=30) == []
+
+
+def test_a_worker_retiring_before_the_walltime_is_replaced(programs):
+    """--lifetime retires the worker before Slurm's walltime; a new job takes its place."""
+    program = programs(
+        "researcher1",
+        """
+        import dask, dask.array as da
+        from distributed import Client
+        dask.config.set({"distributed.deploy.lost-worker-timeout": "1s"})
+        cluster = SiteCluster("cpu", workers=1, cores=1, memory="1G", walltime="1")
+        say("NAME", cluster.slurm_job_name)
+        client = Client(cluster)
+        client.wait_for_workers(1, timeout=60)
+        first = set(cluster.job_ids().values())
+        say("LIFETIME", cluster.config["worker-extra-args"][:4])
+        deadline = time.time() + 100
+        while time.time() < deadline:
+            now = set(cluster.job_ids().values())
+            if now and not now & first and len(client.scheduler_info()["workers"]) == 1:
+                break
+            time.sleep(1)
+        say("REPLACED", bool(now and not now & first))
+        say("SUM", int(da.ones(1000, chunks=100).sum().compute()))
+        client.close(); cluster.close()
+        """,
+    )
+    said = program.finish(timeout=115)
+    assert said["LIFETIME"] == ["--lifetime", "40s", "--lifetime-stagger", "10s"]
+    assert said["REPLACED"] is True
+    assert said["SUM"] == 1000
+    assert wait_until_no_jobs("researcher1", said["NAME"]) == []
