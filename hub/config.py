@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .roles import CourseGroups, hub_groups, roles
+from .services import service_roles, services
 from .site.schema import OidcAuth, PamAuth, Site
 
 OPERATOR_SERVICE = "aifactory-operator"
@@ -20,6 +22,7 @@ OPERATOR_SCOPES = [
     "admin:services",
     "tokens",
     "read:hub",
+    "read:metrics",
     "proxy",
     "shutdown",
 ]
@@ -41,9 +44,12 @@ class HubPaths:
         return f"{self.prefix}/node/node_modules/.bin/configurable-http-proxy"
 
 
-def group_members(site: Site) -> dict[str, list[str]]:
-    """Hub groups: the site's groups with the users that list them."""
-    return {g.name: [u.name for u in site.users if g.name in u.groups] for g in site.groups}
+def load_groups(site: Site) -> dict[str, dict]:
+    """Groups of a PAM site come from the site file; an OIDC site's from the IdP's claims
+    (JupyterHub refuses `load_groups` when the authenticator manages groups)."""
+    if isinstance(site.auth, OidcAuth):
+        return {}
+    return {name: {"users": users} for name, users in hub_groups(site).items()}
 
 
 def authenticator_config(site: Site, oidc_secret: str = "") -> dict[str, dict]:
@@ -73,6 +79,7 @@ def authenticator_config(site: Site, oidc_secret: str = "") -> dict[str, dict]:
             "auth_state_groups_key": f"oauth_user.{auth.groups_claim}",
             "admin_groups": set(auth.admin_groups),
             "allowed_groups": {g.name for g in site.groups},
+            "post_auth_hook": CourseGroups(site),
         },
     }
 
@@ -83,7 +90,9 @@ def port_handlers() -> list[tuple]:
     return handlers
 
 
-def hub_config(site: Site, paths: HubPaths, operator_token: str, oidc_secret: str = "") -> dict[str, dict]:
+def hub_config(
+    site: Site, paths: HubPaths, operator_token: str, oidc_secret: str = "", metrics_token: str = ""
+) -> dict[str, dict]:
     """Site -> {traitlets class name: {trait: value}} for JupyterHub."""
     config: dict[str, dict] = {
         "JupyterHub": {
@@ -100,15 +109,20 @@ def hub_config(site: Site, paths: HubPaths, operator_token: str, oidc_secret: st
             "cleanup_servers": False,
             "allow_named_servers": True,
             "named_server_limit_per_user": site.limits.servers_per_user,
-            "load_groups": {name: {"users": users} for name, users in group_members(site).items()},
-            "services": [{"name": OPERATOR_SERVICE, "api_token": operator_token}],
+            "load_groups": load_groups(site),
+            "services": [
+                {"name": OPERATOR_SERVICE, "api_token": operator_token},
+                *services(site, f"{paths.venv}/bin/python", metrics_token),
+            ],
             "load_roles": [
                 {
                     "name": OPERATOR_SERVICE,
                     "description": "Operators' automation token",
                     "scopes": list(OPERATOR_SCOPES),
                     "services": [OPERATOR_SERVICE],
-                }
+                },
+                *service_roles(metrics_token),
+                *roles(site),
             ],
         },
         "ConfigurableHTTPProxy": {

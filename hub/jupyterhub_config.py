@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 from aifactory.hub.config import HubPaths, hub_config
+from aifactory.hub.metrics import register_server_counts
 from aifactory.hub.site import load_site
 
 c = get_config()  # noqa: F821  (provided by JupyterHub)
@@ -13,7 +14,12 @@ paths = HubPaths(state=os.environ.get("AIFACTORY_HUB_STATE", HubPaths.state))
 token = Path(paths.state, "operator-token").read_text().strip()
 secret_file = getattr(site.auth, "client_secret_file", None)
 secret = Path(secret_file).read_text().strip() if secret_file else ""
+metrics_token_file = Path(paths.state, "metrics-token")
+metrics_token = metrics_token_file.read_text().strip() if metrics_token_file.exists() else ""
 
-for section, values in hub_config(site, paths, token, secret).items():
+# The platform's own metrics join JupyterHub's at /hub/metrics.
+register_server_counts()
+
+for section, values in hub_config(site, paths, token, secret, metrics_token).items():
     for trait, value in values.items():
         setattr(c[section], trait, value)

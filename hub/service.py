@@ -25,6 +25,11 @@ def operator_token_file(paths: HubPaths = HubPaths()) -> Path:
     return Path(paths.state, "operator-token")
 
 
+def metrics_token_file(paths: HubPaths = HubPaths()) -> Path:
+    """Root-only file holding the token Prometheus scrapes /hub/metrics with (read:metrics only)."""
+    return Path(paths.state, "metrics-token")
+
+
 def url(site: Site) -> str:
     return f"http://{site.hub.ip}:{site.hub.port}"
 
@@ -45,6 +50,7 @@ def up(site: Site, paths: HubPaths = HubPaths(), site_file: str | None = None) -
     state.mkdir(parents=True, exist_ok=True)
     state.chmod(0o700)
     secret_file(operator_token_file(paths), nbytes=32)
+    secret_file(metrics_token_file(paths), nbytes=32)
     if pid_from(_pidfile(paths)) is None:
         env = dict(os.environ)
         env["AIFACTORY_SITE"] = str(site_file or env.get("AIFACTORY_SITE") or INSTALLED_SITE)

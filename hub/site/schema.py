@@ -176,6 +176,9 @@ class Course(Model):
     profile: Name
     project: Name = Field(description="Slurm account charged for the course's servers and grading jobs.")
     reservation: Name | None = Field(None, description="Slurm reservation the course's jobs run in.")
+    trainers_access_servers: bool = Field(
+        False, description="Whether the course's trainers may open their students' running servers."
+    )
 
 
 class Group(Model):

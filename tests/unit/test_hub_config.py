@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from aifactory.hub.config import OPERATOR_SCOPES, HubPaths, hub_config
+from aifactory.hub.roles import CourseGroups, roles
+from aifactory.hub.services import idle_culler_command, service_roles
 from aifactory.hub.site import parse_site
 from aifactory.hub.site.load import read_yaml
 from aifactory.spawners.port_api import PortHandler
@@ -29,15 +31,25 @@ def test_hub_config_for_a_pam_site():
             "cleanup_servers": False,
             "allow_named_servers": True,
             "named_server_limit_per_user": 1,
-            "load_groups": {"students": {"users": ["alice"]}, "researchers": {"users": ["bob"]}},
-            "services": [{"name": "aifactory-operator", "api_token": "tok"}],
+            "load_groups": {
+                "students": {"users": ["alice"]},
+                "researchers": {"users": ["bob"]},
+                "course-ml101-students": {"users": ["alice"]},
+                "course-ml101-trainers": {"users": ["bob"]},
+            },
+            "services": [
+                {"name": "aifactory-operator", "api_token": "tok"},
+                {"name": "idle-culler", "command": idle_culler_command(site, "/p/venv/bin/python")},
+            ],
             "load_roles": [
                 {
                     "name": "aifactory-operator",
                     "description": "Operators' automation token",
                     "scopes": OPERATOR_SCOPES,
                     "services": ["aifactory-operator"],
-                }
+                },
+                *service_roles(),
+                *roles(site),
             ],
             "authenticator_class": "pam",
         },
@@ -73,6 +85,15 @@ def test_hub_config_for_an_oidc_site():
     assert config["GenericOAuthenticator"]["token_url"] == "https://login.example.eu/token"
     assert config["GenericOAuthenticator"]["allowed_groups"] == {"students", "researchers"}
     assert "PAMAuthenticator" not in config
+    # JupyterHub refuses load_groups when the IdP manages groups; course groups come at login.
+    assert config["JupyterHub"]["load_groups"] == {}
+    assert config["GenericOAuthenticator"]["post_auth_hook"] == CourseGroups(parse_site(yaml.safe_dump(data)))
+
+
+def test_a_metrics_token_adds_a_read_metrics_service():
+    config = hub_config(parse_site(SMALL_SITE), HubPaths(), "tok", metrics_token="m")
+    assert {"name": "aifactory-metrics", "api_token": "m"} in config["JupyterHub"]["services"]
+    assert "read:metrics" in OPERATOR_SCOPES
 
 
 def test_profiles_follow_groups():
