@@ -1,0 +1,110 @@
+"""The course exchange on the real machine: real Unix users, real permissions."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tests.conftest import BIN
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+COURSE = "intro-dl"
+EXCHANGE = Path("/srv/aifactory/exchange") / COURSE
+COURSE_DIR = Path("/srv/aifactory/courses") / COURSE
+
+
+def as_user(user: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["sudo", "-u", user, "-H", "--", *argv], capture_output=True, text=True, timeout=300,
+                          cwd="/")
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{user}: {' '.join(argv)} failed: {proc.stdout}{proc.stderr}")
+    return proc
+
+
+def aifactory(user: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return as_user(user, str(BIN / "aifactory"), *args, check=check)
+
+
+def _cell(source, kind="code", **nbgrader):
+    cell = nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)
+    cell.metadata["nbgrader"] = {"schema_version": 3, "task": False, **nbgrader}
+    return cell
+
+
+def tiny_assignment(root: Path, name: str) -> Path:
+    """One autograded function with a hidden test, one manually graded answer."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        _cell("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
+              grade=False, solution=True, locked=False, grade_id="square"),
+        _cell("assert square(2) == 4\n### BEGIN HIDDEN TESTS\nassert square(3) == 9  # HIDDEN-MARKER\n"
+              "### END HIDDEN TESTS", grade=True, solution=False, locked=True, grade_id="test_square", points=2),
+        _cell("YOUR ANSWER HERE", kind="markdown", grade=True, solution=True, locked=False, grade_id="explain",
+              points=1),
+    ]
+    folder = root / "source" / name
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / f"{name}.ipynb")
+    return folder
+
+
+def answer(root: Path, student: str, name: str, code: str) -> Path:
+    """A student's work folder (world-readable, outside their home) with `code` as the answer."""
+    release = nbformat.read(EXCHANGE / "outbound" / name / f"{name}.ipynb", 4)
+    release.cells[0].source = code
+    folder = root / student / name
+    folder.mkdir(parents=True)
+    nbformat.write(release, folder / f"{name}.ipynb")
+    return root / student
+
+
+def shared_tmp() -> Path:
+    """A folder every user can read (pytest's own tmp folders are root's only)."""
+    root = Path(tempfile.mkdtemp(prefix="aifactory-test-"))
+    root.chmod(0o755)
+    return root
+
+
+@pytest.fixture(scope="module")
+def released(cluster):
+    """A fresh tiny assignment of intro-dl, set up, released by trainer1."""
+    root = shared_tmp()
+    name = "t" + uuid.uuid4().hex[:8]
+    subprocess.run([str(BIN / "aifactory"), "course", "setup", COURSE], check=True, capture_output=True)
+    tiny_assignment(root, name)
+    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+    aifactory("trainer1", "course", "release", COURSE, name, "--source", str(root / "source" / name))
+    yield root, name
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_student_cannot_reach_another_students_submission(released):
+    root, name = released
+    for student in ("student1", "student2"):
+        aifactory(student, "exchange", "submit", COURSE, name,
+                  "--dir", str(answer(root, student, name, "def square(x):\n    return x * x")))
+    theirs = sorted((EXCHANGE / "inbound" / "student2").glob(f"{name}+*"))[-1]
+    notebook = theirs / f"{name}.ipynb"
+    # student1 can neither list the inbound, nor student2's folder, nor open, change or add a file.
+    assert as_user("student1", "ls", str(EXCHANGE / "inbound"), check=False).returncode != 0
+    assert as_user("student1", "ls", str(EXCHANGE / "inbound" / "student2"), check=False).returncode != 0
+    assert as_user("student1", "cat", str(notebook), check=False).returncode != 0
+    assert as_user("student1", "cp", "/etc/hostname", str(notebook), check=False).returncode != 0
+    assert as_user("student1", "touch", str(theirs / "extra"), check=False).returncode != 0
+    # Nor the source, the solutions or the gradebook.
+    assert as_user("student1", "ls", str(COURSE_DIR), check=False).returncode != 0
+    assert as_user("student1", "cat", str(COURSE_DIR / "gradebook.db"), check=False).returncode != 0
+    assert as_user("student1", "cat", str(COURSE_DIR / "source" / name / f"{name}.ipynb"), check=False).returncode
+    # A user outside the course cannot even fetch; a trainer can read every submission.
+    assert aifactory("student3", "exchange", "fetch", COURSE, name, "--dir", "/tmp", check=False).returncode != 0
+    assert as_user("trainer1", "cat", str(notebook)).stdout.startswith("{")
+    # Students fetch the release.
+    assert "fetched" in aifactory("student1", "exchange", "fetch", COURSE, name, "--dir",
+                                  f"/home/student1/{name}-fetch").stdout

@@ -1,0 +1,87 @@
+"""`aifactory grade` on the real local cluster: students' code as the grader, in parallel."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_exchange_permissions import (  # noqa: F401  (fixture)
+    COURSE,
+    COURSE_DIR,
+    EXCHANGE,
+    aifactory,
+    answer,
+    as_user,
+    released,
+)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+PROBE = '''import os, socket
+def square(x):
+    return x + x
+WHO = os.getuid(), os.geteuid()
+try:
+    socket.create_connection(("127.0.0.1", 6817), timeout=2)
+    NET = "NET-REACHABLE"
+except OSError as exc:
+    NET = "NET-BLOCKED " + type(exc).__name__
+print(NET, open("/proc/self/status").read().split("Uid:")[1].split()[0])
+try:
+    open("/srv/aifactory/courses/intro-dl/gradebook.db", "rb").read(1)
+    print("GRADEBOOK-READABLE")
+except OSError:
+    print("GRADEBOOK-DENIED")
+'''
+
+
+def test_grade_feedback_and_rerun(released):
+    root, name = released
+    # Fresh submissions: student1 right, student2 wrong and probing its sandbox.
+    sub_root = root / "subs"
+    sub_root.mkdir()
+    sub_root.chmod(0o755)
+    first = answer(sub_root, "student1", name, "def square(x):\n    return x - x")
+    subprocess.run(["chmod", "-R", "a+rX", str(sub_root)], check=True)
+    aifactory("student1", "exchange", "submit", COURSE, name, "--dir", str(first))
+    (first / name).rename(sub_root / "old")
+    aifactory("student1", "exchange", "submit", COURSE, name,   # a second try replaces the first
+              "--dir", str(answer(sub_root, "student1", name, "def square(x):\n    return x * x")))
+    probe = answer(sub_root, "student2", name, PROBE)
+    subprocess.run(["chmod", "-R", "a+rX", str(sub_root)], check=True)
+    aifactory("student2", "exchange", "submit", COURSE, name, "--dir", str(probe))
+
+    out = aifactory("trainer1", "grade", COURSE, name, "--tasks", "2").stdout
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:] if line.startswith("student")}
+    assert rows["student1"][1:3] == ["ok", "2"]
+    assert rows["student2"][1:3] == ["ok", "0"]
+    # The probe ran as the grader, outside the network, away from the gradebook.
+    import nbformat
+
+    graded = nbformat.read(COURSE_DIR / "autograded" / "student2" / name / f"{name}.ipynb", 4)
+    text = "".join(o.get("text", "") for o in graded.cells[0].outputs)
+    assert "NET-BLOCKED" in text and "GRADEBOOK-DENIED" in text
+    grader_uid = subprocess.run(["id", "-u", "aifactory-grader"], capture_output=True, text=True).stdout.strip()
+    assert text.split("NET-BLOCKED")[1].split()[1] == "0"  # uid 0 inside its user namespace ...
+    assert grader_uid != "0"                                 # ... which maps to the grader outside
+
+    # Re-running skips what is graded; --force grades again.
+    again = aifactory("trainer1", "grade", COURSE, name).stdout
+    assert again.count("skipped") == 2
+    assert "skipped" not in aifactory("trainer1", "grade", COURSE, name, "--force").stdout
+    # Nothing submitted is lost: every submission is archived.
+    archived = as_user("trainer1", "ls", str(COURSE_DIR / "archive" / "student1" / name)).stdout.split()
+    assert len(archived) == 2
+
+    # Feedback: released, fetched by the student, no hidden test in it, private.
+    aifactory("trainer1", "feedback", COURSE, name)
+    aifactory("student2", "exchange", "feedback", COURSE, name, "--dir", f"/home/student2/{name}-work")
+    html = as_user("student2", "cat", f"/home/student2/{name}-work/{name}/feedback/{name}.html").stdout
+    assert "square" in html and "HIDDEN-MARKER" not in html and "square(3)" not in html
+    assert as_user("student1", "cat", str(EXCHANGE / "feedback" / "student2" / name / f"{name}.html"),
+                   check=False).returncode != 0
+    state = json.loads(as_user("trainer1", "cat", str(COURSE_DIR / "grading" / f"{name}.graded.json")).stdout)
+    assert set(state) == {"student1", "student2"}
