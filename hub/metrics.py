@@ -78,10 +78,18 @@ class ServerCounts:
     def __init__(self, spawners: Callable[[], Iterable]):
         self._spawners = spawners
 
-    def collect(self):
-        family = GaugeMetricFamily(
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
             "aifactory_servers", "Servers per profile and state (running or pending)", labels=["profile", "state"]
         )
+
+    def describe(self):
+        """What the registry asks for at registration; must not touch the hub, which is not up yet."""
+        yield self._family()
+
+    def collect(self):
+        family = self._family()
         for (profile, state), n in sorted(server_counts(self._spawners()).items()):
             family.add_metric([profile, state], n)
         yield family
@@ -91,8 +99,8 @@ def hub_spawners() -> list:
     """Every spawner the running hub holds in memory (all users with a server are loaded)."""
     from jupyterhub.app import JupyterHub
 
-    if not JupyterHub.initialized():
-        return []
+    if not JupyterHub.initialized() or not JupyterHub.instance().tornado_settings:
+        return []  # the hub is still starting: no users loaded yet
     return [s for user in list(JupyterHub.instance().users.values()) for s in list(user.spawners.values())]
 
 
