@@ -12,7 +12,18 @@ from pathlib import Path
 from traitlets.config import Config
 
 
+def _venv_on_path() -> None:
+    """nbgrader runs `alembic` from PATH when it creates a gradebook; sudo's PATH lacks the venv."""
+    import os
+    import sys
+
+    bin_dir = os.path.join(sys.prefix, "bin")
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
 def _config(course_dir: Path, course_id: str, **sections) -> Config:
+    _venv_on_path()
     c = Config()
     c.CourseDirectory.root = str(course_dir)
     c.CourseDirectory.course_id = course_id
