@@ -59,6 +59,27 @@ def _hub(args: argparse.Namespace) -> int:
     return service.main_status()
 
 
+def _usage(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from . import usage
+
+    now = datetime.now().replace(microsecond=0)
+    try:
+        since = usage.parse_since(args.since, now)
+    except ValueError as exc:
+        print(f"aifactory usage: {exc}", file=sys.stderr)
+        return 2
+    try:
+        site = load_site(args.site)
+    except (SiteError, OSError):
+        site = None  # the table still works, without allocations
+    print(usage.report(site, since, now, args.output))
+    if args.output:
+        print(f"plot written to {args.output}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="aifactory", description="Run an AI factory: JupyterHub on Slurm.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -79,6 +100,12 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("action", choices=["up", "down", "status"])
         cmd.add_argument("--site", help="site file (default: $AIFACTORY_SITE, then the installed one)")
         cmd.set_defaults(func=func)
+
+    usage = sub.add_parser("usage", help="core-hours and GPU-hours per project and user, from Slurm accounting")
+    usage.add_argument("--since", default="30d", help="start of the period: 30d, 12h or a date (default: 30d)")
+    usage.add_argument("--output", help="also write a PNG plot to this file")
+    usage.add_argument("--site", help="site file, for the projects' allocations (default: the installed one)")
+    usage.set_defaults(func=_usage)
 
     from aifactory.courses.exchange.cli import add_commands as add_course_commands
 
