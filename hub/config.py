@@ -134,7 +134,9 @@ def hub_config(
             "start_timeout": 300,
             "http_timeout": 120,
         },
-        "SiteSlurmSpawner": {"venv": paths.venv},
+        # JupyterHub's per-server poll only reads the spawner's shared snapshot (cheap);
+        # the one squeue for all servers runs every slurm_poll_interval seconds.
+        "SiteSlurmSpawner": {"venv": paths.venv, "slurm_poll_interval": 10.0, "poll_interval": 5},
     }
     for section, values in authenticator_config(site, oidc_secret).items():
         config.setdefault(section, {}).update(values)

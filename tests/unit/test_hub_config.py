@@ -58,7 +58,7 @@ def test_hub_config_for_a_pam_site():
             "pid_file": "/s/proxy.pid",
         },
         "Spawner": {"default_url": "/lab", "start_timeout": 300, "http_timeout": 120},
-        "SiteSlurmSpawner": {"venv": "/p/venv"},
+        "SiteSlurmSpawner": {"venv": "/p/venv", "slurm_poll_interval": 10.0, "poll_interval": 5},
         "PAMAuthenticator": {
             "service": "login",
             "admin_groups": {"researchers"},

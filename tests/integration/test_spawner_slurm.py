@@ -1,0 +1,280 @@
+"""The Slurm spawner on the real local cluster, driven through the hub's REST API.
+
+Each test uses its own named servers (job names `jupyter-<user>-sp-...`) so it
+does not meet other tests' servers, keeps jobs small, and cancels what it
+started in `finally`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+pytestmark = [pytest.mark.slurm, pytest.mark.hub]
+
+
+class Hub:
+    def __init__(self, url: str, token: str):
+        self.url, self.headers = url, {"Authorization": f"token {token}"}
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        return requests.request(method, f"{self.url}/hub/api{path}", headers=self.headers, timeout=120, **kwargs)
+
+    def server(self, user: str, name: str) -> dict | None:
+        return self.api("GET", f"/users/{user}?include_stopped_servers=1").json()["servers"].get(name)
+
+    def spawn(self, user: str, name: str, options: dict | None = None) -> requests.Response:
+        return self.api("POST", f"/users/{user}/servers/{name}", json=options or {})
+
+    def wait_ready(self, user: str, name: str, timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            server = self.server(user, name)
+            if server and server["ready"]:
+                return server
+            if server and server["stopped"] and not server["pending"]:
+                pytest.fail(f"{user}/{name} stopped while starting: {server.get('state')}")
+            time.sleep(0.5)
+        pytest.fail(f"{user}/{name} not ready within {timeout}s")
+
+    def wait_stopped(self, user: str, name: str, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            server = self.server(user, name)
+            if server is None or (server["stopped"] and not server["pending"]):
+                return server or {}
+            time.sleep(1)
+        pytest.fail(f"{user}/{name} still running after {timeout}s")
+
+    def stop(self, user: str, name: str, remove: bool = False) -> None:
+        self.api("DELETE", f"/users/{user}/servers/{name}", json={"remove": remove})
+
+
+def jobs_of(user: str, name: str) -> list[tuple[str, str]]:
+    """(job id, state) of the user's jobs named for this server, still in the queue."""
+    out = subprocess.run(["squeue", "-h", "-u", user, "-n", f"jupyter-{user}-{name}", "-o", "%i %T"],
+                         capture_output=True, text=True).stdout
+    return [tuple(line.split()) for line in out.splitlines()]
+
+
+def wait_no_job(user: str, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while jobs_of(user, name):
+        assert time.monotonic() < deadline, f"job of {user}/{name} left behind: {jobs_of(user, name)}"
+        time.sleep(1)
+
+
+def cleanup(hub: Hub, user: str, name: str) -> None:
+    """Stop and forget the named server (named servers count against the user's limit)."""
+    hub.stop(user, name, remove=True)
+    for job_id, _ in jobs_of(user, name):
+        subprocess.run(["scancel", job_id])
+
+
+@pytest.fixture
+def api(hub, operator_token) -> Hub:
+    return Hub(hub, operator_token)
+
+
+def progress_messages(api: Hub, user: str, name: str, until: str, timeout: float = 60) -> list[str]:
+    """Messages of the spawn's event stream until one contains `until`."""
+    messages = []
+    with requests.get(f"{api.url}/hub/api/users/{user}/servers/{name}/progress", headers=api.headers,
+                      stream=True, timeout=timeout) as response:
+        deadline = time.monotonic() + timeout
+        for line in response.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                messages.append(json.loads(line[5:])["message"])
+                if until in messages[-1]:
+                    break
+            assert time.monotonic() < deadline, messages
+    return messages
+
+
+@pytest.mark.parametrize("user, name, options, expect_env", [
+    ("student1", "sp-py", {"profile": "cpu", "memory": "1G"}, "aifactory"),
+    ("student1", "sp-lmod", {"profile": "course"}, "aifactory-module"),
+])
+def test_spawn_in_each_environment_and_reach_the_server(api, user, name, options, expect_env):
+    try:
+        assert api.spawn(user, name, options).status_code in (201, 202)
+        server = api.wait_ready(user, name)
+        assert server["user_options"] == options
+        ((job_id, state),) = jobs_of(user, name)
+        assert state == "RUNNING"
+        script = subprocess.run(["scontrol", "write", "batch_script", job_id, "-"], capture_output=True,
+                                text=True).stdout
+        assert ("module load aifactory/1.0" in script) == (expect_env == "aifactory-module")
+        reach = requests.get(f"{api.url}/user/{user}/{name}/api/status", headers=api.headers, timeout=10)
+        assert reach.status_code == 200
+        session = json.loads(Path(f"/home/{user}/.aifactory/session-{job_id}.json").read_text())
+        assert session["ends_at"] > time.time() + 30 * 60
+    finally:
+        cleanup(api, user, name)
+    wait_no_job(user, name)
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"cpus": 99}, "'cpus': 99 is out of range; allowed 1 to 8"),
+    ({"profile": "gpu"}, "'profile': 'gpu' is not allowed; choose one of: cpu, course"),
+    ({"walltime": "5-00:00:00"}, "allowed 00:01:00 to 1-00:00:00"),
+    ({"command": "rm -rf /"}, "'command': unknown option"),
+])
+def test_invalid_options_are_refused_with_the_field_and_nothing_is_submitted(api, options, words):
+    try:
+        response = api.spawn("student3", "sp-bad", options)
+        assert response.status_code == 400
+        assert words in response.json()["message"]
+        assert jobs_of("student3", "sp-bad") == []
+    finally:
+        cleanup(api, "student3", "sp-bad")
+
+
+def test_the_port_endpoint_takes_no_token_but_a_servers_own(api):
+    # The operator (a service) and a user's own API token own no waiting server.
+    assert api.api("POST", "/aifactory/port", json={"port": 8888}).status_code == 403
+    token = api.api("POST", "/users/student3/tokens", json={"expires_in": 120}).json()["token"]
+    response = requests.post(f"{api.url}/hub/api/aifactory/port", json={"port": 8888}, timeout=10,
+                             headers={"Authorization": f"token {token}"})
+    assert response.status_code == 403
+    # batchspawner's set-any-attribute handler is gone.
+    assert api.api("POST", "/batchspawner", json={"port": 1, "cmd": ["sh"]}).status_code == 404
+
+
+def test_gpu_profile_reserves_the_gres(api):
+    try:
+        assert api.spawn("admin1", "sp-gpu", {"profile": "gpu", "gpus": "2", "memory": "2G", "cpus": "1"}
+                         ).status_code in (201, 202)
+        api.wait_ready("admin1", "sp-gpu")
+        ((job_id, _),) = jobs_of("admin1", "sp-gpu")
+        tres = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%b"], capture_output=True, text=True).stdout
+        assert "gpu:mi250x:2" in tres
+    finally:
+        cleanup(api, "admin1", "sp-gpu")
+    wait_no_job("admin1", "sp-gpu")
+
+
+def test_pending_spawn_shows_reason_and_position_and_cancel_leaves_no_job(api):
+    # Fill the node's memory so an 8G server cannot start: Slurm says "Resources".
+    blocker = subprocess.run(
+        ["sudo", "-u", "student3", "sbatch", "--parsable", "-J", "sp-blocker", "-p", "standard",
+         "-A", "project_465000002", "--mem=6G", "-c", "1", "-t", "5", "--chdir=/tmp", "--output=/dev/null",
+         "--wrap", "sleep 120"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(["squeue", "-h", "-j", blocker, "-o", "%T"], capture_output=True,
+                             text=True).stdout.strip() != "RUNNING":
+            assert time.monotonic() < deadline, "the blocking job did not start"
+            time.sleep(1)
+        assert api.spawn("student3", "sp-wait", {"profile": "cpu", "memory": "8G"}).status_code in (201, 202)
+        messages = progress_messages(api, "student3", "sp-wait", until="waiting in partition standard")
+        assert "Pending: waiting for resources" in messages[-1]
+        assert "number 1 of" in messages[-1]
+        assert [s for _, s in jobs_of("student3", "sp-wait")] == ["PENDING"]
+        api.stop("student3", "sp-wait")
+        wait_no_job("student3", "sp-wait", timeout=30)
+        assert api.wait_stopped("student3", "sp-wait", 30) is not None
+    finally:
+        cleanup(api, "student3", "sp-wait")
+        subprocess.run(["scancel", blocker])
+
+
+@pytest.mark.slow
+def test_scancel_of_a_running_server_stops_it_with_reason_cancelled(api):
+    try:
+        api.spawn("trainer1", "sp-cancel", {"profile": "cpu", "memory": "1G"})
+        api.wait_ready("trainer1", "sp-cancel")
+        ((job_id, _),) = jobs_of("trainer1", "sp-cancel")
+        subprocess.run(["scancel", job_id], check=True)
+        server = api.wait_stopped("trainer1", "sp-cancel", timeout=45)
+        assert "[CANCELLED]" in server["state"]["stop_reason"]
+        assert job_id in server["state"]["stop_reason"]
+    finally:
+        cleanup(api, "trainer1", "sp-cancel")
+
+
+@pytest.mark.slow
+def test_walltime_expiry_stops_the_server_with_reason_timeout_after_a_warning(api):
+    try:
+        api.spawn("trainer1", "sp-wall", {"profile": "cpu", "memory": "1G", "walltime": "1"})
+        api.wait_ready("trainer1", "sp-wall")
+        ((job_id, _),) = jobs_of("trainer1", "sp-wall")
+        server = api.wait_stopped("trainer1", "sp-wall", timeout=150)
+        assert "[TIMEOUT]" in server["state"]["stop_reason"]
+        session = json.loads(Path(f"/home/trainer1/.aifactory/session-{job_id}.json").read_text())
+        assert session["warned_at"] is not None  # SIGUSR1 before the end was recorded
+        log = Path(f"/home/trainer1/.aifactory/jupyter-{job_id}.log").read_text()
+        assert "walltime ends in" in log and "stopping the server" in log
+    finally:
+        cleanup(api, "trainer1", "sp-wall")
+
+
+def hub_pid() -> int:
+    return int(Path("/var/lib/aifactory/hub/jupyterhub.pid").read_text().split()[0])
+
+
+def aifactory(*args: str) -> None:
+    subprocess.run([str(Path(os.environ.get("AIFACTORY_PREFIX", "/opt/aifactory")) / "venv/bin/aifactory"), *args],
+                   check=True, capture_output=True)
+
+
+@pytest.mark.slow
+def test_hub_killed_and_restarted_reattaches_every_server(api):
+    names = ["sp-r1", "sp-r2"]
+    try:
+        for name in names:
+            api.spawn("student1", name, {"profile": "cpu", "memory": "1G"})
+        for name in names:
+            api.wait_ready("student1", name)
+        before = {name: jobs_of("student1", name) for name in names}
+        os.kill(hub_pid(), signal.SIGKILL)
+        time.sleep(1)
+        aifactory("hub", "up")
+        for name in names:
+            assert api.wait_ready("student1", name, timeout=60)
+            assert jobs_of("student1", name) == before[name]
+            reach = requests.get(f"{api.url}/user/student1/{name}/api/status", headers=api.headers, timeout=10)
+            assert reach.status_code == 200
+    finally:
+        for name in names:
+            cleanup(api, "student1", name)
+    for name in names:
+        wait_no_job("student1", name)
+
+
+@pytest.mark.slow
+@pytest.mark.restarts_cluster
+def test_slurmctld_down_for_a_minute_removes_no_server(api):
+    names = ["sp-c1", "sp-c2"]
+    try:
+        for name in names:
+            api.spawn("student3", name, {"profile": "cpu", "memory": "1G"})
+        for name in names:
+            api.wait_ready("student3", name)
+        pid = int(Path("/run/aifactory/slurmctld.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGTERM)
+        try:
+            time.sleep(60)
+            for name in names:
+                server = api.server("student3", name)
+                assert server["ready"], f"{name} removed while slurmctld was down"
+        finally:
+            subprocess.run(["/usr/sbin/slurmctld"], check=True)
+        time.sleep(15)  # two shared polls with the controller back
+        for name in names:
+            assert api.server("student3", name)["ready"]
+            reach = requests.get(f"{api.url}/user/student3/{name}/api/status", headers=api.headers, timeout=10)
+            assert reach.status_code == 200
+    finally:
+        for name in names:
+            cleanup(api, "student3", name)
+    for name in names:
+        wait_no_job("student3", name)
