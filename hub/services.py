@@ -1,6 +1,7 @@
 """The hub's services and their roles, derived from the site by pure functions.
 
-- `idle-culler`: jupyterhub-idle-culler run by the hub. It stops servers idle for
+- `idle-culler`: jupyterhub-idle-culler run by the hub (through `culler.py`, so that it
+  dies with a killed hub). It stops servers idle for
   `limits.idle_timeout` and servers older than `limits.max_session`. It asks for
   ready servers only (`GET /users?state=ready`, paginated) so that a hub with many
   users who have no server is not loaded by it (ANCHORS.md, JupyterHub deployments).
@@ -31,7 +32,7 @@ def idle_culler_command(site: Site, python: str) -> list[str]:
     return [
         python,
         "-m",
-        "jupyterhub_idle_culler",
+        "aifactory.hub.culler",
         f"--timeout={site.limits.idle_timeout * 60}",
         f"--max-age={site.limits.max_session * 60}",
         f"--cull-every={cull_every_seconds(site)}",

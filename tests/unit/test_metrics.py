@@ -48,7 +48,7 @@ def test_queue_wait_is_a_histogram_per_partition():
 def test_the_idle_culler_follows_the_site_limits():
     site = parse_site(SMALL_SITE)  # defaults: idle 60 min, session 12 h
     assert idle_culler_command(site, "/p/venv/bin/python") == [
-        "/p/venv/bin/python", "-m", "jupyterhub_idle_culler",
+        "/p/venv/bin/python", "-m", "aifactory.hub.culler",
         "--timeout=3600", "--max-age=43200", "--cull-every=360",
         "--cull-named-servers=True", "--cull-admin-users=True", "--cull-users=False",
         "--remove-named-servers=False", "--concurrency=5", "--api-page-size=200",
@@ -66,3 +66,29 @@ def test_services_get_only_the_scopes_they_need():
         {"name": "aifactory-metrics", "description": "Read the hub's Prometheus metrics",
          "scopes": ["read:metrics"], "services": ["aifactory-metrics"]},
     ]
+
+
+def test_the_culler_dies_with_a_killed_hub(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = ("from aifactory.hub.culler import die_with_parent; die_with_parent(); import time; time.sleep(30)")
+    hub = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', %r]); print(p.pid, flush=True); "
+           "import time; time.sleep(30)" % child)
+    parent = subprocess.Popen([sys.executable, "-c", hub], stdout=subprocess.PIPE, text=True)
+    culler = int(parent.stdout.readline())
+    time.sleep(1)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(culler, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(culler, signal.SIGKILL)
+    raise AssertionError("the culler outlived its hub")
