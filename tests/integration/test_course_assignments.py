@@ -20,7 +20,7 @@ from aifactory.courses.material import Assignment, list_courses
 pytestmark = pytest.mark.slow
 
 ASSIGNMENTS = [a for course in list_courses() for a in course.assignments]
-INSTRUCTOR, STUDENT = "instructor", "student"
+INSTRUCTOR, STUDENT, PARTIAL = "instructor", "student", "partial"
 NOTEBOOK_LIMIT_S = 60
 
 
@@ -76,6 +76,32 @@ def read_grades(root: Path, course_id: str, assignment: str, student: str) -> li
     return rows
 
 
+def _nbgrader_meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def solve_first_exercise(release: Path, source: Path, dest: Path) -> None:
+    """The student version with only the first answer cell of each notebook filled in."""
+    dest.mkdir(parents=True)
+    for path in release.glob("*.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        solutions = {_nbgrader_meta(c).get("grade_id"): c.source
+                     for c in nbformat.read(source / path.name, as_version=4).cells}
+        first = next(c for c in nb.cells if c.cell_type == "code" and _nbgrader_meta(c).get("solution"))
+        first.source = solutions[_nbgrader_meta(first)["grade_id"]]
+        nbformat.write(nb, dest / path.name)
+
+
+def first_test(source: Path) -> set[str]:
+    """grade_id of the first autograded test cell of each notebook."""
+    out = set()
+    for path in source.glob("*.ipynb"):
+        cells = nbformat.read(path, as_version=4).cells
+        out.add(next(_nbgrader_meta(c)["grade_id"] for c in cells
+                     if _nbgrader_meta(c).get("grade") and not _nbgrader_meta(c).get("solution")))
+    return out
+
+
 @pytest.fixture(scope="module", params=ASSIGNMENTS, ids=lambda a: f"{a.course_id}/{a.id}")
 def graded(request, tmp_path_factory) -> Graded:
     """generate_assignment, then autograde the source (as `instructor`) and the release (as `student`)."""
@@ -86,8 +112,10 @@ def graded(request, tmp_path_factory) -> Graded:
     nbgrader(root, "generate_assignment", assignment.id, "--force")
     shutil.copytree(assignment.source, root / "submitted" / INSTRUCTOR / assignment.id)
     shutil.copytree(root / "release" / assignment.id, root / "submitted" / STUDENT / assignment.id)
+    solve_first_exercise(root / "release" / assignment.id, assignment.source,
+                         root / "submitted" / PARTIAL / assignment.id)
     grades, seconds = {}, {}
-    for student in (INSTRUCTOR, STUDENT):
+    for student in (INSTRUCTOR, STUDENT, PARTIAL):
         start = time.monotonic()
         nbgrader(root, "autograde", assignment.id, f"--student={student}", "--force")
         seconds[student] = time.monotonic() - start
@@ -106,6 +134,14 @@ def test_student_version_scores_zero(graded):
     autograded = [r for r in graded.grades[STUDENT] if r.kind == "autograded"]
     passing = [r.grade_id for r in autograded if r.auto_score]
     assert not passing, f"these tests pass without any work: {passing}"
+
+
+def test_one_exercise_solved_earns_exactly_its_points(graded):
+    """Exercises are graded independently: solving the first one passes its tests and no other."""
+    autograded = [r for r in graded.grades[PARTIAL] if r.kind == "autograded"]
+    passing = {r.grade_id for r in autograded if r.auto_score}
+    assert passing == first_test(graded.assignment.source)
+    assert all(r.auto_score == r.max_score for r in autograded if r.grade_id in passing)
 
 
 def test_written_answers_wait_for_the_trainer(graded):
