@@ -106,7 +106,7 @@ def pending_positions(jobs: dict[str, QueueEntry]) -> dict[str, tuple[int, int]]
 
 
 def squeue_argv(partitions: tuple[str, ...] = ()) -> list[str]:
-    argv = ["squeue", "--noheader", "--all", "--states=all", f"--format={SQUEUE_FORMAT}"]
+    argv = ["squeue", "--noheader", "--all", "--array", "--states=all", f"--format={SQUEUE_FORMAT}"]
     return argv + ([f"--partition={','.join(partitions)}"] if partitions else [])
 
 

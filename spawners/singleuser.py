@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     env["AIFACTORY_JOB_END"] = str(ends_at)
     env["AIFACTORY_SESSION_FILE"] = session_file
 
-    child = subprocess.Popen(argv, env=env)
+    children: list[subprocess.Popen] = []
 
     def warn(signum, frame):
         session["warned_at"] = int(time.time())
@@ -93,13 +93,16 @@ def main(argv: list[str] | None = None) -> int:
 
     def stop(signum, frame):
         print(f"aifactory: signal {signum}: stopping the server", file=sys.stderr, flush=True)
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
 
+    # Handlers first: Slurm's signals may come as soon as the job runs.
     signal.signal(signal.SIGUSR1, warn)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    code = child.wait()
+    children.append(subprocess.Popen(argv, env=env))
+    code = children[0].wait()
     print(f"aifactory: server exited with {code}", file=sys.stderr, flush=True)
     return code
 

@@ -39,6 +39,10 @@ from .progress import pending_message, stop_message
 from .script import build_job, job_name
 
 
+# {user: (monotonic time, UserFacts)}: one sacctmgr round per user per facts_cache_seconds, hub-wide.
+_FACTS: dict = {}
+
+
 class SiteSlurmSpawner(SlurmSpawner):
     """Starts a notebook server as a Slurm job sized by the site's profiles and the user's options."""
 
@@ -64,6 +68,10 @@ class SiteSlurmSpawner(SlurmSpawner):
         5, config=True, help="Slurm sends the server SIGUSR1 this long before the walltime ends (at most half of it).",
     )
     lmod_init = Unicode(LMOD_INIT, config=True, help="Lmod's bash init script on the nodes (for lmod environments).")
+    facts_cache_seconds = Float(
+        120.0, config=True,
+        help="How long a user's Slurm accounts and reservations are reused before sacctmgr is asked again.",
+    )
     stop_reason = Unicode("", help="Why the last server of this spawner stopped, in words (kept in the state).")
 
     @default("launcher")
@@ -73,6 +81,12 @@ class SiteSlurmSpawner(SlurmSpawner):
     @default("batchspawner_singleuser_cmd")
     def _singleuser_default(self) -> str:
         return " ".join(self._launcher_default())
+
+    @default("apply_user_options")
+    def _apply_user_options_default(self):
+        async def check(spawner, user_options):
+            spawner._options = await spawner.validated_options()
+        return check
 
     @default("options_form")
     def _options_form_default(self):
@@ -92,8 +106,13 @@ class SiteSlurmSpawner(SlurmSpawner):
                              partitions=tuple(p.name for p in self._site().partitions))
 
     async def _facts(self):
+        cached = _FACTS.get(self.user.name)
+        if cached and time.monotonic() - cached[0] < self.facts_cache_seconds:
+            return cached[1]
         try:
-            return await gather_facts(self.user.name, self.slurm_timeout)
+            facts = await gather_facts(self.user.name, self.slurm_timeout)
+            _FACTS[self.user.name] = (time.monotonic(), facts)
+            return facts
         except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
             raise web.HTTPError(503, f"Slurm did not tell us your projects ({error}); try again in a minute")
 
@@ -161,7 +180,9 @@ class SiteSlurmSpawner(SlurmSpawner):
         if self.stop_reason:
             self._previous_stop = self.stop_reason
         self.stop_reason = ""
-        options = await self.validated_options()
+        # Checked by the apply_user_options hook before start (HTTP 400 there); again if called directly.
+        options = getattr(self, "_options", None) or await self.validated_options()
+        self._options = None
         site = self._site()
         entry = pwd.getpwnam(self.user.name)
         os.makedirs(os.path.join(entry.pw_dir, ".aifactory"), exist_ok=True)
