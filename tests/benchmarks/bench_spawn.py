@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import secrets
 import signal
 import statistics
@@ -261,13 +262,30 @@ def bench_poll_calls(n: int = 50) -> None:
            ["aifactory SiteSlurmSpawner", str(our_calls), str(our_alive), f"{our_calls / n:.2f}"]])
 
 
-def free_slots() -> int:
-    """Servers of 1 CPU and 1G that fit on the node now (CPU and memory)."""
-    node = subprocess.run(["scontrol", "show", "node", "-o"], capture_output=True, text=True).stdout.split()
-    fields = dict(item.split("=", 1) for item in node if "=" in item)
-    cpus = int(fields.get("CPUTot", 0)) - int(fields.get("CPUAlloc", 0))
-    memory_gib = (int(fields.get("RealMemory", 0)) - int(fields.get("AllocMem", 0))) // 1024
-    return max(0, min(cpus, memory_gib))
+def free_slots(partition: str = "standard") -> int:
+    """Servers of 1 CPU and 1G that fit now: node and partition limits, minus other jobs."""
+    def fields(argv):
+        words = subprocess.run(argv, capture_output=True, text=True).stdout.split()
+        return dict(item.split("=", 1) for item in words if "=" in item)
+
+    node = fields(["scontrol", "show", "node", "-o"])
+    part = fields(["scontrol", "show", "partition", partition, "-o"])
+    used = subprocess.run(["squeue", "-h", "-p", partition, "-t", "RUNNING", "-o", "%C %m"], capture_output=True,
+                          text=True).stdout.split("\n")
+    used_cpus = sum(int(line.split()[0]) for line in used if line.strip())
+    used_mib = sum(parse_mib(line.split()[1]) for line in used if line.strip())
+    cpus = min(int(node.get("CPUTot", 0)) - int(node.get("CPUAlloc", 0)),
+               int(part.get("MaxCPUsPerNode", "99999").replace("UNLIMITED", "99999")) - used_cpus)
+    memory = min(int(node.get("RealMemory", 0)) - int(node.get("AllocMem", 0)),
+                 int(part.get("MaxMemPerNode", "99999999").replace("UNLIMITED", "99999999")) - used_mib)
+    return max(0, min(cpus, memory // 1024))
+
+
+def parse_mib(text: str) -> int:
+    """squeue's %m ('1G', '1500M', '1.50G') in MiB."""
+    match = re.match(r"([\d.]+)([KMGT]?)", text)
+    factor = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}
+    return int(float(match.group(1)) * factor[match.group(2)]) if match else 1024
 
 
 def bench_class(size: int) -> None:
@@ -304,10 +322,10 @@ def main() -> None:
         bench_poll_calls()
     if "class" in only:
         slots = free_slots()
-        size = min(args.class_size, max(1, slots - 2))
+        size = min(args.class_size, max(1, slots - 1))
         if size < args.class_size:
-            print(f"\n(class size {args.class_size} capped at {size}: the one node has room for {slots} servers "
-                  "of 1 CPU and 1G now; two are left to other jobs)")
+            print(f"\n(class size {args.class_size} capped at {size}: partition standard of the one node has room "
+                  f"for {slots} servers of 1 CPU and 1G now; one is left to other jobs)")
         bench_class(size)
 
 
