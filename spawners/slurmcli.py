@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
+
+# Where Slurm's commands run: None here; `remote.SshAccess` on a login node over ssh
+# (set by `remote.RemoteSlurmSpawner` for a hub in Kubernetes). Takes argv and variable names.
+via: Callable[[list[str], list[str]], list[str]] | None = None
 
 
 class CommandFailed(RuntimeError):
@@ -20,6 +25,8 @@ class SchedulerUnavailable(RuntimeError):
 
 async def run(argv: list[str], timeout: float, input: str | None = None, env: dict | None = None) -> str:
     """Run `argv` (no shell) and return stdout; kill it after `timeout` seconds."""
+    if via is not None:
+        argv = via(argv, sorted(env or ()))
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, env=env, stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
@@ -38,6 +45,8 @@ async def run(argv: list[str], timeout: float, input: str | None = None, env: di
         raise
     if proc.returncode != 0:
         stderr = err.decode(errors="replace")
+        if via is not None and proc.returncode == 255:  # ssh itself failed: no answer, not a refusal
+            raise SchedulerUnavailable(f"login node did not answer: {stderr.strip()}")
         if "Unable to contact slurm controller" in stderr or "Socket timed out" in stderr or \
                 "Connection refused" in stderr or "slurmdbd" in stderr.lower() and "connect" in stderr.lower():
             raise SchedulerUnavailable(stderr.strip())
