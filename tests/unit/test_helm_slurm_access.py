@@ -1,0 +1,100 @@
+"""How the hub in Kubernetes reaches Slurm: every Slurm command over SSH to a login node."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import pytest
+
+from aifactory.spawners import slurmcli
+from aifactory.spawners.remote import RemoteSlurmSpawner, SshAccess
+from aifactory.spawners.script import submit_argv
+
+ACCESS = SshAccess(login_node="login1.example.org", user="jupyterhub", identity_file="/run/aifactory/ssh/id",
+                   known_hosts_file="/etc/aifactory/known_hosts")
+
+
+def test_sbatch_as_the_user_runs_on_the_login_node():
+    assert ACCESS(submit_argv("alice"), ["JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL"]) == [
+        "ssh", "-T",
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "UserKnownHostsFile=/etc/aifactory/known_hosts",
+        "-o", "ConnectTimeout=10",
+        "-o", "IdentitiesOnly=yes",
+        "-o", "LogLevel=ERROR",
+        "-i", "/run/aifactory/ssh/id",
+        "-p", "22",
+        "-o", "SendEnv=JUPYTERHUB_API_TOKEN",
+        "-o", "SendEnv=JUPYTERHUB_API_URL",
+        "-l", "jupyterhub",
+        "login1.example.org",
+        "--",
+        "sudo -E -u alice sbatch --parsable",
+    ]
+
+
+def test_remote_command_is_quoted_for_the_login_nodes_shell():
+    argv = ["squeue", "--format=%i %T %R", "--name=jupyter-a;b", "$(id)"]
+    command = ACCESS(argv)[-1]
+    assert shlex.split(command) == argv
+
+
+@pytest.mark.parametrize("field, value", [("login_node", "-oProxyCommand=sh"), ("user", ""), ("login_node", "a b"),
+                                          ("identity_file", "")])
+def test_access_refuses_values_ssh_would_read_as_options(field, value):
+    settings = {"login_node": "login1", "user": "jupyterhub", "identity_file": "/k", "known_hosts_file": "/kh"}
+    with pytest.raises(ValueError, match=field):
+        SshAccess(**{**settings, field: value})
+
+
+@pytest.fixture
+def fake_ssh(tmp_path, monkeypatch):
+    """An `ssh` that runs the remote command with sh here, with the variables ssh would send."""
+    script = tmp_path / "ssh"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import os, subprocess, sys\n"
+        "args = sys.argv[1:]\n"
+        "if os.environ.get('FAKE_SSH_DOWN'):\n"
+        "    print('ssh: connect to host login1 port 22: No route to host', file=sys.stderr); sys.exit(255)\n"
+        "command = args[args.index('--') + 1]\n"
+        "sent = [a.split('=', 1)[1] for a in args if a.startswith('SendEnv=')]\n"
+        "env = {k: v for k, v in os.environ.items() if k in sent or k == 'PATH'}\n"
+        "sys.exit(subprocess.call(['sh', '-c', command], env=env))\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setattr(slurmcli, "via", lambda argv, names: [str(script), *ACCESS(argv, names)[1:]])
+    return script
+
+
+async def test_arguments_and_variables_arrive_intact_on_the_other_side(fake_ssh):
+    out = await slurmcli.run(["printf", "%s|", "a b", "it's", "$HOME;x"], 10)
+    assert out == "a b|it's|$HOME;x|"
+    out = await slurmcli.run(["sh", "-c", 'echo "$JUPYTERHUB_API_TOKEN"'], 10,
+                             env={"JUPYTERHUB_API_TOKEN": "t0k", "PATH": "/usr/bin:/bin"})
+    assert out == "t0k\n"
+
+
+async def test_a_refusal_on_the_login_node_is_a_refusal(fake_ssh):
+    with pytest.raises(slurmcli.CommandFailed) as failed:
+        await slurmcli.run(["sh", "-c", "echo 'sbatch: error: Invalid account' >&2; exit 1"], 10)
+    assert failed.value.stderr == "sbatch: error: Invalid account"
+
+
+async def test_an_unreachable_login_node_means_unknown_not_gone(fake_ssh, monkeypatch):
+    monkeypatch.setenv("FAKE_SSH_DOWN", "1")
+    with pytest.raises(slurmcli.SchedulerUnavailable, match="No route to host"):
+        await slurmcli.run(["squeue"], 10, env={"FAKE_SSH_DOWN": "1"})
+
+
+def test_the_trait_selects_the_access_for_the_whole_hub(monkeypatch):
+    monkeypatch.setattr(slurmcli, "via", None)
+    RemoteSlurmSpawner()
+    assert slurmcli.via is None  # default: local, as SiteSlurmSpawner
+    RemoteSlurmSpawner(slurm_access="ssh", ssh_login_node="login1.example.org", ssh_user="jupyterhub",
+                       ssh_identity_file="/run/aifactory/ssh/id", ssh_known_hosts_file="/etc/aifactory/known_hosts")
+    assert slurmcli.via == ACCESS
+    RemoteSlurmSpawner()
+    assert slurmcli.via is None
