@@ -1,0 +1,279 @@
+"""The container recipes, without a container engine.
+
+Each recipe parses; each installs the shared lock (the environment these tests run in) and
+then the project without dependencies; what its entrypoint runs exists in the tested
+environment; its build steps download only from package registries (apt, pip, npm).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGES = REPO / "images"
+LOCK = IMAGES / "requirements.lock"
+NAMES = ["hub", "singleuser-cpu", "singleuser-rocm", "singleuser-cuda"]
+DOCKERFILES = {name: IMAGES / name / "Dockerfile" for name in NAMES}
+DEFINITIONS = {name: IMAGES / name / f"{name}.def" for name in NAMES}
+DOCKER_INSTRUCTIONS = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
+                       "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
+APPTAINER_SECTIONS = {"setup", "files", "environment", "post", "runscript", "startscript", "test", "labels", "help",
+                      "arguments"}
+VENV_BIN = "/opt/aifactory/venv/bin/"
+
+
+# -- parsers --------------------------------------------------------------------------
+@dataclass
+class Instruction:
+    keyword: str
+    args: str
+    stage: int
+
+
+def parse_dockerfile(text: str) -> list[Instruction]:
+    """Instructions of a Dockerfile (continuations joined, comments dropped); ValueError if malformed."""
+    instructions, current, stage = [], "", -1
+    for number, line in enumerate(text.splitlines(), 1):
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        current += line.rstrip("\\") + " " if line.endswith("\\") else line
+        if line.endswith("\\"):
+            continue
+        keyword, _, args = current.strip().partition(" ")
+        if keyword.upper() not in DOCKER_INSTRUCTIONS or keyword != keyword.upper():
+            raise ValueError(f"line {number}: unknown instruction {keyword!r}")
+        if not args.strip():
+            raise ValueError(f"line {number}: {keyword} without arguments")
+        if keyword == "FROM":
+            stage += 1
+        elif stage < 0 and keyword != "ARG":
+            raise ValueError(f"line {number}: {keyword} before FROM")
+        if keyword in ("CMD", "ENTRYPOINT") and args.strip().startswith("["):
+            value = json.loads(args)
+            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise ValueError(f"line {number}: {keyword} must be a JSON list of strings")
+        instructions.append(Instruction(keyword, args.strip(), stage))
+        current = ""
+    if current:
+        raise ValueError("a continuation line ends the file")
+    return instructions
+
+
+def parse_definition(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(header, sections) of an Apptainer definition file; ValueError if malformed."""
+    header, sections, section = {}, {}, None
+    for number, line in enumerate(text.splitlines(), 1):
+        if section is None and (not line.strip() or line.startswith("#")):
+            continue
+        match = re.match(r"^%(\w+)\s*$", line)
+        if match:
+            section = match.group(1)
+            if section not in APPTAINER_SECTIONS or section in sections:
+                raise ValueError(f"line {number}: unknown or repeated section %{section}")
+            sections[section] = ""
+        elif section is None:
+            key, colon, value = line.partition(":")
+            if not colon or not value.strip():
+                raise ValueError(f"line {number}: header lines are 'Key: value', got {line!r}")
+            header[key.strip()] = value.strip()
+        else:
+            sections[section] += line + "\n"
+    if header.get("Bootstrap") not in ("docker", "library", "localimage") or "From" not in header:
+        raise ValueError("the header needs Bootstrap and From")
+    return header, sections
+
+
+def run_steps(name: str) -> list[str]:
+    """Shell commands a recipe runs at build time (RUN of every stage; %post), one per command."""
+    if name.endswith("Dockerfile"):
+        lines = [i.args for i in parse_dockerfile(Path(name).read_text()) if i.keyword == "RUN"]
+    else:
+        _, sections = parse_definition(Path(name).read_text())
+        lines = [re.sub(r"\\\n\s*", " ", sections.get("post", "") + sections.get("setup", ""))]
+    return [command.strip() for line in lines for command in re.split(r"&&|;|\n", line) if command.strip()]
+
+
+ALL_RECIPES = [*DOCKERFILES.values(), *DEFINITIONS.values()]
+IDS = [str(path.relative_to(IMAGES)) for path in ALL_RECIPES]
+
+
+# -- each recipe parses ---------------------------------------------------------------
+def test_every_image_has_a_dockerfile_and_an_apptainer_definition():
+    for name in NAMES:
+        assert DOCKERFILES[name].is_file() and DEFINITIONS[name].is_file(), name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dockerfile_parses(name):
+    instructions = parse_dockerfile(DOCKERFILES[name].read_text())
+    final = [i for i in instructions if i.stage == max(i.stage for i in instructions)]
+    assert [i.keyword for i in final].count("ENTRYPOINT") == 1 and [i.keyword for i in final].count("CMD") == 1
+    # Debian 12: python3 3.11, the interpreter of the tested environment (Makefile: /usr/bin/python3 -m venv).
+    assert {i.args.split()[0] for i in instructions if i.keyword == "FROM"} == {"debian:12-slim"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_apptainer_definition_parses(name):
+    header, sections = parse_definition(DEFINITIONS[name].read_text())
+    assert header == {"Bootstrap": "docker", "From": "debian:12-slim"}
+    assert {"files", "post", "environment", "runscript", "test", "labels"} <= set(sections)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("RUN echo\n", "before FROM"),
+    ("FROM debian:12-slim\nRUNN echo\n", "unknown instruction"),
+    ("FROM debian:12-slim\nCMD [\"a\", 1]\n", "JSON list"),
+    ("FROM debian:12-slim\nRUN echo \\\n", "continuation"),
+])
+def test_the_dockerfile_parser_refuses_broken_recipes(text, problem):
+    with pytest.raises(ValueError, match=problem):
+        parse_dockerfile(text)
+
+
+# -- each installs the shared lock ----------------------------------------------------
+def pip_installs(path: Path) -> list[list[str]]:
+    return [shlex.split(c) for c in run_steps(str(path)) if re.search(r"(^|/)pip3? install ", c)]
+
+
+@pytest.mark.parametrize("path", ALL_RECIPES, ids=IDS)
+def test_recipe_installs_the_shared_lock_then_the_project_without_dependencies(path):
+    text = path.read_text()
+    # The lock travels into the image unchanged, from images/requirements.lock.
+    copied = re.findall(r"^(?:COPY\s+|\s+)images/requirements\.lock\s+(\S+)$", text, flags=re.M)
+    assert copied == ["/opt/aifactory/requirements.lock"]
+    installs = pip_installs(path)
+    assert len(installs) == 2, installs
+    lock_install, project_install = installs
+    assert lock_install[0] == f"{VENV_BIN}pip" and lock_install[-2:] == ["-r", "/opt/aifactory/requirements.lock"]
+    assert [a for a in lock_install[2:] if not a.startswith("--")] == ["-r", "/opt/aifactory/requirements.lock"]
+    assert "--no-deps" in project_install and project_install[-1] == "/src/aifactory"
+    # The venv is made from Debian's python3, as the tested one.
+    assert "python3 -m venv /opt/aifactory/venv" in run_steps(str(path))
+
+
+def test_the_tested_environment_is_the_lock():
+    """What the images install is what these tests run on (pip freeze of this environment)."""
+    from importlib.metadata import distributions
+
+    pins = dict(line.split("==", 1) for line in LOCK.read_text().splitlines() if "==" in line)
+    installed = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in distributions()}
+    for name in ("jupyterhub", "batchspawner", "jupyterlab", "nbgrader", "dask", "pydantic", "jupyterhub-idle-culler"):
+        pinned = next(v for k, v in pins.items() if k.lower().replace("_", "-") == name)
+        assert installed[name] == pinned, f"{name}: lock {pinned}, tested {installed[name]}"
+    assert sys.version_info[:2] == (3, 11), "the images' python3 is Debian 12's 3.11"
+
+
+# -- the entrypoint's commands exist in the tested environment -------------------------
+def entry_commands(name: str) -> list[list[str]]:
+    """argv of what each recipe's container runs by default, and of what the platform runs in it."""
+    instructions = parse_dockerfile(DOCKERFILES[name].read_text())
+    entry = json.loads(next(i.args for i in instructions if i.keyword == "ENTRYPOINT"))
+    cmd = json.loads(next(i.args for i in instructions if i.keyword == "CMD"))
+    _, sections = parse_definition(DEFINITIONS[name].read_text())
+    runscript = shlex.split(sections["runscript"].strip().removeprefix("exec "))
+    tests = [shlex.split(c) for c in re.split(r"&&", sections["test"]) if c.strip()]
+    commands = [entry, cmd, [a for a in runscript if a != '"$@"' and a != "$@"], *tests]
+    if name == "hub":
+        # The chart's containers: the hub's args and the proxy's args (helm/templates).
+        commands.append(["jupyterhub", "--config=/etc/aifactory/jupyterhub_config.py"])
+        commands.append(["/opt/aifactory/node/node_modules/.bin/configurable-http-proxy"])
+    else:
+        # What the spawner runs in a container environment: `apptainer exec IMAGE jupyterhub-singleuser`.
+        from aifactory.spawners.environments import SERVER
+
+        commands.append([SERVER])
+    return commands
+
+
+def apt_packages(path: Path) -> set[str]:
+    packages = set()
+    for command in run_steps(str(path)):
+        words = shlex.split(command)
+        if words[:2] == ["apt-get", "install"]:
+            packages |= {w for w in words[2:] if not w.startswith("-")}
+    return packages
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_what_the_entrypoint_runs_exists_in_the_tested_environment(name):
+    venv_bin = Path(sys.prefix) / "bin"
+    for argv in entry_commands(name):
+        program = argv[0]
+        if program.startswith("/usr/bin/"):  # from Debian: installed by the recipe itself
+            package = {"tini": "tini"}[Path(program).name]
+            assert package in apt_packages(DOCKERFILES[name]), f"{program} is not installed by {name}"
+        elif program.startswith("/opt/aifactory/node/"):
+            # configurable-http-proxy from hub/proxy/package.json, as `make install` puts it.
+            assert "configurable-http-proxy" in json.loads((REPO / "hub/proxy/package.json").read_text())["dependencies"]
+            assert "npm install --prefix /opt/aifactory/node" in " ".join(run_steps(str(DOCKERFILES[name])))
+            if Path(program).exists():
+                assert shutil.which(program)
+        else:
+            # On PATH in the image from the venv (ENV PATH, %environment): must be in the tested venv.
+            assert (venv_bin / program).exists(), f"{name} runs {program}, which the tested environment lacks"
+        if program == "python" or program.endswith("/python"):
+            module = argv[argv.index("-m") + 1]
+            assert importlib.util.find_spec(module), f"{name} runs python -m {module}"
+    if name == "hub":
+        assert "openssh-client" in apt_packages(DOCKERFILES[name]) and "openssh-client" in apt_packages(DEFINITIONS[name])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_venv_is_first_on_path(name):
+    env = [i.args for i in parse_dockerfile(DOCKERFILES[name].read_text()) if i.keyword == "ENV" and "PATH=" in i.args]
+    assert env and env[-1].startswith("PATH=/opt/aifactory/venv/bin:")
+    _, sections = parse_definition(DEFINITIONS[name].read_text())
+    assert "export PATH=/opt/aifactory/venv/bin:$PATH" in sections["environment"]
+
+
+def test_gpu_images_carry_their_vendor_runtime():
+    for path in (DOCKERFILES["singleuser-rocm"], DEFINITIONS["singleuser-rocm"]):
+        assert {"rocminfo", "rocm-smi", "libamdhip64-5"} <= apt_packages(path)
+    cuda = DOCKERFILES["singleuser-cuda"].read_text()
+    assert "NVIDIA_VISIBLE_DEVICES=all" in cuda and "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in cuda
+
+
+# -- only package registries ----------------------------------------------------------
+FORBIDDEN = [
+    (r"\b(curl|wget|git|svn|hg|scp|rsync|ftp)\b", "a download tool"),
+    (r"https?://|ftp://|git\+|\bgit@", "a URL"),
+    (r"--(extra-)?index-url|--find-links|(^|\s)-[fi](\s|$)|--trusted-host", "another package index"),
+    (r"add-apt-repository|sources\.list|apt-key|gpg\b", "another apt repository"),
+    (r"--registry\b", "another npm registry"),
+    (r"\b(conda|mamba|micromamba|spack|easy_install)\b", "another package manager"),
+]
+ALLOWED_STEPS = [r"^apt-get (update|install|purge|autoremove)\b", r"^/opt/aifactory/venv/bin/pip install\b",
+                 r"^python3 -m venv /opt/aifactory/venv$", r"^npm install --prefix /opt/aifactory/node\b",
+                 r"^rm -rf /", r"^chmod -R a\+rX /opt/aifactory$", r"^export DEBIAN_FRONTEND=noninteractive$",
+                 r"^groupadd\b", r"^useradd\b"]
+
+
+@pytest.mark.parametrize("path", ALL_RECIPES, ids=IDS)
+def test_recipe_downloads_only_from_package_registries(path):
+    text = path.read_text()
+    assert not re.search(r"^ADD\s", text, flags=re.M), "ADD may fetch URLs; recipes COPY"
+    for command in run_steps(str(path)):
+        for pattern, what in FORBIDDEN:
+            assert not re.search(pattern, command), f"{path.name}: {what} in {command!r}"
+        assert any(re.match(p, command) for p in ALLOWED_STEPS), f"{path.name}: unexpected build step {command!r}"
+
+
+@pytest.mark.parametrize("step", ["curl -fsSL https://example.org/x.sh", "pip install --index-url https://x y",
+                                  "git clone https://x", "echo deb http://x > /etc/apt/sources.list.d/x.list"])
+def test_the_registry_check_catches_downloads(step):
+    assert any(re.search(pattern, step) for pattern, _ in FORBIDDEN)
+
+
+def test_the_lock_pins_every_requirement():
+    lines = [line for line in LOCK.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert lines and all(re.match(r"^[A-Za-z0-9._-]+(\[[^\]]+\])?==[^\s=]+$", line) for line in lines), \
+        [line for line in lines if "==" not in line]
