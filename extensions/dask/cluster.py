@@ -25,7 +25,7 @@ from dask_jobqueue import SLURMCluster
 from aifactory.hub.site import load_site
 from aifactory.hub.site.schema import Site
 
-from . import access
+from . import access, job_registry
 from .job_states import JobState, WorkerSummary, explain, query_job_states, summarize
 from .jobqueue_config import cluster_kwargs, jobqueue_config
 from .options import DaskOptions, choose_options
@@ -67,6 +67,11 @@ class SiteCluster(SLURMCluster):
     options `workers`, `cores`, `memory`, `gpus`, `walltime`, `adaptive_min`,
     `adaptive_max`, `project`, each checked against the profile. Raises
     `OptionsRefused` or `AccessRefused` with sentences.
+
+    `interface` (network interface of scheduler and workers) and
+    `local_directory` (workers' spill directory) override the site's defaults;
+    `registry_dir` is where the cluster records its job name for the server
+    extension that cancels it when the server stops (default ~/.aifactory/dask-jobs).
     """
 
     def __init__(
@@ -76,6 +81,9 @@ class SiteCluster(SLURMCluster):
         site: Site | None = None,
         asynchronous: bool = False,
         loop=None,
+        interface: str | None = None,
+        local_directory: str | None = None,
+        registry_dir: str | None = None,
         **requested: Any,
     ):
         site = site or load_site()
@@ -95,15 +103,34 @@ class SiteCluster(SLURMCluster):
         self.replacing_stopped: str | None = None
         self._watch_task: asyncio.Task | None = None
         config = jobqueue_config(
-            site, chosen, user, options, project=project, home=access.home_of(user), job_name=self.slurm_job_name
+            site,
+            chosen,
+            user,
+            options,
+            project=project,
+            home=access.home_of(user),
+            job_name=self.slurm_job_name,
+            interface=interface,
+            local_directory=local_directory,
         )
         self.config = config
+        # Recorded before any job exists, so the server extension can cancel them when the server stops.
+        self._registry = job_registry.registry_dir(registry_dir)
+        job_registry.register(
+            self._registry,
+            job_registry.record(self.slurm_job_name, user, job_registry.current_server_job(), os.getpid()),
+        )
         # Armed before any job exists, so no job can outlive this process.
-        self._reaper: subprocess.Popen | None = start_reaper(user, self.slurm_job_name)
+        try:
+            self._reaper: subprocess.Popen | None = start_reaper(user, self.slurm_job_name)
+        except BaseException:
+            job_registry.unregister(self._registry, self.slurm_job_name)
+            raise
         try:
             super().__init__(asynchronous=asynchronous, loop=loop, **cluster_kwargs(config))
         except BaseException:
             self._reaper.terminate()
+            job_registry.unregister(self._registry, self.slurm_job_name)
             raise
         if options.adaptive:
             self.adapt(minimum=options.adaptive_min, maximum=options.adaptive_max)
@@ -239,6 +266,9 @@ class SiteCluster(SLURMCluster):
             reaper = getattr(self, "_reaper", None)
             if reaper is not None and reaper.poll() is None:
                 reaper.terminate()  # it cancels by name once more (idempotent), then exits
+            registry = getattr(self, "_registry", None)
+            if registry is not None:
+                job_registry.unregister(registry, self.slurm_job_name)
 
 
 def name_missing(spec: dict, workers: dict) -> bool:

@@ -71,11 +71,15 @@ def jobqueue_config(
     project: str | None,
     home: str | None,
     job_name: str | None = None,
+    interface: str | None = None,
+    local_directory: str | None = None,
 ) -> dict[str, Any]:
     """The `jobqueue.slurm` settings for `user`'s workers under `profile` with `options`.
 
     `project` None leaves the account to Slurm's default; `home` None leaves job
-    logs in the directory the cluster starts in.
+    logs in the directory the cluster starts in. `interface` and
+    `local_directory` override the site's network interface and the node-local
+    scratch directory for spill files.
     """
     partition = site.partition(profile.partition)
     environment = site.environment(profile.environment)
@@ -93,9 +97,9 @@ def jobqueue_config(
         "memory": f"{options.memory}MiB",
         "processes": 1,
         "python": python,
-        "interface": network_interface(site),
+        "interface": interface or network_interface(site),
         "death-timeout": DEATH_TIMEOUT,
-        "local-directory": f"{NODE_LOCAL_SCRATCH}/dask-{user}",
+        "local-directory": local_directory or f"{NODE_LOCAL_SCRATCH}/dask-{user}",
         "worker-extra-args": worker_args,
         "shebang": shebang,
         "queue": partition.name,

@@ -109,3 +109,17 @@ def test_labextension_creates_a_site_cluster(tmp_path):
     # dask reads it as a config file and jobqueue sections resolve
     loaded = dask.config.collect(paths=[str(written.parent)], env={})
     assert loaded["jobqueue"]["cpu"]["queue"] == "standard"
+
+
+def test_interface_and_scratch_directory_can_be_overridden():
+    profile = SITE.profile("cpu")
+    options = choose_options(profile, SITE.partition("standard"), {})
+    default = jobqueue_config(SITE, profile, "researcher1", options, project=None, home=None)
+    chosen = jobqueue_config(
+        SITE, profile, "researcher1", options, project=None, home=None,
+        interface="ib0", local_directory="/scratch/researcher1/dask",
+    )
+    assert (chosen["interface"], chosen["local-directory"]) == ("ib0", "/scratch/researcher1/dask")
+    assert {k: v for k, v in chosen.items() if k not in ("interface", "local-directory")} == {
+        k: v for k, v in default.items() if k not in ("interface", "local-directory")
+    }

@@ -1,0 +1,172 @@
+"""Dask from the user's server, through the hub: the dashboard link works, stopping the server ends the jobs.
+
+Each test starts student1's server through the hub's REST API (a Slurm job),
+runs a small Python program as student1 under that server's Slurm job id (what
+a kernel of the server inherits), and stops the server in `finally`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import requests
+
+pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.slow]
+
+USER = "student1"
+PREAMBLE = """
+import json, time
+from aifactory.extensions.dask import SiteCluster
+def say(kind, value):
+    print(kind, json.dumps(value), flush=True)
+"""
+
+
+def squeue(user: str, fmt: str = "%i %j") -> list[list[str]]:
+    out = subprocess.run(["squeue", "-h", "-u", user, "-o", fmt], capture_output=True, text=True, check=True).stdout
+    return [line.split() for line in out.splitlines() if line.strip()]
+
+
+def server_jobs(user: str) -> list[str]:
+    return [job for job, name in squeue(user) if name.startswith("jupyter-")]
+
+
+def dask_jobs(user: str, name: str) -> list[str]:
+    return [job for job, job_name in squeue(user) if job_name == name]
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout}s")
+        time.sleep(1)
+    return value
+
+
+@pytest.fixture
+def server(hub, operator_token):
+    """student1's default server, started through the hub; yields its Slurm job id; stopped afterwards."""
+    api = f"{hub}/hub/api/users/{USER}"
+    headers = {"Authorization": f"token {operator_token}"}
+    assert not server_jobs(USER), f"{USER} already has a server job"
+    started = requests.post(f"{api}/server", headers=headers, json={"profile": "cpu"}, timeout=120)
+    assert started.status_code in (201, 202), started.text
+    stop = lambda: requests.delete(f"{api}/server", headers=headers, timeout=60)  # noqa: E731
+    try:
+        wait_until(
+            lambda: (requests.get(api, headers=headers, timeout=10).json()["servers"].get("") or {}).get("ready"),
+            150, f"server of {USER} not ready",
+        )
+        jobs = server_jobs(USER)
+        assert len(jobs) == 1, jobs
+        yield {"job": jobs[0], "stop": stop, "headers": headers}
+    finally:
+        stop()
+        wait_until(lambda: not server_jobs(USER), 60, f"the server job of {USER} still there")
+
+
+class ProgramInServer:
+    """A Python program run as USER with the server's Slurm job id, as a kernel of that server would have."""
+
+    def __init__(self, server_job: str, body: str):
+        env = [f"SLURM_JOB_ID={server_job}", f"JUPYTERHUB_SERVICE_PREFIX=/user/{USER}/"]
+        self.proc = subprocess.Popen(
+            ["sudo", "-u", USER, "-H", "env", *env, sys.executable, "-c", PREAMBLE + textwrap.dedent(body)],
+            cwd=pwd.getpwnam(USER).pw_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.said: dict[str, object] = {}
+
+    def wait_for(self, kind: str, timeout: float = 90):
+        deadline = time.monotonic() + timeout
+        while kind not in self.said:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {kind} from the program within {timeout}s")
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"program ended before {kind}: {self.proc.stderr.read()[-3000:]}")
+            head, _, rest = line.partition(" ")
+            if head.isupper():
+                self.said[head] = json.loads(rest)
+        return self.said[kind]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        name = self.said.get("NAME")
+        if name:
+            subprocess.run(["scancel", "--user", USER, "--name", name], check=False)
+
+
+@pytest.fixture
+def program():
+    started: list[ProgramInServer] = []
+    yield lambda job, body: started.append(ProgramInServer(job, body)) or started[-1]
+    for each in started:
+        each.kill()
+
+
+def test_jupyter_server_proxy_is_enabled():
+    listed = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "jupyter"), "server", "extension", "list"],
+        capture_output=True, text=True,
+    )
+    text = listed.stdout + listed.stderr
+    assert "jupyter_server_proxy \x1b[32menabled" in text or "jupyter_server_proxy enabled" in text, text
+    assert "aifactory.extensions.dask.server_cleanup" in text, text
+
+
+def test_dashboard_link_works_through_the_hub(hub, server, program):
+    cluster = program(
+        server["job"],
+        """
+        cluster = SiteCluster("cpu", workers=0, cores=1, memory="1G", walltime="15")
+        say("NAME", cluster.slurm_job_name)
+        say("LINK", cluster.dashboard_link)
+        time.sleep(600)
+        """,
+    )
+    link = cluster.wait_for("LINK")
+    assert link.startswith(f"/user/{USER}/proxy/") and link.endswith("/status"), link
+    response = requests.get(f"{hub}{link}", headers=server["headers"], timeout=30)
+    assert response.status_code == 200, response.text[:500]
+    assert "<title>Dask Diagnostic UI</title>" in response.text and "bokeh" in response.text, response.text[:500]
+
+
+def test_stopping_the_server_through_the_hub_cancels_its_dask_jobs(server, program):
+    """The owner of the cluster lives on (so its watchdog does not fire): the server extension cancels the jobs."""
+    cluster = program(
+        server["job"],
+        """
+        cluster = SiteCluster("cpu", workers=1, cores=1, memory="1G", walltime="15")
+        say("NAME", cluster.slurm_job_name)
+        time.sleep(600)
+        """,
+    )
+    name = cluster.wait_for("NAME")
+    registry = os.path.join(pwd.getpwnam(USER).pw_dir, ".aifactory", "dask-jobs", f"{name}.json")
+    assert json.load(open(registry))["server_job"] == server["job"]
+    wait_until(lambda: dask_jobs(USER, name), 60, "the cluster submitted no job")
+    assert server["stop"]().status_code in (202, 204)
+    wait_until(lambda: not server_jobs(USER), 60, "the server job still there")
+    wait_until(lambda: not dask_jobs(USER, name), 30, "the Dask job outlived the server")
+    assert cluster.alive(), "the cluster's owner should still run: the server, not the watchdog, cancelled the job"
+    assert not os.path.exists(registry)
