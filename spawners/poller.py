@@ -136,6 +136,7 @@ class SlurmPoller:
     timeout: float = 20.0
     partitions: tuple[str, ...] = ()
     runner: Runner = _default_runner
+    log: logging.Logger = log
     scheduler_calls: int = 0
     _watched: dict[str, _Watched] = field(default_factory=dict)
     _to_cancel: set[str] = field(default_factory=set)
@@ -160,6 +161,11 @@ class SlurmPoller:
         """A job whose scancel got no answer: retried after each successful squeue until Slurm takes it."""
         self._to_cancel.add(job_id)
         self._ensure_loop()
+
+    @property
+    def has_snapshot(self) -> bool:
+        """Whether any query has completed since the hub started."""
+        return self._snapshot_started >= 0
 
     def view(self, job_id: str) -> JobView:
         """The latest known state, without waiting (unknown before the first snapshot)."""
@@ -207,7 +213,7 @@ class SlurmPoller:
             try:
                 await self.refresh()
             except Exception:  # never let the loop die; the next round retries
-                log.exception("Slurm poll failed")
+                self.log.exception("Slurm poll failed")
 
     async def refresh(self) -> None:
         """One snapshot: one squeue for every watched job, one sacct for those that left."""
@@ -216,7 +222,7 @@ class SlurmPoller:
             self.scheduler_calls += 1
             jobs = parse_squeue(await self.runner(squeue_argv(self.partitions), self.timeout))
         except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
-            log.warning("squeue did not answer (%s): keeping every server as it is", error)
+            self.log.warning("squeue did not answer (%s): keeping every server as it is", error)
             for job_id in self._watched:
                 if not self._watched[job_id].final:
                     self._views[job_id] = JobView("unknown", job_id, reason=str(error))
@@ -253,7 +259,7 @@ class SlurmPoller:
             self.scheduler_calls += 1
             states = parse_sacct(await self.runner(sacct_argv(job_ids), self.timeout))
         except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
-            log.warning("sacct did not answer (%s): jobs %s stay as they are", error, ",".join(job_ids))
+            self.log.warning("sacct did not answer (%s): jobs %s stay as they are", error, ",".join(job_ids))
             return
         for job_id in job_ids:
             watched = self._watched.get(job_id)
@@ -276,7 +282,7 @@ class SlurmPoller:
                     self.scheduler_calls += 1
                     await self.runner(["scancel", job_id], self.timeout)
                 except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
-                    log.warning("scancel %s still failing: %s", job_id, error)
+                    self.log.warning("scancel %s still failing: %s", job_id, error)
                     continue
             self._to_cancel.discard(job_id)
 

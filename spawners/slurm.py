@@ -103,7 +103,7 @@ class SiteSlurmSpawner(SlurmSpawner):
     def poller(self) -> SlurmPoller:
         return shared_poller(interval=self.slurm_poll_interval, jitter=self.slurm_poll_jitter,
                              timeout=self.slurm_timeout, startup_interval=self.startup_poll_interval,
-                             partitions=tuple(p.name for p in self._site().partitions))
+                             partitions=tuple(p.name for p in self._site().partitions), log=self.log)
 
     async def _facts(self):
         cached = _FACTS.get(self.user.name)
@@ -291,7 +291,7 @@ class SiteSlurmSpawner(SlurmSpawner):
         poller = self.poller
         poller.watch(self.job_id, submitted=False)
         view = poller.view(self.job_id)
-        if view.kind == "unknown" and poller._snapshot_started < 0:
+        if view.kind == "unknown" and not poller.has_snapshot:
             view = await poller.fresh_view(self.job_id)  # first poll after a hub start: one shared query
         if view.kind != "gone":
             return None
