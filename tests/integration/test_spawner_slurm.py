@@ -98,6 +98,18 @@ def progress_messages(api: Hub, user: str, name: str, until: str, timeout: float
     return messages
 
 
+def server_token(user: str, port: int) -> str:
+    """The API token in the environment of the user's launcher that reported `port` (read as root)."""
+    pids = subprocess.run(["pgrep", "-u", user, "-f", "aifactory.spawners.singleuser"], capture_output=True,
+                          text=True).stdout.split()
+    for pid in pids:
+        env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+        session = Path(env.get("HOME", "/nonexistent"), ".aifactory", f"session-{env.get('SLURM_JOB_ID')}.json")
+        if session.exists() and json.loads(session.read_text())["port"] == port:
+            return env["JUPYTERHUB_API_TOKEN"]
+    pytest.fail(f"no launcher of {user} on port {port}")
+
+
 @pytest.mark.parametrize("user, name, options, expect_env", [
     ("student1", "sp-py", {"profile": "cpu", "memory": "1G"}, "aifactory"),
     ("student1", "sp-lmod", {"profile": "course"}, "aifactory-module"),
@@ -116,6 +128,13 @@ def test_spawn_in_each_environment_and_reach_the_server(api, user, name, options
         assert reach.status_code == 200
         session = json.loads(Path(f"/home/{user}/.aifactory/session-{job_id}.json").read_text())
         assert session["ends_at"] > time.time() + 30 * 60
+        # The server's own token may report a port only, and only while its spawner waits for one.
+        token = server_token(user, session["port"])
+        port_api = f"{api.url}/hub/api/aifactory/port"
+        own = {"Authorization": f"token {token}"}
+        assert requests.post(port_api, json={"port": 1, "ip": "10.0.0.1"}, headers=own, timeout=10).status_code == 400
+        assert requests.post(port_api, json={"port": 1}, headers=own, timeout=10).status_code == 409
+        assert api.server(user, name)["ready"]
     finally:
         cleanup(api, user, name)
     wait_no_job(user, name)
