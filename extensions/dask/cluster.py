@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import secrets
+import socket
 import subprocess
 from typing import Any
 
@@ -118,7 +119,9 @@ class SiteCluster(SLURMCluster):
         self._registry = job_registry.registry_dir(registry_dir)
         job_registry.register(
             self._registry,
-            job_registry.record(self.slurm_job_name, user, job_registry.current_server_job(), os.getpid()),
+            job_registry.record(
+                self.slurm_job_name, user, job_registry.current_server_job(), os.getpid(), socket.gethostname()
+            ),
         )
         # Armed before any job exists, so no job can outlive this process.
         try:

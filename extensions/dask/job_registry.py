@@ -20,9 +20,10 @@ def registry_dir(directory: str | os.PathLike | None = None) -> Path:
     return Path(os.path.expanduser(str(directory or DEFAULT_DIRECTORY)))
 
 
-def record(job_name: str, user: str, server_job: str | None, owner_pid: int) -> dict:
-    """What the server needs to cancel a cluster's jobs: Slurm job name, user, the server job it ran under."""
-    return {"job_name": job_name, "user": user, "server_job": server_job, "owner_pid": owner_pid}
+def record(job_name: str, user: str, server_job: str | None, owner_pid: int, host: str) -> dict:
+    """What the server needs to cancel a cluster's jobs: Slurm job name, user, the server job it ran under,
+    and the process (pid on host) that owns the cluster."""
+    return {"job_name": job_name, "user": user, "server_job": server_job, "owner_pid": owner_pid, "host": host}
 
 
 def current_server_job(environ=os.environ) -> str | None:
@@ -33,6 +34,19 @@ def current_server_job(environ=os.environ) -> str | None:
 def to_cancel(records: list[dict], server_job: str | None) -> list[dict]:
     """The records of clusters started under `server_job`; other servers' clusters are left alone."""
     return [r for r in records if r.get("server_job") == server_job and r.get("job_name")]
+
+
+def orphaned(records: list[dict], server_job: str | None, host: str, alive) -> list[dict]:
+    """Records of other servers or none whose owner on `host` is gone (`alive(pid)` False): left by a killed kernel.
+
+    Their watchdog has normally cancelled the jobs already; cancelling by name again is harmless.
+    """
+    return [
+        r
+        for r in records
+        if r.get("server_job") != server_job and r.get("host") == host and r.get("job_name")
+        and isinstance(r.get("owner_pid"), int) and not alive(r["owner_pid"])
+    ]
 
 
 def register(directory: Path, entry: dict) -> Path:

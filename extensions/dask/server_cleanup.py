@@ -12,19 +12,25 @@ PREFIX/etc/jupyter/jupyter_server_config.d/.
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Unicode
 
 from . import job_registry
-from .reaper import cancel
+from .reaper import alive, cancel
 
 
-def cancel_registered(directory, server_job: str | None, attempts: int = 3) -> list[str]:
-    """Cancel the clusters registered under `server_job`, forget them, return their job names."""
+def cancel_registered(directory, server_job: str | None, host: str | None = None, attempts: int = 3) -> list[str]:
+    """Cancel the clusters registered under `server_job`, forget them, return their job names.
+
+    Records that other processes on this `host` left behind when they died are cancelled and forgotten too.
+    """
     directory = job_registry.registry_dir(directory)
+    host = host or socket.gethostname()
+    records = job_registry.registered(directory)
     cancelled = []
-    for entry in job_registry.to_cancel(job_registry.registered(directory), server_job):
+    for entry in job_registry.to_cancel(records, server_job) + job_registry.orphaned(records, server_job, host, alive):
         cancel(entry["user"], entry["job_name"], attempts=attempts)
         job_registry.unregister(directory, entry["job_name"])
         cancelled.append(entry["job_name"])

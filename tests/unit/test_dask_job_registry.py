@@ -9,12 +9,23 @@ from aifactory.extensions.dask.server_cleanup import DaskCleanup, _jupyter_serve
 
 
 def test_record_and_choice_of_what_to_cancel():
-    mine = job_registry.record("dask-cpu-aaaa", "student1", "42", 100)
-    other_server = job_registry.record("dask-cpu-bbbb", "student1", "43", 101)
-    outside = job_registry.record("dask-cpu-cccc", "student1", None, 102)
-    assert mine == {"job_name": "dask-cpu-aaaa", "user": "student1", "server_job": "42", "owner_pid": 100}
+    mine = job_registry.record("dask-cpu-aaaa", "student1", "42", 100, "nid001")
+    other_server = job_registry.record("dask-cpu-bbbb", "student1", "43", 101, "nid001")
+    outside = job_registry.record("dask-cpu-cccc", "student1", None, 102, "nid002")
+    assert mine == {
+        "job_name": "dask-cpu-aaaa", "user": "student1", "server_job": "42", "owner_pid": 100, "host": "nid001"
+    }
     assert job_registry.to_cancel([mine, other_server, outside], "42") == [mine]
     assert job_registry.to_cancel([mine, other_server, outside], None) == [outside]
+
+
+def test_records_of_dead_owners_on_this_host_are_orphans():
+    mine = job_registry.record("dask-cpu-aaaa", "student1", "42", 100, "nid001")
+    dead_here = job_registry.record("dask-cpu-bbbb", "student1", "43", 101, "nid001")
+    alive_here = job_registry.record("dask-cpu-cccc", "student1", None, 102, "nid001")
+    dead_elsewhere = job_registry.record("dask-cpu-dddd", "student1", None, 101, "nid002")
+    records = [mine, dead_here, alive_here, dead_elsewhere]
+    assert job_registry.orphaned(records, "42", "nid001", lambda pid: pid != 101) == [dead_here]
 
 
 def test_current_server_job_from_slurm_environment():
@@ -24,7 +35,7 @@ def test_current_server_job_from_slurm_environment():
 
 def test_register_read_and_forget(tmp_path):
     directory = tmp_path / "dask-jobs"
-    entry = job_registry.record("dask-cpu-aaaa", "student1", "42", 100)
+    entry = job_registry.record("dask-cpu-aaaa", "student1", "42", 100, "nid001")
     job_registry.register(directory, entry)
     (directory / "broken.json").write_text("{not json")
     assert job_registry.registered(directory) == [entry]
@@ -36,10 +47,12 @@ def test_register_read_and_forget(tmp_path):
 def test_cleanup_cancels_only_this_servers_clusters(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(server_cleanup, "cancel", lambda user, name, attempts: calls.append((user, name)))
-    job_registry.register(tmp_path, job_registry.record("dask-cpu-aaaa", "student1", "42", 100))
-    job_registry.register(tmp_path, job_registry.record("dask-cpu-bbbb", "student1", "43", 101))
-    assert server_cleanup.cancel_registered(tmp_path, "42") == ["dask-cpu-aaaa"]
-    assert calls == [("student1", "dask-cpu-aaaa")]
+    monkeypatch.setattr(server_cleanup, "alive", lambda pid: pid != 102)
+    job_registry.register(tmp_path, job_registry.record("dask-cpu-aaaa", "student1", "42", 100, "nid001"))
+    job_registry.register(tmp_path, job_registry.record("dask-cpu-bbbb", "student1", "43", 101, "nid001"))
+    job_registry.register(tmp_path, job_registry.record("dask-cpu-cccc", "student1", None, 102, "nid001"))
+    assert server_cleanup.cancel_registered(tmp_path, "42", "nid001") == ["dask-cpu-aaaa", "dask-cpu-cccc"]
+    assert calls == [("student1", "dask-cpu-aaaa"), ("student1", "dask-cpu-cccc")]
     assert [e["job_name"] for e in job_registry.registered(tmp_path)] == ["dask-cpu-bbbb"]
 
 
