@@ -7,8 +7,9 @@
 Over a plain SLURMCluster it adds: defaults and limits from the profile, a check
 that the user may use the profile and project, worker --lifetime before the
 walltime, ended jobs replaced (at most a few failures in a row), a dashboard
-link through JupyterHub, and a watchdog that cancels the jobs if the kernel or
-server dies.
+link through JupyterHub, a watchdog that cancels the jobs if the kernel or
+server dies, and a record of its Slurm job name (`job_registry`) from which the
+server extension `server_cleanup` cancels the jobs when the user's server stops.
 """
 
 from __future__ import annotations

@@ -329,3 +329,19 @@ def test_a_worker_retiring_before_the_walltime_is_replaced(programs):
     assert said["REPLACED"] is True
     assert said["SUM"] == 1000
     assert wait_until_no_jobs("researcher1", said["NAME"]) == []
+
+
+def test_interface_and_scratch_directory_can_be_chosen_per_cluster(programs):
+    program = programs(
+        "researcher1",
+        """
+        cluster = SiteCluster("cpu", workers=0, cores=1, memory="1G", walltime="15",
+                              interface="lo", local_directory="/tmp/dask-chosen-researcher1")
+        say("NAME", cluster.slurm_job_name)
+        say("SCRIPT", cluster.job_script())
+        cluster.close()
+        """,
+    )
+    script = program.finish()["SCRIPT"]
+    assert "--local-directory /tmp/dask-chosen-researcher1" in script
+    assert "--interface lo" in script
