@@ -35,6 +35,8 @@ python: system
 	  || { cat $(PREFIX)/pip.log; exit 1; }
 	@$(BIN)/pip install -q --disable-pip-version-check --no-deps $(EDITABLE) . > $(PREFIX)/pip.log 2>&1 \
 	  || { cat $(PREFIX)/pip.log; exit 1; }
+	@install -D -m 644 extensions/dask/jupyter-config/aifactory-dask-cleanup.json \
+	  $(VENV)/etc/jupyter/jupyter_server_config.d/aifactory-dask-cleanup.json
 	@chmod -R a+rX $(PREFIX)
 
 node: system
