@@ -113,7 +113,9 @@ def add_commands(sub) -> None:
     grade = common(sub.add_parser("grade", help="collect and autograde all submissions as Slurm jobs"))
     grade.add_argument("assignment")
     grade.add_argument("--force", action="store_true", help="grade again submissions already graded")
-    grade.add_argument("--tasks", type=int, default=8, help="Slurm array tasks (parallel graders), default 8")
+    grade.add_argument("--tasks", type=int, default=None,
+                       help="Slurm array tasks (parallel graders); default: the partition's CPUs "
+                            "(the machine's cores on the local cluster), at least 4 students per task")
     grade.add_argument("--cell-timeout", type=int, default=60, help="seconds a cell may run (default 60)")
     grade.add_argument("--mem", type=int, default=1024, help="MiB a student's kernel may use (default 1024)")
     grade.set_defaults(func=_grade)

@@ -38,6 +38,25 @@ def chunks(students: list[str], tasks: int) -> list[list[str]]:
     return [students[i::n] for i in range(n)] if n else []
 
 
+MIN_STUDENTS_PER_TASK = 4   # below this, a task's nbgrader start-up costs more than it saves
+
+
+def plan_tasks(students: int, slots: int, requested: int | None = None) -> int:
+    """How many array tasks to submit for `students` submissions.
+
+    `slots` is how many graders can really run at once: the partition's CPUs, or
+    the machine's cores for the local cluster, whose node declares more CPUs than
+    it has. More tasks than slots only run in waves and each pays nbgrader's
+    start-up again; fewer than MIN_STUDENTS_PER_TASK students per task waste it.
+    An explicit `requested` count wins.
+    """
+    if requested is not None:
+        if requested < 1:
+            raise ValueError("tasks must be at least 1")
+        return requested
+    return max(1, min(slots, -(-students // MIN_STUDENTS_PER_TASK)))
+
+
 def task_minutes(limits: Limits, chunk_size: int) -> int:
     return limits.minutes_per_submission * chunk_size + 2
 

@@ -25,7 +25,7 @@ from aifactory.courses.exchange.transfer import collect
 from aifactory.hub.site.schema import Site
 
 from . import nbgrader_steps
-from .jobs import Limits, chunks, job_script, parse_array_states, sbatch_argv, task_minutes
+from .jobs import Limits, chunks, job_script, parse_array_states, plan_tasks, sbatch_argv, task_minutes
 from .progress import Progress
 
 LOST_GRACE_S = 5.0   # a task gone from squeue without output: wait this long for the file system
@@ -110,7 +110,17 @@ def _score(course_dir: Path, course_id: str, assignment: str, student: str) -> f
             return None
 
 
-def grade(site: Site, course_id: str, assignment: str, *, force: bool = False, tasks: int = 8,
+def grading_slots(site: Site, partition: str, cores: int | None) -> int:
+    """Graders that can run at once in `partition`: its CPUs, and on the local
+    cluster (one node on this machine) no more than the machine's cores. Pure."""
+    p = next(p for p in site.partitions if p.name == partition)
+    slots = p.nodes * p.cpus_per_node
+    if site.local is not None and cores:
+        slots = min(slots, cores)
+    return slots
+
+
+def grade(site: Site, course_id: str, assignment: str, *, force: bool = False, tasks: int | None = None,
           limits: Limits = Limits(), paths: CoursePaths | None = None, python: str | None = None,
           poll_s: float = 0.5, stream=sys.stderr) -> Report:
     started = time.monotonic()
@@ -156,7 +166,8 @@ def _run_batch(site, course, profile, assignment, todo, paths, limits, tasks, py
     common = {"gradebook.db": template.read_bytes(),
               **_tree(course_dir / "source" / assignment, f"source/{assignment}", skip_notebooks=True)}
     by_student = {c.submission.student: c for c in todo}
-    groups = chunks(sorted(by_student), tasks)
+    slots = grading_slots(site, profile.partition, os.cpu_count())
+    groups = chunks(sorted(by_student), plan_tasks(len(by_student), slots, tasks))
     for k, chunk in enumerate(groups):
         files = dict(common)
         files["manifest.json"] = json.dumps({"course_id": course.id, "assignment": assignment,
