@@ -20,14 +20,16 @@ def unix_groups(name: str) -> frozenset[str]:
     return frozenset(grp.getgrgid(gid).gr_name for gid in os.getgrouplist(name, entry.pw_gid))
 
 
-def parse_associations(assoc_text: str, default_text: str) -> tuple[str, ...]:
-    """`sacctmgr -P show assoc format=account` + `show user format=defaultaccount` -> accounts, default first."""
-    accounts = []
-    for line in assoc_text.splitlines():
-        account = line.split("|")[0].strip()
-        if account and account not in accounts:
-            accounts.append(account)
-    default = default_text.strip().split("|")[0] if default_text.strip() else ""
+def parse_associations(text: str) -> tuple[str, ...]:
+    """`sacctmgr -n -P show user NAME withassoc format=defaultaccount,account` -> accounts, default first."""
+    accounts, default = [], ""
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) != 2:
+            continue
+        default = default or fields[0]
+        if fields[1] and fields[1] not in accounts:
+            accounts.append(fields[1])
     if default in accounts:
         accounts.remove(default)
         accounts.insert(0, default)
@@ -50,18 +52,18 @@ def parse_reservations(text: str, user: str, accounts: tuple[str, ...]) -> froze
 
 
 async def gather_facts(name: str, timeout: float = 20.0) -> UserFacts:
-    """Groups from Unix; accounts and reservations from Slurm (raises SchedulerUnavailable)."""
+    """Groups from Unix; accounts (one sacctmgr) and reservations from Slurm (raises SchedulerUnavailable)."""
     async def reservations() -> str:
         try:
             return await slurmcli.run(["scontrol", "show", "reservation", "--oneliner"], timeout)
         except slurmcli.CommandFailed:
             return ""
 
-    assoc, default, reservations_text = await asyncio.gather(
-        slurmcli.run(["sacctmgr", "-n", "-P", "show", "assoc", "where", f"users={name}", "format=account"], timeout),
-        slurmcli.run(["sacctmgr", "-n", "-P", "show", "user", name, "format=defaultaccount"], timeout),
+    assoc, reservations_text = await asyncio.gather(
+        slurmcli.run(["sacctmgr", "-n", "-P", "show", "user", name, "withassoc", "format=defaultaccount,account"],
+                     timeout),
         reservations(),
     )
-    accounts = parse_associations(assoc, default)
+    accounts = parse_associations(assoc)
     return UserFacts(name=name, groups=unix_groups(name), accounts=accounts,
                      reservations=parse_reservations(reservations_text, name, accounts))

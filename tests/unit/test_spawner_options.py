@@ -106,7 +106,8 @@ def test_the_form_escapes_and_lists_profiles():
 
 
 def test_slurm_associations_default_first():
-    assert parse_associations("proj_b|\nproj_a|\nproj_b|cpu\n", "proj_a\n") == ("proj_a", "proj_b")
+    assert parse_associations("proj_a|proj_b\nproj_a|proj_a\nproj_a|proj_b\n") == ("proj_a", "proj_b")
+    assert parse_associations("") == ()
 
 
 def test_reservations_of_a_user_or_their_accounts():
