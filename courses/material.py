@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from aifactory.hub.site.checks import Problem
-from aifactory.hub.site.load import read_yaml
+from aifactory.hub.site.load import ConfigError, read_yaml
 from aifactory.hub.site.schema import Model, Name, Site
 
 from .exchange.layout import trainers_group
@@ -74,14 +74,8 @@ class CourseMaterial:
                 for a in self.info.assignments]
 
 
-class MaterialError(Exception):
+class MaterialError(ConfigError):
     """Course material that cannot be used; `problems` says what and where."""
-
-    def __init__(self, source: str, problems: list[Problem]):
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  {p}" for p in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
 
 
 def parse_course_info(data: Any, source: str = COURSE_FILE) -> CourseInfo:

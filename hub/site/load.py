@@ -41,14 +41,18 @@ def read_yaml(text: str):
     return yaml.load(text, Loader=_SiteLoader)
 
 
-class SiteError(Exception):
-    """A site file that cannot be used; `problems` says what and where."""
+class ConfigError(Exception):
+    """A configuration file that cannot be used; `problems` says what and where."""
 
     def __init__(self, source: str, problems: list[Problem]):
         self.source = source
         self.problems = problems
         lines = "\n".join(f"  {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
+
+
+class SiteError(ConfigError):
+    """A site file that cannot be used."""
 
 
 def _path(loc: tuple[Any, ...]) -> str:
