@@ -27,6 +27,40 @@ def _setup(args) -> int:
     return 0
 
 
+def shipped_assignments(course_id: str) -> list[str]:
+    """The assignments in the platform's material for this course (courses/<id>/source), in release order."""
+    from aifactory.courses.material import MaterialError, find_course
+
+    try:
+        return [a.id for a in find_course(course_id).assignments]
+    except MaterialError:
+        return []
+
+
+def shipped_source(course_id: str, assignment: str) -> Path | None:
+    from aifactory.courses.material import MaterialError, find_course
+
+    try:
+        material = find_course(course_id)
+    except MaterialError:
+        return None
+    return next((a.source for a in material.assignments if a.id == assignment), None)
+
+
+def release_source(explicit: str | None, shipped: Path | None, in_course_dir: bool) -> Path | None:
+    """Which folder to copy into the course's source/ before generating, or None to use it as is.
+
+    An explicit --source wins; otherwise the shipped material, but only when the
+    course directory has no source of that assignment yet, so a trainer's edits
+    to their copy are never overwritten. Pure.
+    """
+    if explicit:
+        return Path(explicit)
+    if shipped is not None and not in_course_dir:
+        return shipped
+    return None
+
+
 def _release(args) -> int:
     os.umask(0o007)  # co-trainers share the course directory through its group
     from aifactory.courses.grading import nbgrader_steps
@@ -36,11 +70,16 @@ def _release(args) -> int:
     course = course_of(_site(args), args.course)
     paths = CoursePaths(course.id)
     course_dir = Path(paths.course_dir)
-    if args.source:
-        dest = course_dir / "source" / args.assignment
+    dest = course_dir / "source" / args.assignment
+    source = release_source(args.source, shipped_source(course.id, args.assignment), dest.exists())
+    if source is None and not dest.exists():
+        print(f"no source for {args.assignment!r}: not in the course's shipped material "
+              f"({', '.join(shipped_assignments(course.id)) or 'none'}), and no --source given", file=sys.stderr)
+        return 2
+    if source is not None:
         if dest.exists():
             shutil.rmtree(dest)
-        shutil.copytree(args.source, dest)
+        shutil.copytree(source, dest)
     nbgrader_steps.generate(course_dir, course.id, args.assignment)
     print(f"released {release(paths, args.assignment)}")
     return 0
@@ -101,7 +140,8 @@ def add_commands(sub) -> None:
         .set_defaults(func=_setup)
     rel = common(course.add_parser("release", help="generate an assignment and publish it to the students"))
     rel.add_argument("assignment")
-    rel.add_argument("--source", help="copy this nbgrader source folder in first")
+    rel.add_argument("--source", help="copy this nbgrader source folder in first (default: the course's "
+                     "shipped material, courses/<id>/source/<assignment>, when the course has no copy yet)")
     rel.set_defaults(func=_release)
 
     exchange = sub.add_parser("exchange", help="students: fetch, submit, fetch feedback")

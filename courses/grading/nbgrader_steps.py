@@ -23,7 +23,10 @@ def _venv_on_path() -> None:
 
 
 def _config(course_dir: Path, course_id: str, **sections) -> Config:
+    from .engines import share_engines
+
     _venv_on_path()
+    share_engines()
     c = Config()
     c.CourseDirectory.root = str(course_dir)
     c.CourseDirectory.course_id = course_id

@@ -6,7 +6,7 @@ and ``submitted/<student>/<assignment>/`` for each student of the chunk. Writes
 one archive on stdout: ``results.json`` and ``autograded/<student>/<assignment>/``.
 
 Isolation between the students of a chunk: each student is graded in a fresh
-directory with a fresh copy of the gradebook; only that student's files are on
+directory with a fresh copy of the gradebook (at one path, rewritten per student); only that student's files are on
 disk while their kernel runs, and the results are taken into memory and the
 directory deleted before the next student. The kernel runs in its own user,
 network, PID and mount namespaces (see jobs.kernel_argv) and talks to nbgrader
@@ -99,14 +99,24 @@ def grade_student(work: Path, files: dict[str, bytes], manifest: dict, student: 
     """Autograde one student in a fresh course directory; returns (result, output files)."""
     from nbgrader.converters import Autograde
     from nbgrader.coursedir import CourseDirectory
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.preprocessors import CheckCellMetadata, Execute, IgnorePattern, LimitOutput
     from traitlets.config import Config
 
+    from aifactory.courses.grading.engines import share_engines
+
+    share_engines()
     assignment, limits = manifest["assignment"], _clamp(manifest.get("limits", {}))
     course = Path(tempfile.mkdtemp(prefix="c", dir=work))
     home = course / "home"
     home.mkdir()
+    # The gradebook sits at the same path for every student, so that nbgrader's
+    # statements stay compiled between students (see engines.py); it is rewritten
+    # from the pristine copy for each one, and removed with their files.
+    gradebook = work / "gradebook.db"
     try:
-        (course / "gradebook.db").write_bytes(files["gradebook.db"])
+        gradebook.unlink(missing_ok=True)
+        gradebook.write_bytes(files["gradebook.db"])
         _materialize(course, files, "source/")
         _materialize(course, files, f"submitted/{student}/")
         _kernelspec(course / "jupyter", limits)
@@ -116,8 +126,12 @@ def grade_student(work: Path, files: dict[str, bytes], manifest: dict, student: 
         c = Config()
         c.CourseDirectory.root = str(course)
         c.CourseDirectory.course_id = manifest["course_id"]
-        c.CourseDirectory.db_url = f"sqlite:///{course}/gradebook.db"
+        c.CourseDirectory.db_url = f"sqlite:///{gradebook}"
         c.Autograde.create_student = True
+        # Scores and late penalties computed here would be thrown away: the trainer's side
+        # computes them from its own gradebook. Execute, and only record what ran.
+        c.Autograde.autograde_preprocessors = [Execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                               CheckCellMetadata]
         c.Execute.timeout = limits["cell_timeout_s"]
         c.Execute.startup_timeout = 60
         c.KernelManager.transport = "ipc"
@@ -142,6 +156,7 @@ def grade_student(work: Path, files: dict[str, bytes], manifest: dict, student: 
         return {"status": _classify(notebooks)}, notebooks
     finally:
         shutil.rmtree(course, ignore_errors=True)
+        gradebook.unlink(missing_ok=True)
 
 
 def main() -> int:

@@ -88,3 +88,17 @@ def test_timestamp_round_trip():
     when = datetime(2025, 3, 1, 12, 30, 5, 123456, tzinfo=timezone.utc)
     assert format_timestamp(when) == "2025-03-01 12:30:05.123456 UTC"
     assert parse_timestamp(format_timestamp(when)) == when
+
+
+def test_release_takes_the_shipped_material_unless_told_otherwise():
+    from pathlib import Path
+
+    from aifactory.courses.exchange.cli import release_source, shipped_assignments, shipped_source
+
+    shipped = shipped_source("intro-dl", "tensors-and-gradients")
+    assert shipped is not None and (shipped / "tensors-and-gradients.ipynb").is_file()
+    assert shipped_assignments("intro-dl") == ["tensors-and-gradients", "train-mlp"]
+    assert shipped_source("intro-dl", "nope") is None and shipped_source("no-such-course", "a1") is None
+    assert release_source(None, shipped, in_course_dir=False) == shipped
+    assert release_source(None, shipped, in_course_dir=True) is None        # the trainer's copy is kept
+    assert release_source("/tmp/mine", shipped, in_course_dir=True) == Path("/tmp/mine")

@@ -88,3 +88,24 @@ def test_archive_round_trip_refuses_escapes():
 
     with pytest.raises(ValueError):
         read_archive(buf.getvalue())
+
+
+def test_task_count_from_real_slots():
+    from aifactory.courses.grading.jobs import plan_tasks
+
+    assert plan_tasks(40, slots=2) == 2          # 2 cores: two long tasks, not 8 in waves
+    assert plan_tasks(40, slots=64) == 10        # at least 4 students per task
+    assert plan_tasks(3, slots=8) == 1
+    assert plan_tasks(40, slots=2, requested=8) == 8
+
+
+def test_local_cluster_slots_are_the_machines_cores():
+    from aifactory.courses.grading.run import grading_slots
+    from aifactory.hub.site import load_site
+
+    site = load_site()
+    partition = site.partitions[0]
+    declared = partition.nodes * partition.cpus_per_node
+    if site.local is not None:
+        assert grading_slots(site, partition.name, 2) == min(2, declared)
+    assert grading_slots(site.model_copy(update={"local": None}), partition.name, 2) == declared
