@@ -11,13 +11,11 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from aifactory.hub.site.schema import ContainerEnvironment, LmodEnvironment, Profile, PythonEnvironment, Site
+from aifactory.hub.site.schema import ContainerEnvironment, LmodEnvironment, Partition, Profile, PythonEnvironment, Site
 from aifactory.hub.site.units import format_memory, format_walltime
 
 from .options import DaskOptions, choose_options
 
-# Node-local scratch for worker spill files: Slurm's TmpFS on the local cluster and on LUMI.
-NODE_LOCAL_SCRATCH = "/tmp"
 # Seconds a worker waits for a vanished scheduler before it exits (and its job ends).
 DEATH_TIMEOUT = 60
 
@@ -33,8 +31,11 @@ def worker_lifetime(walltime_minutes: int) -> tuple[int, int]:
     return walltime - margin, margin // 2
 
 
-def network_interface(site: Site) -> str | None:
-    """The interface workers and scheduler talk on: loopback on the one-node local cluster, else dask's choice."""
+def network_interface(site: Site, partition: Partition) -> str | None:
+    """The interface workers and scheduler talk on: the partition's, else loopback on the
+    one-node local cluster, else Dask's choice."""
+    if partition.network_interface:
+        return partition.network_interface
     return "lo" if site.local is not None else None
 
 
@@ -97,9 +98,9 @@ def jobqueue_config(
         "memory": f"{options.memory}MiB",
         "processes": 1,
         "python": python,
-        "interface": interface or network_interface(site),
+        "interface": interface or network_interface(site, partition),
         "death-timeout": DEATH_TIMEOUT,
-        "local-directory": local_directory or f"{NODE_LOCAL_SCRATCH}/dask-{user}",
+        "local-directory": local_directory or f"{partition.local_scratch.rstrip('/')}/dask-{user}",
         "worker-extra-args": worker_args,
         "shebang": shebang,
         "queue": partition.name,

@@ -70,6 +70,10 @@ class Partition(Model):
     gpus: GpuSpec | None = None
     max_walltime: Minutes
     default: bool = False
+    network_interface: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,15}$")] | None = Field(
+        None, description="Interface jobs talk on (e.g. 'hsn0' on Slingshot); None lets Dask choose."
+    )
+    local_scratch: AbsolutePath = Field("/tmp", description="Node-local scratch directory, e.g. for Dask spill files.")
 
     @property
     def gpus_per_node(self) -> int:

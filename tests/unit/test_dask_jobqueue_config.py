@@ -123,3 +123,16 @@ def test_interface_and_scratch_directory_can_be_overridden():
     assert {k: v for k, v in chosen.items() if k not in ("interface", "local-directory")} == {
         k: v for k, v in default.items() if k not in ("interface", "local-directory")
     }
+
+
+def test_partition_interface_and_scratch_come_from_the_site_file():
+    import yaml
+
+    from aifactory.hub.site import parse_site
+    from aifactory.hub.site.load import read_yaml
+
+    data = read_yaml(DEMO_SITE.read_text())
+    data["partitions"][0].update(network_interface="hsn0", local_scratch="/local/scratch/")
+    site = parse_site(yaml.safe_dump(data))
+    config = site_jobqueue_config(site)["jobqueue"]["cpu"]
+    assert (config["interface"], config["local-directory"]) == ("hsn0", "/local/scratch/dask-$USER")
