@@ -5,7 +5,9 @@ Flow of `aifactory grade <course> <assignment>` (run by a trainer):
 1. collect: the exchange's newest submission of each student -> nbgrader's
    ``submitted/`` (every submission is archived; lateness from trusted times);
 2. pack: one input archive per Slurm array task (a chunk of students) with a
-   gradebook that holds only the assignment's definition, no student data;
+   gradebook that holds only the assignment's definition, no student data; as
+   many tasks as graders can really run at once (`jobs.plan_tasks`), since each
+   task pays nbgrader's start-up once for all its students;
 3. submit one job array as the trainer, charged to the course's project (the
    trainer's association: the grader identity has none and can submit nothing);
 4. each task pipes its archive into ``sudo -u aifactory-grader python -I -m
@@ -18,7 +20,12 @@ Flow of `aifactory grade <course> <assignment>` (run by a trainer):
    one writer, serial, so there are no lost updates, and the scores come from
    the trusted gradebook's cells, not from the sandbox's.
 
-Modules: `jobs` (pure builders: chunks, sbatch argv, job script), `sandbox`
+Where the CPU goes (cProfile, 2-core machine): a kernel start per student (as in
+stock nbgrader), nbgrader's SQL statements, which it recompiled for every
+Gradebook it opened until `engines` shared one engine per database, and
+jsonschema's optional rfc3987_syntax grammars at import (skipped below).
+
+Modules: `jobs` (pure builders: chunks, sbatch argv, job script), `engines`, `sandbox`
 (the grader side), `nbgrader_steps` (in-process nbgrader calls on the trainer
 side), `feedback` (feedback without hidden tests), `run` (the orchestration).
 """
