@@ -32,6 +32,10 @@ def _site_install(args: argparse.Namespace) -> int:
     write_if_changed(INSTALLED_SITE, Path(args.file).read_text(), mode=0o644)
     INSTALLED_SITE.parent.chmod(0o755)
     print(f"installed as {INSTALLED_SITE}")
+    # Dask defaults (and dask-labextension's "new cluster") follow the site too.
+    from aifactory.extensions.dask.dask_config import write_site_dask_config
+
+    print(f"Dask defaults for this site in {write_site_dask_config(load_site(args.file))}")
     return 0
 
 
