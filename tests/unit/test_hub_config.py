@@ -8,7 +8,6 @@ from aifactory.hub.services import idle_culler_command, service_roles
 from aifactory.hub.site import parse_site
 from aifactory.hub.site.load import read_yaml
 from aifactory.spawners.port_api import PortHandler
-from aifactory.spawners.site_profile import JobRequest, NoProfileError, default_request, profiles_for
 
 import pytest
 import yaml
@@ -96,23 +95,3 @@ def test_a_metrics_token_adds_a_read_metrics_service():
     assert "read:metrics" in OPERATOR_SCOPES
 
 
-def test_profiles_follow_groups():
-    site = parse_site(SMALL_SITE)
-    assert [p.name for p in profiles_for(site, {"students"})] == ["small"]
-    assert [p.name for p in profiles_for(site, {"researchers"})] == ["small", "gpu"]
-
-
-def test_default_request_of_a_student():
-    site = parse_site(SMALL_SITE)
-    profile, request = default_request(site, {"students"}, ["proj_a"])
-    assert profile.name == "small"
-    assert request == JobRequest(partition="cpu", account="proj_a", cpus=1, memory="2G", walltime="01:00:00")
-    assert request.sbatch_options() == [
-        "--partition=cpu", "--account=proj_a", "--cpus-per-task=1", "--mem=2G", "--time=01:00:00",
-    ]
-
-
-def test_a_user_without_project_gets_a_sentence():
-    site = parse_site(SMALL_SITE)
-    with pytest.raises(NoProfileError, match="not a member of any project"):
-        default_request(site, {"students"}, [])
