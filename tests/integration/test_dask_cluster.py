@@ -50,11 +50,11 @@ if _missing:
 class UserProgram:
     """A Python program run as `user` in their home; prints `KIND json` lines."""
 
-    def __init__(self, user: str, body: str):
+    def __init__(self, user: str, body: str, env: tuple[str, ...] = (), preamble: str = PREAMBLE):
         self.user = user
-        code = PREAMBLE + textwrap.dedent(body)
+        code = preamble + textwrap.dedent(body)
         self.proc = subprocess.Popen(
-            ["sudo", "-u", user, "-H", PYTHON, "-c", code],
+            ["sudo", "-u", user, "-H", "env", *env, PYTHON, "-c", code],
             cwd=pwd.getpwnam(user).pw_dir,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

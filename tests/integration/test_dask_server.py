@@ -11,14 +11,14 @@ import json
 import os
 import pwd
 import re
-import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 import requests
+
+from tests.integration.test_dask_cluster import UserProgram
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.slow]
 
@@ -75,43 +75,18 @@ def server(hub, operator_token):
         wait_until(lambda: not server_jobs(USER), 60, f"the server job of {USER} still there")
 
 
-class ProgramInServer:
+class ProgramInServer(UserProgram):
     """A Python program run as USER with the server's Slurm job id, as a kernel of that server would have."""
 
     def __init__(self, server_job: str, body: str):
-        env = [f"SLURM_JOB_ID={server_job}", f"JUPYTERHUB_SERVICE_PREFIX=/user/{USER}/"]
-        self.proc = subprocess.Popen(
-            ["sudo", "-u", USER, "-H", "env", *env, sys.executable, "-c", PREAMBLE + textwrap.dedent(body)],
-            cwd=pwd.getpwnam(USER).pw_dir,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        self.said: dict[str, object] = {}
-
-    def wait_for(self, kind: str, timeout: float = 90):
-        deadline = time.monotonic() + timeout
-        while kind not in self.said:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no {kind} from the program within {timeout}s")
-            line = self.proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"program ended before {kind}: {self.proc.stderr.read()[-3000:]}")
-            head, _, rest = line.partition(" ")
-            if head.isupper():
-                self.said[head] = json.loads(rest)
-        return self.said[kind]
+        env = (f"SLURM_JOB_ID={server_job}", f"JUPYTERHUB_SERVICE_PREFIX=/user/{USER}/")
+        super().__init__(USER, body, env=env, preamble=PREAMBLE)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
+        super().kill()
         name = self.said.get("NAME")
         if name:
             subprocess.run(["scancel", "--user", USER, "--name", name], check=False)
