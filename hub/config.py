@@ -7,12 +7,14 @@ what `hub_config` returns; tests compare that dict with `==`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .roles import CourseGroups, hub_groups, roles
 from .services import service_roles, services
 from .site.schema import OidcAuth, PamAuth, Site
 
 OPERATOR_SERVICE = "aifactory-operator"
+TEMPLATES = str(Path(__file__).resolve().parent / "templates")
 # What the operator's token may do: everything an admin does through the API.
 OPERATOR_SCOPES = [
     "admin:users",
@@ -96,6 +98,8 @@ def hub_config(
     """Site -> {traitlets class name: {trait: value}} for JupyterHub."""
     config: dict[str, dict] = {
         "JupyterHub": {
+            # The spawn and progress pages; JupyterHub's own stay reachable as templates/<name>.
+            "template_paths": [TEMPLATES],
             "ip": site.hub.ip,
             "port": site.hub.port,
             "hub_ip": "127.0.0.1",

@@ -47,12 +47,13 @@ class UsageRow:
     gpu_hours: float
 
 
-def sacct_argv(since: datetime, until: datetime) -> list[str]:
-    """Every user's allocations (not steps) that overlap [since, until], parsable."""
+def sacct_argv(since: datetime, until: datetime, accounts: tuple[str, ...] = ()) -> list[str]:
+    """Every user's allocations (not steps) that overlap [since, until], parsable; only `accounts` if given."""
     return [
         "sacct", "--allusers", "--allocations", "--noheader", "--parsable2",
         f"--starttime={since.strftime(SACCT_TIME)}", f"--endtime={until.strftime(SACCT_TIME)}",
         f"--format={','.join(SACCT_FIELDS)}",
+        *([f"--accounts={','.join(accounts)}"] if accounts else []),
     ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aifactory.hub.config import OPERATOR_SCOPES, HubPaths, hub_config
+from aifactory.hub.config import OPERATOR_SCOPES, TEMPLATES, HubPaths, hub_config
 from aifactory.hub.roles import CourseGroups, roles
 from aifactory.hub.services import idle_culler_command, service_roles
 from aifactory.hub.site import parse_site
@@ -19,6 +19,7 @@ def test_hub_config_for_a_pam_site():
     site = parse_site(SMALL_SITE)
     assert hub_config(site, HubPaths(state="/s", prefix="/p"), "tok") == {
         "JupyterHub": {
+            "template_paths": [TEMPLATES],
             "ip": "127.0.0.1",
             "port": 8000,
             "hub_ip": "127.0.0.1",

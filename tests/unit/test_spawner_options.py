@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from aifactory.hub.site import parse_site
 from aifactory.spawners.facts import parse_associations, parse_reservations
-from aifactory.spawners.form import options_form_html
 from aifactory.spawners.options import (
     FIELDS,
     Choice,
@@ -98,11 +97,6 @@ def test_form_fields_arrive_as_lists():
     assert payload_from_form({"profile": ["small"], "cpus": ["2"], "memory": [""]}) == {"profile": "small", "cpus": "2"}
     with pytest.raises(OptionsError, match="exactly once"):
         payload_from_form({"cpus": ["1", "2"]})
-
-
-def test_the_form_escapes_and_lists_profiles():
-    html = options_form_html(offers(SITE, BOB))
-    assert 'value="gpu"' in html and "GPUs 1-2 a100" in html and "ml101-res" in html
 
 
 def test_slurm_associations_default_first():

@@ -1,0 +1,126 @@
+"""The spawn page's form and the live cluster facts it shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from html.parser import HTMLParser
+
+from aifactory.hub.site import parse_site
+from aifactory.spawners.cluster_state import (
+    AllocationUse,
+    PartitionState,
+    allocation_uses,
+    parse_sinfo,
+)
+from aifactory.spawners.form import allocation_words, options_form_html, partition_words
+from aifactory.spawners.options import UserFacts, offers
+
+from .sites import SMALL_SITE
+
+SITE = parse_site(SMALL_SITE)
+BOB = UserFacts("bob", frozenset({"researchers"}), ("proj_a", "proj_b"), frozenset({"ml101-res"}))
+ALICE = UserFacts("alice", frozenset({"students"}), ("proj_a",))
+
+# Real `sinfo` output (Slurm 22.05) of a GPU node half used, an idle CPU node and a drained one.
+SINFO = """\
+cpu*|c1|idle|0/4/0/4|(null)|gpu:0|0|8192|
+cpu*|c2|drain|0/0/4/4|(null)|gpu:0|0|8192|
+gpu|g1|mix|2/2/0/4|gpu:a100:2(S:0)|gpu:a100:1(IDX:0)|3072|8192|
+"""
+
+
+class Elements(HTMLParser):
+    """Collects (tag, attributes) and the text, to look at the form as a browser would."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.elements: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+    def find(self, tag: str, **attrs) -> list[dict]:
+        return [a for t, a in self.elements if t == tag and all(a.get(k) == v for k, v in attrs.items())]
+
+
+def test_sinfo_counts_free_capacity_of_usable_nodes_only():
+    states = parse_sinfo(SINFO)
+    assert states["cpu"] == PartitionState("cpu", nodes=1, idle_nodes=1, idle_cpus=4, cpus=4, free_memory_mib=8192)
+    assert states["gpu"] == PartitionState("gpu", nodes=1, idle_nodes=0, idle_cpus=2, cpus=4, free_memory_mib=5120,
+                                           free_gpus=1, gpus=2)
+
+
+def test_allocation_use_sums_every_member_of_the_project():
+    sacct = ("1|proj_a|alice|2026-11-24T10:00:00|2026-11-24T12:00:00|cpu=2,mem=2G,node=1\n"
+             "2|proj_a|bob|2026-11-24T10:00:00|2026-11-24T11:00:00|cpu=4,gres/gpu=1,node=1\n"
+             "3|proj_b|bob|2026-11-24T10:00:00|2026-11-24T11:00:00|cpu=8,node=1\n"
+             "4|proj_a|alice|Unknown|Unknown|\n")
+    uses = allocation_uses(SITE, ("proj_a",), sacct, datetime(2026, 1, 1), datetime(2026, 11, 25))
+    assert uses == {"proj_a": AllocationUse("proj_a", 8.0, 1.0, cpu_hours=100, gpu_hours=None)}
+    assert allocation_words("proj_a", uses["proj_a"]) == "proj_a: 8.0 of 100 core-hours used (92.0 left); 1.0 GPU-hours used"
+    assert allocation_words("proj_b", None) == "proj_b"
+
+
+def test_partition_words_say_whether_the_default_fits_now():
+    small, gpu = offers(SITE, BOB)
+    states = parse_sinfo(SINFO)
+    assert partition_words(small, states["cpu"]) == ("4 of 4 CPUs idle, 8G memory free, 1 of 1 node idle", True)
+    words, fits = partition_words(gpu, states["gpu"])
+    assert words == "2 of 4 CPUs idle, 5G memory free, 1 of 2 A100 GPUs free, 0 of 1 node idle" and fits is True
+    busy = PartitionState("gpu", nodes=1, idle_cpus=1, cpus=4, free_memory_mib=512, free_gpus=0, gpus=2)
+    assert partition_words(gpu, busy)[1] is False
+    assert partition_words(gpu, None) == ("live state unknown: Slurm did not answer", None)
+
+
+def test_one_card_per_offered_profile_with_live_state_and_allocations():
+    html = options_form_html(offers(SITE, BOB), parse_sinfo(SINFO),
+                             {"proj_a": AllocationUse("proj_a", 8.0, 0.0, cpu_hours=100)})
+    page = Elements(html)
+    radios = page.find("input", type="radio", name="profile")
+    assert [r["value"] for r in radios] == ["small", "gpu"]
+    assert "checked" in radios[0] and "checked" not in radios[1]
+    text = " ".join(page.text)
+    assert "1 of 2 A100 GPUs free" in text and "starts now" in text
+    assert "proj_a: 8.0 of 100 core-hours used (92.0 left)" in text
+    assert [o["value"] for o in page.find("option") if o.get("value", "").startswith("proj")] == ["proj_a", "proj_b"]
+    assert page.find("input", name="cpus", type="number", min="1", max="4", placeholder="1")
+    assert "ml101-res" in text  # bob's reservation is offered
+
+
+def test_a_cpu_only_user_gets_no_gpu_field_and_no_reservation():
+    page = Elements(options_form_html(offers(SITE, ALICE), None, None))
+    assert page.find("div", id="gpu-fields", style="display:none")
+    assert not page.find("select", name="reservation")
+    assert "live state unknown" in " ".join(page.text)
+
+
+def test_a_refused_attempt_comes_back_with_its_values_and_the_error_next_to_the_field():
+    values = {"profile": "gpu", "cpus": "9", "memory": "3G"}
+    page = Elements(options_form_html(offers(SITE, BOB), None, None, values, ("cpus", "9 is out of range; allowed 1 to 4")))
+    assert "checked" in page.find("input", type="radio", value="gpu")[0]
+    assert page.find("input", name="cpus", value="9") and page.find("input", name="memory", value="3G")
+    (error,) = page.find("div", id="error-cpus")
+    assert error["role"] == "alert" and "9 is out of range; allowed 1 to 4" in page.text
+    # GPU profile chosen: the GPU field is shown with its range.
+    assert page.find("div", id="gpu-fields") and page.find("input", name="gpus", min="1", max="2")
+
+
+def test_an_error_about_an_unknown_field_is_shown_on_top():
+    page = Elements(options_form_html(offers(SITE, BOB), None, None, {}, ("colour", "unknown option")))
+    assert page.find("div", id="error-colour")
+
+
+def test_everything_shown_is_escaped():
+    values = {"memory": '"><script>alert(1)</script>'}
+    html = options_form_html(offers(SITE, BOB), None, None, values, ("memory", "<b>bad</b>"))
+    assert "<script>alert(1)" not in html and "<b>bad</b>" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_no_profile_open_says_what_to_do():
+    assert "need a project" in options_form_html([])
