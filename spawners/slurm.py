@@ -31,6 +31,7 @@ from aifactory.hub.site.schema import Site
 
 from . import slurmcli
 from .environments import LMOD_INIT
+from .cluster_state import allocation_use, partition_states
 from .facts import gather_facts
 from .form import options_form_html
 from .options import OptionsError, ValidatedOptions, offers, payload_from_form, validate
@@ -41,6 +42,8 @@ from .script import build_job, job_name
 
 # {user: (monotonic time, UserFacts)}: one sacctmgr round per user per facts_cache_seconds, hub-wide.
 _FACTS: dict = {}
+# {user: (monotonic time, payload, (field, message))}: the last refused form, shown again with the error.
+_REFUSED: dict = {}
 
 
 class SiteSlurmSpawner(SlurmSpawner):
@@ -117,11 +120,30 @@ class SiteSlurmSpawner(SlurmSpawner):
             raise web.HTTPError(503, f"Slurm did not tell us your projects ({error}); try again in a minute")
 
     async def _render_options_form(self, spawner=None) -> str:
-        return options_form_html(offers(self._site(), await self._facts()))
+        """Profile cards with live partition state and allocation use; a refused attempt comes back with its error."""
+        site = self._site()
+        user_offers = offers(site, await self._facts())
+        accounts = user_offers[0].accounts if user_offers else ()
+        states, uses = await asyncio.gather(partition_states(self.slurm_timeout),
+                                            allocation_use(site, accounts, self.slurm_timeout), return_exceptions=True)
+        refused = _REFUSED.pop(self.user.name, None)
+        values, error = (refused[1], refused[2]) if refused and time.monotonic() - refused[0] < 300 else ({}, None)
+        return options_form_html(user_offers, None if isinstance(states, BaseException) else states,
+                                 None if isinstance(uses, BaseException) else uses, values, error)
+
+    def _refuse(self, payload, error: OptionsError) -> web.HTTPError:
+        """Remember the refused form for the page shown next; the HTTP error names the field."""
+        if isinstance(payload, dict):
+            kept = {k: v for k, v in payload.items() if isinstance(k, str) and isinstance(v, str) and len(v) <= 64}
+            _REFUSED[self.user.name] = (time.monotonic(), kept, (error.field, error.message))
+        return web.HTTPError(400, f"Invalid option '{error.field}': {error.message}")
 
     def options_from_form(self, formdata):
         """Form fields -> a flat payload; checked in full (with the user's Slurm facts) in `start`."""
-        return payload_from_form(formdata)
+        try:
+            return payload_from_form(formdata)
+        except OptionsError as error:
+            raise self._refuse({}, error) from None
 
     async def validated_options(self) -> ValidatedOptions:
         """The user's options checked against the site and their Slurm associations (HTTP 400 if not allowed)."""
@@ -129,7 +151,7 @@ class SiteSlurmSpawner(SlurmSpawner):
         try:
             return validate(site, await self._facts(), self.user_options or {})
         except OptionsError as error:
-            raise web.HTTPError(400, f"Invalid option '{error.field}': {error.message}") from None
+            raise self._refuse(self.user_options, error) from None
 
     # -- state ---------------------------------------------------------------
     def load_state(self, state):
