@@ -196,6 +196,7 @@ class SiteSlurmSpawner(SlurmSpawner):
 
     async def start(self):
         self._port_event = asyncio.Event()
+        self._events = []
         self._phase = ("Checking your options", 5)
         self._view = None
         self.port = 0
@@ -295,15 +296,27 @@ class SiteSlurmSpawner(SlurmSpawner):
         if previous:
             yield {"progress": 1, "message": f"Previous server: {previous}"}
             self._previous_stop = ""
-        last = None
+        seen = 0
         while True:
-            phase = getattr(self, "_phase", None)
-            if phase and phase != last:
-                last = phase
-                yield {"progress": phase[1], "message": phase[0]}
-            if phase and phase[1] >= 80:
-                return
+            events = getattr(self, "_events", [])
+            for message, percent in events[seen:]:  # every step, also those before the page connected
+                seen += 1
+                yield {"progress": percent, "message": message}
+                if percent >= 80:
+                    return
             await asyncio.sleep(0.5)
+
+    @property
+    def _phase(self) -> tuple[str, int] | None:
+        """The latest step of this start, as (message, percent)."""
+        events = getattr(self, "_events", None)
+        return events[-1] if events else None
+
+    @_phase.setter
+    def _phase(self, phase: tuple[str, int]) -> None:
+        events = self.__dict__.setdefault("_events", [])
+        if not events or events[-1] != phase:
+            events.append(phase)
 
     # -- poll and stop -------------------------------------------------------
     async def poll(self):
