@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from html.parser import HTMLParser
 
 from aifactory.hub.site import parse_site
+from aifactory.spawners import cluster_state
 from aifactory.spawners.cluster_state import (
     AllocationUse,
     PartitionState,
@@ -124,3 +126,18 @@ def test_everything_shown_is_escaped():
 
 def test_no_profile_open_says_what_to_do():
     assert "need a project" in options_form_html([])
+
+
+def test_a_class_opening_the_spawn_page_together_costs_one_scheduler_query():
+    calls = []
+
+    async def fetch():
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return len(calls)
+
+    async def thirty_students():
+        return await asyncio.gather(*(cluster_state._cached("test-sinfo", 5, fetch) for _ in range(30)))
+
+    assert asyncio.run(thirty_students()) == [1] * 30
+    assert len(calls) == 1
