@@ -37,6 +37,9 @@ python: system
 	  || { cat $(PREFIX)/pip.log; exit 1; }
 	@install -D -m 644 extensions/dask/jupyter-config/aifactory-dask-cleanup.json \
 	  $(VENV)/etc/jupyter/jupyter_server_config.d/aifactory-dask-cleanup.json
+	@# Compute nodes have no internet: JupyterLab must not ask to fetch news or updates.
+	@install -D -m 644 extensions/jupyterlab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	@install -D -m 644 extensions/nbgrader/jupyter-config/nbgrader_config.py $(VENV)/etc/jupyter/nbgrader_config.py
 	@chmod -R a+rX $(PREFIX)
 
 node: system

@@ -121,6 +121,8 @@ def test_a_student_starts_a_course_server_and_runs_a_cell_in_a_slurm_job(hub, pa
             assert state == "RUNNING"
             output = run_cell(driver, 'import os, getpass; print(getpass.getuser(), os.environ["SLURM_JOB_ID"])')
             assert output.strip() == f"{USER} {job_id}"
+            # Compute nodes are offline: JupyterLab does not offer to fetch news.
+            assert "Jupyter news" not in driver.find_element(By.TAG_NAME, "body").text
         finally:
             cleanup(api, USER, name)
     wait_no_job(USER, name)
