@@ -4,7 +4,7 @@
   researchers reach their own servers and nothing else.
 - Each course has two groups, `course-<id>-students` and `course-<id>-trainers`,
   taken from the course's lists. A course's trainers see their students (names,
-  activity, server state) and, only where the course sets
+  activity, server state), open the course's formgrader service and, only where the course sets
   `trainers_access_servers: true`, may open their students' running servers.
 - The site's admin groups (`auth.admin_groups`) get the `site-admin` role.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .formgrader import service_name as formgrader_service
 from .site.schema import Course, Site
 
 SITE_ADMIN_ROLE = "site-admin"
@@ -79,6 +80,7 @@ def trainer_scopes(course: Course) -> list[str]:
         f"read:users!{students}",
         f"read:servers!{students}",
         f"read:groups!{students}",
+        f"access:services!service={formgrader_service(course)}",
     ]
     if course.trainers_access_servers:
         scopes.append(f"access:servers!{students}")

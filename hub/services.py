@@ -5,12 +5,14 @@
   `limits.idle_timeout` and servers older than `limits.max_session`. It asks for
   ready servers only (`GET /users?state=ready`, paginated) so that a hub with many
   users who have no server is not loaded by it (ANCHORS.md, JupyterHub deployments).
+- `formgrader-<course>`: nbgrader's formgrader of each course (see `formgrader.py`).
 - `aifactory-metrics`: a token that may read `/hub/metrics` and nothing else, for
   Prometheus; defined only when the hub was given its token.
 """
 
 from __future__ import annotations
 
+from .formgrader import formgrader_services
 from .site.schema import Site
 
 IDLE_CULLER = "idle-culler"
@@ -49,7 +51,8 @@ def idle_culler_command(site: Site, python: str) -> list[str]:
 
 def services(site: Site, python: str, metrics_token: str = "") -> list[dict]:
     """`JupyterHub.services` entries of the site's own services."""
-    result = [{"name": IDLE_CULLER, "command": idle_culler_command(site, python)}]
+    result = [{"name": IDLE_CULLER, "command": idle_culler_command(site, python)},
+              *formgrader_services(site, python)]
     if metrics_token:
         result.append({"name": METRICS_SERVICE, "api_token": metrics_token})
     return result

@@ -12,7 +12,13 @@ exchange/<id>/inbound/                 root:course-<id>-trainers   0751   traine
 exchange/<id>/inbound/<student>/       <student>:course-<id>-tr.   2750   student writes, trainers read
 exchange/<id>/feedback/                root:course-<id>-trainers   0751   trainers list; students only pass
 exchange/<id>/feedback/<student>/      <student>:course-<id>-tr.   2570   trainers write, student reads
+formgrader/<id>/ (home)                grader-<id>:grader-<id>     0700   the formgrader's own files
 =====================================  ==========================  =====  ==========================
+
+``grader-<id>`` is the account the course's formgrader runs as (see
+``aifactory.hub.formgrader``): a member of both course groups, so it reads
+submissions and writes the gradebook and feedback exactly as a trainer does.
+It is not the sandbox identity ``aifactory-grader``, which may touch none of this.
 
 A student is "other" on ``inbound/`` (execute only: no listing) and on every
 other student's directory (no bits at all), so they cannot list, read or change
@@ -31,6 +37,7 @@ Argv = list[str]
 COURSES_ROOT = PurePosixPath("/srv/aifactory/courses")
 EXCHANGE_ROOT = PurePosixPath("/srv/aifactory/exchange")
 GRADER_USER = "aifactory-grader"
+FORMGRADER_HOMES = PurePosixPath("/var/lib/aifactory/formgrader")
 SUDOERS_DIR = PurePosixPath("/etc/sudoers.d")
 # Unix group names are limited to 32 characters.
 MAX_GROUP = 32
@@ -46,6 +53,11 @@ def members_group(course_id: str) -> str:
 
 def trainers_group(course_id: str) -> str:
     return _checked(f"course-{course_id}-trainers")
+
+
+def formgrader_user(course_id: str) -> str:
+    """The Unix account of the course's formgrader."""
+    return _checked(f"grader-{course_id}")
 
 
 def _checked(group: str) -> str:
@@ -118,14 +130,18 @@ def directory_plan(course: Course, paths: CoursePaths | None = None) -> list[Dir
     for student in course.students:
         plan.append(DirSpec(paths.inbound_of(student), student, trainers, 0o2750))
         plan.append(DirSpec(paths.feedback_of(student), student, trainers, 0o2570))
+    grader = formgrader_user(course.id)
+    plan.append(DirSpec(FORMGRADER_HOMES, "root", "root", 0o755))
+    plan.append(DirSpec(FORMGRADER_HOMES / course.id, grader, grader, 0o700))
     return plan
 
 
 def wanted_members(course: Course) -> dict[str, set[str]]:
     """Group -> the users the site says belong in it."""
+    grader = formgrader_user(course.id)
     return {
-        members_group(course.id): set(course.trainers) | set(course.students),
-        trainers_group(course.id): set(course.trainers),
+        members_group(course.id): set(course.trainers) | set(course.students) | {grader},
+        trainers_group(course.id): set(course.trainers) | {grader},
     }
 
 
@@ -158,6 +174,15 @@ def grader_user_command(existing_users: set[str]) -> list[Argv]:
         return []
     return [["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
              "--shell", "/usr/sbin/nologin", GRADER_USER]]
+
+
+def formgrader_user_command(course_id: str, existing_users: set[str]) -> list[Argv]:
+    """The locked system account the course's formgrader runs as (no password, no shell)."""
+    user = formgrader_user(course_id)
+    if user in existing_users:
+        return []
+    return [["useradd", "--system", "--user-group", "--no-create-home",
+             "--home-dir", str(FORMGRADER_HOMES / course_id), "--shell", "/usr/sbin/nologin", user]]
 
 
 def default_python() -> str:

@@ -17,6 +17,7 @@ from .layout import (
     course_of,
     default_python,
     directory_plan,
+    formgrader_user_command,
     grader_user_command,
     group_commands,
     sudoers_file,
@@ -50,11 +51,16 @@ def setup_course(site: Site, course_id: str, paths: CoursePaths | None = None,
     course = course_of(site, course_id)
     changes = []
     users = {p.pw_name for p in pwd.getpwall()}
-    commands = grader_user_command(users) + group_commands(course, existing_groups(wanted_members(course)))
+    commands = (grader_user_command(users) + formgrader_user_command(course.id, users)
+                + group_commands(course, existing_groups(wanted_members(course))))
     for argv in commands:
         run(argv)
         changes.append(" ".join(argv))
     apply_directories(directory_plan(course, paths))
+    gradebook = Path((paths or CoursePaths(course.id)).gradebook)
+    if gradebook.exists() and gradebook.stat().st_mode & 0o060 != 0o060:
+        gradebook.chmod(0o660)   # SQLite made it 0644: co-trainers and the formgrader write it too
+        changes.append(f"made {gradebook} writable by the course's trainers")
     name, text = sudoers_file(course, python or default_python())
     target = Path(SUDOERS_DIR) / name
     if not target.exists() or target.read_text() != text:

@@ -37,6 +37,16 @@ def _config(course_dir: Path, course_id: str, **sections) -> Config:
     return c
 
 
+def share_gradebook(course_dir: Path) -> None:
+    """Make the gradebook writable by the course's group (co-trainers, the formgrader):
+    SQLite creates its file 0644 whatever the umask allows."""
+    import os
+
+    db = Path(course_dir) / "gradebook.db"
+    if db.exists() and db.stat().st_uid == os.geteuid() and db.stat().st_mode & 0o060 != 0o060:
+        db.chmod(0o660)
+
+
 def duedate(course_dir: Path, course_id: str, assignment: str) -> datetime | None:
     from nbgrader.api import Gradebook
 
@@ -72,6 +82,7 @@ def generate(course_dir: Path, course_id: str, assignment: str) -> None:
     coursedir = CourseDirectory(config=c)
     coursedir.assignment_id = assignment
     GenerateAssignment(coursedir=coursedir, config=c).start()
+    share_gradebook(course_dir)
 
 
 def import_results(course_dir: Path, course_id: str, assignment: str, student: str,

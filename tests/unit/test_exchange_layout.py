@@ -10,6 +10,8 @@ from aifactory.courses.exchange.layout import (
     UnknownCourse,
     course_of,
     directory_plan,
+    formgrader_user,
+    formgrader_user_command,
     grader_user_command,
     group_commands,
     members_group,
@@ -35,6 +37,8 @@ def test_directory_plan_keeps_students_apart(demo_site):
         DirSpec(P("/srv/aifactory/exchange/intro-dl/feedback/student1"), "student1", t, 0o2570),
         DirSpec(P("/srv/aifactory/exchange/intro-dl/inbound/student2"), "student2", t, 0o2750),
         DirSpec(P("/srv/aifactory/exchange/intro-dl/feedback/student2"), "student2", t, 0o2570),
+        DirSpec(P("/var/lib/aifactory/formgrader"), "root", "root", 0o755),
+        DirSpec(P("/var/lib/aifactory/formgrader/intro-dl"), "grader-intro-dl", "grader-intro-dl", 0o700),
     ]
     # No student directory gives "other" any bit: a classmate can neither list nor open it.
     assert all(spec.mode & 0o007 == 0 for spec in plan if spec.owner.startswith("student"))
@@ -44,14 +48,16 @@ def test_group_commands_add_and_remove_members(demo_site):
     course = course_of(demo_site, "dask-scaling")
     assert group_commands(course, {}) == [
         ["groupadd", "course-dask-scaling"],
+        ["gpasswd", "--add", "grader-dask-scaling", "course-dask-scaling"],
         ["gpasswd", "--add", "student2", "course-dask-scaling"],
         ["gpasswd", "--add", "student3", "course-dask-scaling"],
         ["gpasswd", "--add", "trainer1", "course-dask-scaling"],
         ["groupadd", "course-dask-scaling-trainers"],
+        ["gpasswd", "--add", "grader-dask-scaling", "course-dask-scaling-trainers"],
         ["gpasswd", "--add", "trainer1", "course-dask-scaling-trainers"],
     ]
-    existing = {"course-dask-scaling": {"student1", "student2", "student3", "trainer1"},
-                "course-dask-scaling-trainers": {"trainer1"}}
+    existing = {"course-dask-scaling": {"student1", "student2", "student3", "trainer1", "grader-dask-scaling"},
+                "course-dask-scaling-trainers": {"trainer1", "grader-dask-scaling"}}
     assert group_commands(course, existing) == [["gpasswd", "--delete", "student1", "course-dask-scaling"]]
 
 
@@ -67,6 +73,15 @@ def test_grader_user_is_locked_and_created_once():
     assert grader_user_command(set()) == [[
         "useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
         "--shell", "/usr/sbin/nologin", "aifactory-grader"]]
+
+
+def test_each_course_has_a_locked_formgrader_account():
+    assert formgrader_user_command("intro-dl", {"grader-intro-dl"}) == []
+    assert formgrader_user_command("intro-dl", set()) == [[
+        "useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
+        "/var/lib/aifactory/formgrader/intro-dl", "--shell", "/usr/sbin/nologin", "grader-intro-dl"]]
+    with pytest.raises(LayoutError):
+        formgrader_user("a-course-id-much-too-long-for-unix")
 
 
 def test_sudo_rule_allows_only_the_sandbox(demo_site):

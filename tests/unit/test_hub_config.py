@@ -40,6 +40,14 @@ def test_hub_config_for_a_pam_site():
             "services": [
                 {"name": "aifactory-operator", "api_token": "tok"},
                 {"name": "idle-culler", "command": idle_culler_command(site, "/p/venv/bin/python")},
+                {
+                    "name": "formgrader-ml101",
+                    "url": "http://127.0.0.1:18100",
+                    "command": ["/p/venv/bin/python", "-m", "aifactory.hub.formgrader", "ml101"],
+                    "display": True,
+                    "oauth_no_confirm": True,
+                    "timeout": 120,
+                },
             ],
             "load_roles": [
                 {

@@ -57,8 +57,8 @@ def test_the_idle_culler_follows_the_site_limits():
 
 def test_services_get_only_the_scopes_they_need():
     site = parse_site(SMALL_SITE)
-    assert [s["name"] for s in services(site, "/py")] == ["idle-culler"]
-    assert services(site, "/py", "m")[1] == {"name": "aifactory-metrics", "api_token": "m"}
+    assert [s["name"] for s in services(site, "/py")] == ["idle-culler", "formgrader-ml101"]
+    assert services(site, "/py", "m")[-1] == {"name": "aifactory-metrics", "api_token": "m"}
     assert service_roles("m") == [
         {"name": "idle-culler", "description": "Stop idle and overlong servers",
          "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],

@@ -1,0 +1,131 @@
+"""One nbgrader formgrader per course, as a JupyterHub service derived from the site.
+
+Each course of the site file gets a service ``formgrader-<id>`` at
+``/services/formgrader-<id>/formgrader``: a Jupyter server with nbgrader's formgrader,
+run by the hub as root through this module, which becomes the course's grader
+account (``grader-<id>``, member of the course's Unix groups, made by
+``aifactory course setup``) and serves the course directory. Only the course's
+trainers (their role's ``access:services!service=formgrader-<id>``) and admins get in.
+
+The formgrader is a page of its own, never an iframe: JupyterHub >= 4.1 forbids
+framing single-user servers (``frame-ancestors 'none'``), which is why nbgrader's
+formgrader tab inside JupyterLab stays blank (nbgrader #1870, #1947).
+
+A course whose grader account does not exist yet still gets a service: it answers
+every request with what to run, so the hub, which stops when a managed service
+fails to start, never depends on a course's setup.
+
+JupyterHub 6.1 adds services at runtime (``POST /hub/api/services/<name>``) only
+when they are not managed (no ``command``), and has no API for roles; so a new
+course's formgrader and its trainers' role take a hub restart
+(`aifactory course add` does it; servers are Slurm jobs and are reattached).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .site.schema import Course, Site
+
+FORMGRADER_PORT_BASE = 18100
+# Jupyter server with nbgrader imports in a few seconds, much slower on a loaded node.
+START_TIMEOUT_S = 120
+SERVICE_PREFIX = "formgrader-"
+
+
+def service_name(course: Course | str) -> str:
+    return SERVICE_PREFIX + (course if isinstance(course, str) else course.id)
+
+
+def formgrader_url_path(course_id: str) -> str:
+    """Where a trainer opens the formgrader, below the hub's base URL."""
+    return f"/services/{service_name(course_id)}/formgrader"
+
+
+def formgrader_services(site: Site, python: str) -> list[dict]:
+    """`JupyterHub.services` entries: one managed formgrader per course, in site order."""
+    return [
+        {
+            "name": service_name(course),
+            "url": f"http://127.0.0.1:{FORMGRADER_PORT_BASE + index}",
+            "command": [python, "-m", "aifactory.hub.formgrader", course.id],
+            "display": True,
+            "oauth_no_confirm": True,
+            "timeout": START_TIMEOUT_S,
+        }
+        for index, course in enumerate(site.courses)
+    ]
+
+
+def singleuser_argv(course_id: str, course_dir: str) -> list[str]:
+    """Arguments of jupyterhub-singleuser serving one course's formgrader. Pure."""
+    return [
+        f"--ServerApp.root_dir={course_dir}",
+        "--ServerApp.default_url=/formgrader",
+        f"--CourseDirectory.root={course_dir}",
+        f"--CourseDirectory.course_id={course_id}",
+    ]
+
+
+def _become(user: str) -> None:
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    os.initgroups(user, entry.pw_gid)
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+    os.environ.update(HOME=entry.pw_dir, USER=user, LOGNAME=user)
+
+
+def _explain(message: str) -> None:
+    """Serve `message` on the service's port (503) until the hub stops us."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from urllib.parse import urlparse
+
+    class Explain(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = message.encode()
+            self.send_response(503)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
+    print(message, file=sys.stderr, flush=True)
+    HTTPServer((url.hostname or "127.0.0.1", url.port), Explain).serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run by the hub (as root): become the grader account and serve the formgrader."""
+    import pwd
+
+    from aifactory.courses.exchange.layout import CoursePaths, formgrader_user
+
+    (course_id,) = argv if argv is not None else sys.argv[1:]
+    course_dir = str(CoursePaths(course_id).course_dir)
+    user = formgrader_user(course_id)
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        _explain(f"course {course_id} is not set up: run `aifactory course setup {course_id}` as root")
+        return
+    if os.geteuid() == 0:
+        _become(user)
+    if not os.access(course_dir, os.R_OK | os.W_OK | os.X_OK):
+        _explain(f"{user} cannot use {course_dir}: run `aifactory course setup {course_id}` as root")
+        return
+    os.umask(0o007)   # the course's trainers share what the formgrader writes, through its group
+    os.chdir(course_dir)
+    from jupyterhub.singleuser import main as singleuser
+
+    sys.argv = ["jupyterhub-singleuser", *singleuser_argv(course_id, course_dir)]
+    singleuser()
+
+
+if __name__ == "__main__":
+    main()
