@@ -58,6 +58,53 @@ def formgrader_services(site: Site, python: str) -> list[dict]:
     ]
 
 
+def hub_step(course_id: str, running: set[str] | None) -> str:
+    """What the hub needs once a course is set up, from the services it runs (None: hub down).
+
+    "start": the hub is down and reads the site when it starts; "ready": it already
+    serves the course's formgrader; "restart": it must restart to add the managed
+    service and the trainers' role (JupyterHub 6.1 adds neither at runtime). Pure.
+    """
+    if running is None:
+        return "start"
+    return "ready" if service_name(course_id) in running else "restart"
+
+
+def running_services(hub_url: str, token: str) -> set[str] | None:
+    """Names of the services the running hub knows; None when it does not answer."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{hub_url}/hub/api/services", headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return set(json.load(response))
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def wait_until_served(hub_url: str, course_id: str, timeout_s: float = 180) -> float:
+    """Seconds until the proxy reaches the course's formgrader (any answer but a 5xx)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        try:
+            urllib.request.urlopen(f"{hub_url}/services/{service_name(course_id)}/api", timeout=10).close()
+            return time.monotonic() - started
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                return time.monotonic() - started
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the formgrader of {course_id} does not answer after {timeout_s:.0f}s: "
+                       "see /var/log/aifactory/jupyterhub.log")
+
+
 def singleuser_argv(course_id: str, course_dir: str) -> list[str]:
     """Arguments of jupyterhub-singleuser serving one course's formgrader. Pure."""
     return [

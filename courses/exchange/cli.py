@@ -27,6 +27,38 @@ def _setup(args) -> int:
     return 0
 
 
+def _add(args) -> int:
+    """Site file -> active site, the course's Unix side, then the hub (restarted only if it must)."""
+    import argparse as _argparse
+
+    from aifactory.hub import service
+    from aifactory.hub.cli import _site_install
+    from aifactory.hub.formgrader import hub_step, running_services, wait_until_served
+    from aifactory.hub.site import INSTALLED_SITE
+
+    if args.site and _site_install(_argparse.Namespace(file=args.site)) != 0:
+        return 1
+    site = load_site(INSTALLED_SITE)
+    course_of(site, args.course)
+    if _setup(args) != 0:
+        return 1
+    token = service.operator_token_file().read_text().strip() if service.operator_token_file().exists() else ""
+    step = hub_step(args.course, running_services(service.url(site), token))
+    if step == "start":
+        print("the hub is not running: `aifactory hub up` starts it with the course's formgrader")
+        return 0
+    if step == "restart":
+        # JupyterHub 6.1 cannot add a managed service nor a role at runtime; servers are Slurm jobs
+        # and are reattached after the restart.
+        print("restarting the hub: it adds the course's formgrader and trainers' role only at start")
+        service.down()
+        service.up(site, site_file=str(INSTALLED_SITE))
+    seconds = wait_until_served(service.url(site), args.course)
+    print(f"course {args.course}: formgrader at {service.url(site)}/services/formgrader-{args.course}/formgrader"
+          + (f" (served after {seconds:.1f}s)" if step == "restart" else ""))
+    return 0
+
+
 def shipped_assignments(course_id: str) -> list[str]:
     """The assignments in the platform's material for this course (courses/<id>/source), in release order."""
     from aifactory.courses.material import MaterialError, find_course
@@ -138,6 +170,9 @@ def add_commands(sub) -> None:
     course = sub.add_parser("course", help="set up and release courses").add_subparsers(dest="action", required=True)
     common(course.add_parser("setup", help="create the course's groups, directories and exchange (root)")) \
         .set_defaults(func=_setup)
+    common(course.add_parser("add", help="after adding the course to the site file: install the site, set the "
+                             "course up and give it its formgrader (restarts the hub only if needed; root)")) \
+        .set_defaults(func=_add)
     rel = common(course.add_parser("release", help="generate an assignment and publish it to the students"))
     rel.add_argument("assignment")
     rel.add_argument("--source", help="copy this nbgrader source folder in first (default: the course's "

@@ -40,3 +40,11 @@ def test_the_formgrader_serves_the_course_directory():
         "--CourseDirectory.root=/srv/aifactory/courses/intro-dl",
         "--CourseDirectory.course_id=intro-dl",
     ]
+
+
+def test_adding_a_course_restarts_the_hub_only_when_it_lacks_the_formgrader():
+    from aifactory.hub.formgrader import hub_step
+
+    assert hub_step("ml101", None) == "start"
+    assert hub_step("ml101", {"idle-culler", "formgrader-intro-dl"}) == "restart"
+    assert hub_step("ml101", {"idle-culler", "formgrader-ml101"}) == "ready"
