@@ -5,7 +5,13 @@ account facts and returns a `Job` (argv + script text), compared with `==` in
 the tests. Every value that lands in the script either comes from the site
 (validated by its schema), from `ValidatedOptions` (drawn from the site and
 the user's Slurm facts), or is quoted with `shlex.quote`; the few strings that
-are neither (user name, home, environment variable names) are checked here.
+are neither (user name, environment variable names) are checked here.
+
+The hub never needs the user's home: the job runs as the user, starts in `/`, and
+its first lines go to `~` (bash: $HOME, or the user's entry in the node's user
+directory), create `~/.aifactory` and send everything after them to
+`~/.aifactory/jupyter-<job id>.log`. So a hub on a login node and a hub in
+Kubernetes (sbatch over SSH) submit the same script.
 
 The job asks Slurm for SIGUSR1 `warn_minutes` before its end (`--signal=B:`),
 which the launcher records for the user; at the end Slurm's SIGTERM is
@@ -27,6 +33,13 @@ _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
+
+# The job's first lines, run as the user on the node: to the home, the log there from here on.
+HOME_LINES = [
+    "cd ~",
+    "mkdir -p .aifactory",
+    'exec >>".aifactory/jupyter-$SLURM_JOB_ID.log" 2>&1',
+]
 
 JOB_NAME_PREFIX = "jupyter-"
 
@@ -79,7 +92,6 @@ def build_job(
     environment: Environment,
     *,
     user: str,
-    home: str,
     env_names: list[str],
     launcher: list[str],
     server_args: list[str],
@@ -93,20 +105,20 @@ def build_job(
 
     `launcher` is the argv prefix of the launcher (`python -m aifactory.spawners.singleuser`)
     that reports the port and runs the server; `server_args` are the hub's arguments to
-    the server. Raises ValueError for a user name, home or variable name that could
+    the server. Raises ValueError for a user name or variable name that could
     break the script (they never come from the user's options).
     """
     if not _USER.match(user):
         raise ValueError(f"not a safe user name: {user!r}")
-    if not _PATH.match(home) or not _PATH.match(lmod_init):
-        raise ValueError(f"not a safe path: {home!r}")
+    if not _PATH.match(lmod_init):
+        raise ValueError(f"not a safe path: {lmod_init!r}")
     bad = [name for name in env_names if not _VAR.match(name)]
     if bad:
         raise ValueError(f"not environment variable names: {bad!r}")
     header = [
         f"--job-name={job_name(user, server_name)}",
-        f"--output={home}/.aifactory/jupyter-%j.log",
-        f"--chdir={home}",
+        "--output=/dev/null",  # the script's own log, from its first lines on (HOME_LINES)
+        "--chdir=/",
         f"--export={','.join(sorted(env_names))}",
         *sbatch_options(options, warn_minutes),
     ]
@@ -115,6 +127,7 @@ def build_job(
         "#!/bin/bash",
         *(f"#SBATCH {option}" for option in header),
         "set -eo pipefail",
+        *HOME_LINES,
         f"export AIFACTORY_WALLTIME_MINUTES={options.walltime_minutes}",
         *setup_lines(environment, lmod_init),
         f"exec {shlex.join(command)}",

@@ -17,8 +17,6 @@ points replaced (see ANCHORS.md, batchspawner):
 from __future__ import annotations
 
 import asyncio
-import os
-import pwd
 import time
 from datetime import datetime
 
@@ -207,12 +205,10 @@ class SiteSlurmSpawner(SlurmSpawner):
         options = getattr(self, "_options", None) or await self.validated_options()
         self._options = None
         site = self._site()
-        entry = pwd.getpwnam(self.user.name)
-        os.makedirs(os.path.join(entry.pw_dir, ".aifactory"), exist_ok=True)
-        os.chown(os.path.join(entry.pw_dir, ".aifactory"), entry.pw_uid, entry.pw_gid)
+        # The job finds the user's home and makes ~/.aifactory itself (script.HOME_LINES): no user lookup here.
         partition = site.partition(options.partition)
         job = build_job(
-            options, site.environment(options.environment), user=self.user.name, home=entry.pw_dir,
+            options, site.environment(options.environment), user=self.user.name,
             env_names=list(self.get_env()), launcher=self.launcher, server_args=self.get_args(),
             gpu_vendor=partition.gpus.vendor if partition.gpus else None, server_name=self.name,
             warn_minutes=self.walltime_warning_minutes, lmod_init=self.lmod_init,

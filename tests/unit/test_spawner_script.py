@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from aifactory.hub.site.schema import ContainerEnvironment, LmodEnvironment, PythonEnvironment
@@ -20,13 +22,13 @@ LAUNCHER = ["/opt/aifactory/venv/bin/python", "-m", "aifactory.spawners.singleus
 
 
 def test_cpu_server_in_a_python_environment():
-    job = build_job(CPU, PY, user="alice", home="/home/alice", env_names=["PATH", "JUPYTERHUB_API_TOKEN"],
+    job = build_job(CPU, PY, user="alice", env_names=["PATH", "JUPYTERHUB_API_TOKEN"],
                     launcher=LAUNCHER, server_args=["--debug"])
     assert job.argv == ["sudo", "-E", "-u", "alice", "sbatch", "--parsable"]
     assert job.script == """#!/bin/bash
 #SBATCH --job-name=jupyter-alice
-#SBATCH --output=/home/alice/.aifactory/jupyter-%j.log
-#SBATCH --chdir=/home/alice
+#SBATCH --output=/dev/null
+#SBATCH --chdir=/
 #SBATCH --export=JUPYTERHUB_API_TOKEN,PATH
 #SBATCH --partition=cpu
 #SBATCH --account=proj_a
@@ -37,6 +39,9 @@ def test_cpu_server_in_a_python_environment():
 #SBATCH --time=01:30:00
 #SBATCH --signal=B:USR1@300
 set -eo pipefail
+cd ~
+mkdir -p .aifactory
+exec >>".aifactory/jupyter-$SLURM_JOB_ID.log" 2>&1
 export AIFACTORY_WALLTIME_MINUTES=90
 export PATH=/opt/aifactory/venv/bin:"$PATH"
 export VIRTUAL_ENV=/opt/aifactory/venv
@@ -45,7 +50,7 @@ exec /opt/aifactory/venv/bin/python -m aifactory.spawners.singleuser -- /opt/aif
 
 
 def test_gpu_server_in_a_container_with_a_reservation():
-    job = build_job(GPU, SIF, user="bob", home="/home/bob", env_names=[], launcher=LAUNCHER, server_args=[],
+    job = build_job(GPU, SIF, user="bob", env_names=[], launcher=LAUNCHER, server_args=[],
                     gpu_vendor="amd", server_name="big", warn_minutes=10)
     lines = job.script.splitlines()
     assert lines[1] == "#SBATCH --job-name=jupyter-bob-big"
@@ -78,8 +83,19 @@ def test_the_warning_comes_at_most_halfway():
     assert signal_seconds(1, 5) == 30
 
 
-@pytest.mark.parametrize("user, home, env", [("Alice;", "/home/a", []), ("alice", "/home/a b", []),
-                                             ("alice", "/home/a", ["A=B"])])
-def test_unsafe_account_strings_are_refused(user, home, env):
+@pytest.mark.parametrize("user, env, lmod_init", [("Alice;", [], "/lmod"), ("alice", ["A=B"], "/lmod"),
+                                                  ("alice", [], "/l mod")])
+def test_unsafe_account_strings_are_refused(user, env, lmod_init):
     with pytest.raises(ValueError):
-        build_job(CPU, PY, user=user, home=home, env_names=env, launcher=LAUNCHER, server_args=[])
+        build_job(CPU, PY, user=user, env_names=env, launcher=LAUNCHER, server_args=[], lmod_init=lmod_init)
+
+
+def test_the_job_makes_its_log_in_the_users_home_itself(tmp_path):
+    """No home from the hub: the script, run as the user, finds ~ and logs to ~/.aifactory/jupyter-<job>.log."""
+    job = build_job(CPU, PY, user="alice", env_names=[], launcher=["/bin/echo", "launched"], server_args=[])
+    home = tmp_path / "alice"
+    home.mkdir()
+    subprocess.run(["bash", "-c", job.script], cwd="/", check=True,
+                   env={"HOME": str(home), "SLURM_JOB_ID": "42", "PATH": "/usr/bin:/bin"})
+    assert (home / ".aifactory" / "jupyter-42.log").read_text() == \
+        "launched -- /opt/aifactory/venv/bin/jupyterhub-singleuser\n"
