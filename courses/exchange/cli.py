@@ -117,6 +117,19 @@ def _release(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from aifactory.courses.grading.report import write_report
+
+    course = course_of(_site(args), args.course)
+    course_dir = Path(CoursePaths(course.id).course_dir)
+    if not os.access(course_dir / "gradebook.db", os.R_OK):
+        raise RuntimeError(f"cannot read the gradebook of {course.id}: only its trainers can, once something is "
+                           "released")
+    csv_path, png_path, table = write_report(course_dir, course.id, Path(args.output))
+    print(f"{len(table.rows)} student(s), {len(table.assignments)} assignment(s): {csv_path}, {png_path}")
+    return 0
+
+
 def _exchange(args) -> int:
     from . import transfer
 
@@ -178,6 +191,11 @@ def add_commands(sub) -> None:
     rel.add_argument("--source", help="copy this nbgrader source folder in first (default: the course's "
                      "shipped material, courses/<id>/source/<assignment>, when the course has no copy yet)")
     rel.set_defaults(func=_release)
+
+    report = common(course.add_parser("report", help="grades table (CSV) and their distribution (PNG) from "
+                                      "the gradebook"))
+    report.add_argument("--output", default=".", help="folder for <course>-grades.csv and .png (default: here)")
+    report.set_defaults(func=_report)
 
     exchange = sub.add_parser("exchange", help="students: fetch, submit, fetch feedback")
     exchange.add_argument("action", choices=["fetch", "submit", "feedback"])
