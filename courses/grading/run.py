@@ -38,7 +38,7 @@ class GradingError(RuntimeError):
 @dataclass
 class Outcome:
     student: str
-    status: str          # ok | timeout | kernel died | failed | skipped
+    status: str          # ok | timeout | memory | kernel died | failed | skipped
     detail: str = ""
     seconds_late: float = 0.0
     score: float | None = None
@@ -280,7 +280,8 @@ def _merge(course_dir: Path, course_id: str, assignment: str, chunk: list[str], 
             outcomes.append(Outcome(student, "failed", f"import into the gradebook: {exc}", late))
             continue
         state.mark(student, by_student[student].submission.path.name)
-        detail = {"timeout": "a cell ran past the time limit", "kernel died": "the kernel died (memory?)"}
+        detail = {"timeout": "a cell ran past the time limit", "memory": "a cell ran out of the memory limit",
+                  "kernel died": "the kernel died (memory?)"}
         outcomes.append(Outcome(student, result["status"], detail.get(result["status"], ""), late,
                                 _score(course_dir, course_id, assignment, student)))
     return outcomes

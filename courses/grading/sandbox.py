@@ -80,7 +80,8 @@ def _kernelspec(root: Path, limits: dict) -> None:
 
 
 def _classify(notebooks: dict[str, bytes]) -> str:
-    """'ok', or 'timeout' when a cell hit the time limit, or 'kernel died'."""
+    """'ok', or 'timeout' when a cell hit the time limit, 'kernel died', or 'memory' when
+    a cell ran out of the memory limit (Python's MemoryError under RLIMIT_AS)."""
     import nbformat
 
     status = "ok"
@@ -92,6 +93,8 @@ def _classify(notebooks: dict[str, bytes]) -> str:
                     return "timeout"
                 if out.get("output_type") == "error" and out.get("ename") == "DeadKernelError":
                     status = "kernel died"
+                if out.get("output_type") == "error" and out.get("ename") == "MemoryError" and status == "ok":
+                    status = "memory"
     return status
 
 
