@@ -1,0 +1,428 @@
+"""Shared pieces of the benchmarks: throw-away hubs, temporary bench users, a bench partition, latency sampling.
+
+Everything that changes the machine is a context manager that undoes its change
+on exit, also after an error or Ctrl-C (`cleanup_on_signals` turns SIGTERM and
+SIGHUP into KeyboardInterrupt so the same exits run). Not a test module.
+"""
+
+from __future__ import annotations
+
+import grp
+import itertools
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+import requests
+import yaml
+
+from aifactory.hub.localcluster import accounts
+from aifactory.hub.site import INSTALLED_SITE, load_site
+from aifactory.hub.site.load import read_yaml
+from aifactory.hub.site.schema import User
+
+PREFIX = Path(os.environ.get("AIFACTORY_PREFIX", "/opt/aifactory"))
+VENV = PREFIX / "venv"
+PROXY = PREFIX / "node/node_modules/.bin/configurable-http-proxy"
+BENCH_ACCOUNT = "project_465000002"  # the demo's course project
+Argv = list[str]
+
+COMMON = """
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {port}
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = {port} + 1
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api}"
+c.ConfigurableHTTPProxy.command = ["{proxy}"]
+c.ConfigurableHTTPProxy.pid_file = "{state}/proxy.pid"
+c.JupyterHub.db_url = "sqlite:///{state}/hub.sqlite"
+c.JupyterHub.cookie_secret_file = "{state}/cookie_secret"
+c.JupyterHub.pid_file = "{state}/hub.pid"
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allow_all = True
+c.JupyterHub.services = [{{"name": "bench", "api_token": "{token}"}}]
+c.JupyterHub.load_roles = [{{"name": "bench", "scopes": ["admin:users", "admin:servers", "access:servers",
+                             "tokens"], "services": ["bench"]}}]
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = 0
+c.JupyterHub.cleanup_servers = True
+c.Spawner.start_timeout = 300
+c.Spawner.http_timeout = 120
+c.Spawner.default_url = "/lab"
+"""
+
+STOCK = """
+c.JupyterHub.spawner_class = "batchspawner.SlurmSpawner"
+c.SlurmSpawner.exec_prefix = "sudo -E -u {{username}}"
+c.SlurmSpawner.req_partition = "{partition}"
+c.SlurmSpawner.req_nprocs = "1"
+c.SlurmSpawner.req_memory = "{memory}"
+c.SlurmSpawner.req_runtime = "1:00:00"
+c.SlurmSpawner.batchspawner_singleuser_cmd = "{venv}/bin/batchspawner-singleuser"
+c.SlurmSpawner.cmd = ["{venv}/bin/jupyterhub-singleuser"]
+"""
+
+OURS = """
+from aifactory.spawners.port_api import handlers
+c.JupyterHub.spawner_class = "aifactory.spawners.slurm.SiteSlurmSpawner"
+c.JupyterHub.extra_handlers = handlers
+c.SiteSlurmSpawner.venv = "{venv}"
+c.SiteSlurmSpawner.slurm_poll_interval = 10.0
+c.SiteSlurmSpawner.site_file = "{site_file}"
+"""
+
+LABELS = {"stock": "stock batchspawner.SlurmSpawner", "ours": "aifactory SiteSlurmSpawner"}
+
+
+def run(argv: Argv, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def cleanup_on_signals() -> None:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt, so every context manager's cleanup runs."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
+
+
+# --- throw-away hubs ---------------------------------------------------------
+
+
+class BenchHub:
+    """A JupyterHub on `port` (+1 hub, +2 proxy API) with its own state directory, dummy auth and a service token.
+
+    kind "stock" runs batchspawner.SlurmSpawner in `partition` with `memory`; kind
+    "ours" runs SiteSlurmSpawner with `site_file` (empty: the installed site).
+    """
+
+    def __init__(self, kind: str, port: int, partition: str = "standard", memory: str = "1G", site_file: str = ""):
+        self.kind, self.port = kind, port
+        self.token = secrets.token_hex(16)
+        self.state = tempfile.mkdtemp(prefix=f"bench-hub-{kind}-")
+        os.chmod(self.state, 0o755)
+        config = COMMON.format(port=port, proxy_api=port + 2, proxy=PROXY, state=self.state, token=self.token)
+        config += (STOCK if kind == "stock" else OURS).format(venv=VENV, partition=partition, memory=memory,
+                                                              site_file=site_file)
+        Path(self.state, "config.py").write_text(config)
+        self.url = f"http://127.0.0.1:{port}"
+        self.headers = {"Authorization": f"token {self.token}"}
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.kind]
+
+    def __enter__(self) -> "BenchHub":
+        log = open(Path(self.state, "hub.log"), "w")
+        self.proc = subprocess.Popen([str(VENV / "bin/jupyterhub"), "-f", "config.py"], cwd=self.state, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{self.url}/hub/api", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.__exit__(RuntimeError)
+                raise RuntimeError(f"bench hub {self.kind} did not start; see {self.state}/hub.log")
+            time.sleep(0.3)
+
+    def __exit__(self, exc_type=None, *rest) -> None:
+        """Stop every server through the API, then the hub (which stops what is left); keep the log on failure."""
+        try:
+            self.stop_all()
+        except requests.RequestException:
+            pass
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        if exc_type is None:
+            shutil.rmtree(self.state, ignore_errors=True)
+        else:
+            print(f"(bench hub {self.kind}: log kept in {self.state}/hub.log)")
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", 300)
+        return requests.request(method, f"{self.url}/hub/api{path}", headers=self.headers, **kwargs)
+
+    def users(self) -> list[dict]:
+        """Every user of the hub with their servers (follows the API's pages)."""
+        found: list[dict] = []
+        while True:
+            page = self.api("GET", "/users", params={"offset": len(found), "limit": 200}, timeout=30).json()
+            found += page
+            if len(page) < 200:
+                return found
+
+    def add_users(self, names: list[str]) -> float:
+        """Create `names` in the hub in one request; its seconds."""
+        start = time.monotonic()
+        self.api("POST", "/users", json={"usernames": names}).raise_for_status()
+        return time.monotonic() - start
+
+    def rss_mib(self) -> float:
+        """Resident memory of the hub process (not its proxy), MiB."""
+        return psutil.Process(self.proc.pid).memory_info().rss / 2**20
+
+    def spawn(self, user: str, name: str, options: dict) -> requests.Response:
+        path = f"/users/{user}/servers/{name}" if name else f"/users/{user}/server"
+        return self.api("POST", path, json=options)
+
+    def server(self, user: str, name: str) -> dict | None:
+        return self.api("GET", f"/users/{user}").json()["servers"].get(name)
+
+    def spawn_and_wait(self, user: str, name: str, options: dict, timeout: float = 300) -> float | None:
+        """Seconds from the POST to ready, or None if the server failed."""
+        start = time.monotonic()
+        if self.spawn(user, name, options).status_code not in (201, 202):
+            return None
+        while time.monotonic() - start < timeout:
+            server = self.server(user, name)
+            if server and server["ready"]:
+                return time.monotonic() - start
+            if not server or (not server["pending"] and not server["ready"]):
+                return None
+            time.sleep(0.1)
+        return None
+
+    def stop(self, user: str, name: str) -> None:
+        path = f"/users/{user}/servers/{name}" if name else f"/users/{user}/server"
+        self.api("DELETE", path, json={"remove": True} if name else None)
+
+    def stop_all(self) -> None:
+        """Stop every server of every user, several at a time."""
+        servers = [(u["name"], name) for u in self.users() for name in u.get("servers", {})]
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda s: self.stop(*s), servers))
+
+
+# --- temporary Unix users with Slurm associations ---------------------------
+
+
+def bench_names(count: int, prefix: str = "bench") -> list[str]:
+    return [f"{prefix}{i:03d}" for i in range(1, count + 1)]
+
+
+def association_adds(site, names: list[str], account: str, existing: accounts.Associations) -> list[Argv]:
+    """The site's own sacctmgr calls for `names` as members of `account`, only those about them.
+
+    `accounts.association_commands` also prunes members the given site does not
+    list; those calls (and the account's allocation) are left out, so nobody else
+    is touched.
+    """
+    project = site.projects[[p.name for p in site.projects].index(account)].model_copy(update={"members": names})
+    calls = accounts.association_commands(site.model_copy(update={"projects": [project]}), existing)
+    ours = set(names) | {f"name={n}" for n in names}
+    return [argv for argv in calls if "delete" not in argv and ours & set(argv)]
+
+
+def removal_commands(names: list[str]) -> list[Argv]:
+    """Remove the bench users' associations, then the accounts with their homes."""
+    return [["sacctmgr", "-i", "delete", "user", "where", f"name={','.join(names)}"],
+            *(["userdel", "--remove", name] for name in names)]
+
+
+def cancel_jobs_of(names: list[str], timeout: float = 90) -> None:
+    """scancel every job of `names` and wait until the queue has none left."""
+    for name in names:
+        run(["scancel", "--user", name], check=False)
+    deadline = time.monotonic() + timeout
+    while run(["squeue", "-h", "-u", ",".join(names), "-o", "%i"], check=False).stdout.strip():
+        if time.monotonic() > deadline:
+            print(f"(jobs of bench users still in the queue after {timeout:.0f} s)")
+            return
+        time.sleep(1)
+
+
+@contextmanager
+def bench_users(names: list[str], account: str = BENCH_ACCOUNT) -> Iterator[list[str]]:
+    """Unix accounts `names` with a Slurm association to `account`, removed (with their jobs) on exit.
+
+    Names are reserved for benchmarks: accounts left by a killed run are reused and removed.
+    """
+    site = load_site()
+    bench = site.model_copy(update={"users": [User(name=n, groups=[]) for n in names], "groups": []})
+    try:
+        existing_groups = {g.gr_name for g in grp.getgrall()}
+        for argv in accounts.user_commands(bench, {p.pw_name for p in pwd.getpwall()}, existing_groups):
+            run(argv)
+        for name in names:  # users of a shared machine must not read each other's files
+            os.chmod(pwd.getpwnam(name).pw_dir, 0o700)
+        shown = run(["sacctmgr", "-nP", "show", "assoc", f"cluster={site.cluster.name}", "format=account,user"]).stdout
+        for argv in association_adds(site, names, account, accounts.parse_associations(shown)):
+            proc = run(argv, check=False)
+            if proc.returncode != 0 and "Nothing" not in proc.stdout + proc.stderr:
+                raise RuntimeError(f"{' '.join(argv)}: {(proc.stderr or proc.stdout).strip()}")
+        yield names
+    finally:
+        existing = [n for n in names if n in {p.pw_name for p in pwd.getpwall()}]
+        if existing:
+            cancel_jobs_of(existing)
+            for argv in removal_commands(existing):
+                run(argv, check=False)
+
+
+# --- a bench-only partition and site ------------------------------------------
+
+
+@contextmanager
+def bench_partition(name: str, max_cpus: int, oversubscribe: int, max_time: str = "1:00:00") -> Iterator[str]:
+    """A Slurm partition on the local node made at run time (`scontrol create`), deleted on exit.
+
+    slurm.conf and the installed site stay as they are. `oversubscribe` jobs may share
+    a core (OverSubscribe=FORCE:n) and the partition holds at most `max_cpus` cores,
+    so a class of 1-CPU servers fits without taking the cores other jobs need.
+    Memory is never shared: every server still holds what it asked for.
+    """
+    node = run(["sinfo", "-h", "-N", "-o", "%N"]).stdout.split()[0]
+    run(["scontrol", "delete", f"PartitionName={name}"], check=False)  # left by a killed run
+    run(["scontrol", "create", f"PartitionName={name}", f"Nodes={node}", f"MaxTime={max_time}",
+         f"MaxCPUsPerNode={max_cpus}", f"OverSubscribe=FORCE:{oversubscribe}", "State=UP"])
+    try:
+        yield name
+    finally:
+        jobs = run(["squeue", "-h", "-p", name, "-o", "%i"], check=False).stdout.split()
+        if jobs:
+            run(["scancel", *jobs], check=False)
+        deadline = time.monotonic() + 60
+        while run(["squeue", "-h", "-p", name, "-o", "%i"], check=False).stdout.strip() and time.monotonic() < deadline:
+            time.sleep(1)
+        run(["scontrol", "delete", f"PartitionName={name}"], check=False)
+
+
+def class_site(path: Path, partition: str, memory: str, cpus_per_node: int) -> str:
+    """The installed site plus `partition` and a 1-CPU `class` profile open to everyone; written to `path`."""
+    data = read_yaml(Path(INSTALLED_SITE).read_text())
+    data["partitions"].append({"name": partition, "description": "Benchmark class partition (made at run time)",
+                               "nodes": 1, "cpus_per_node": cpus_per_node, "memory_per_node": "8G",
+                               "max_walltime": "1:00:00"})
+    data["profiles"].append({"name": "class", "title": "Class notebook", "description": "One CPU, small memory",
+                             "partition": partition, "environment": "aifactory",
+                             "cpus": {"min": 1, "max": 1, "default": 1},
+                             "memory": {"min": memory, "max": memory, "default": memory},
+                             "walltime": {"max": "1:00:00", "default": "1:00:00"}})
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.chmod(path, 0o644)
+    load_site(str(path))  # validates
+    return str(path)
+
+
+def node_free() -> tuple[int, int]:
+    """Free CPUs and MiB of the local node as Slurm allocates them."""
+    words = run(["scontrol", "show", "node", "-o"]).stdout.split()
+    fields = dict(w.split("=", 1) for w in words if "=" in w)
+    return (int(fields["CPUTot"]) - int(fields["CPUAlloc"]),
+            int(fields["RealMemory"]) - int(fields.get("AllocMem", 0)))
+
+
+def wait_for_room(cpus: int, mib: int, timeout: float) -> bool:
+    """Wait until the node has `cpus` and `mib` free (other people's tests share it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        free_cpus, free_mib = node_free()
+        if free_cpus >= cpus and free_mib >= mib:
+            return True
+        if time.monotonic() > deadline:
+            print(f"(node still busy: {free_cpus} CPUs and {free_mib} MiB free; measuring anyway)")
+            return False
+        time.sleep(2)
+
+
+# --- measuring ----------------------------------------------------------------
+
+
+def queue_waits(partition: str, since: float) -> list[float]:
+    """Seconds each job of `partition` submitted after `since` (epoch) waited in Slurm's queue, from accounting.
+
+    Other people's jobs share the node: a long wait here means the class waited for them, not for a spawner.
+    """
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 1))
+    out = run(["sacct", "-X", "-n", "-P", "-a", "-r", partition, "-S", start, "-o", "Submit,Start"], check=False).stdout
+    waits = []
+    for line in out.splitlines():
+        submit, _, begin = line.partition("|")
+        if begin[:1].isdigit():
+            waits.append(time.mktime(time.strptime(begin, "%Y-%m-%dT%H:%M:%S"))
+                         - time.mktime(time.strptime(submit, "%Y-%m-%dT%H:%M:%S")))
+    return waits
+
+
+
+class LatencySampler:
+    """One thread per label that GETs the label's (url, headers) in turn until stopped; also samples the hub's RSS."""
+
+    def __init__(self, targets: dict[str, list[tuple[str, dict]]], hub: BenchHub, rss_interval: float = 0.5):
+        self.targets, self.hub, self.rss_interval = targets, hub, rss_interval
+        self.seconds: dict[str, list[float]] = {label: [] for label in targets}
+        self.errors = 0
+        self.rss: list[float] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _request_loop(self, label: str) -> None:
+        session = requests.Session()
+        for url, headers in itertools.cycle(self.targets[label]):
+            if self._stop.is_set():
+                return
+            start = time.monotonic()
+            try:
+                ok = session.get(url, headers=headers, timeout=60).status_code == 200
+            except requests.RequestException:
+                ok = False
+            if ok:
+                self.seconds[label].append(time.monotonic() - start)
+            else:
+                self.errors += 1
+
+    def _rss_loop(self) -> None:
+        while not self._stop.wait(self.rss_interval):
+            self.rss.append(self.hub.rss_mib())
+
+    def __enter__(self) -> "LatencySampler":
+        self.rss.append(self.hub.rss_mib())
+        self._threads = [threading.Thread(target=self._request_loop, args=(label,), daemon=True)
+                         for label in self.targets]
+        self._threads.append(threading.Thread(target=self._rss_loop, daemon=True))
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(65)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation; NaN for no values."""
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if q < 100 else max(values)
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    print(f"\n{title}")
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  " + "  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
