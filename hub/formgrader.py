@@ -12,8 +12,9 @@ framing single-user servers (``frame-ancestors 'none'``), which is why nbgrader'
 formgrader tab inside JupyterLab stays blank (nbgrader #1870, #1947).
 
 A course whose grader account does not exist yet still gets a service: it answers
-every request with what to run, so the hub, which stops when a managed service
-fails to start, never depends on a course's setup.
+every request (404, as the hub takes a 5xx for "not up yet") with what to run, so
+the hub, which stops when a managed service fails to start, never depends on a
+course's setup.
 
 JupyterHub 6.1 adds services at runtime (``POST /hub/api/services/<name>``) only
 when they are not managed (no ``command``), and has no API for roles; so a new
@@ -126,14 +127,15 @@ def _become(user: str) -> None:
 
 
 def _explain(message: str) -> None:
-    """Serve `message` on the service's port (503) until the hub stops us."""
+    """Serve `message` on the service's port until the hub stops us. 404, not 503: the hub
+    waits for any answer but a 5xx, and exits when a managed service never gives one."""
     from http.server import BaseHTTPRequestHandler, HTTPServer
     from urllib.parse import urlparse
 
     class Explain(BaseHTTPRequestHandler):
         def do_GET(self):
             body = message.encode()
-            self.send_response(503)
+            self.send_response(404)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -48,3 +48,36 @@ def test_adding_a_course_restarts_the_hub_only_when_it_lacks_the_formgrader():
     assert hub_step("ml101", None) == "start"
     assert hub_step("ml101", {"idle-culler", "formgrader-intro-dl"}) == "restart"
     assert hub_step("ml101", {"idle-culler", "formgrader-ml101"}) == "ready"
+
+
+def test_a_course_not_set_up_gets_a_formgrader_that_says_what_to_run():
+    """The hub stops when a managed service never answers: this one answers, below 500."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}/"}
+    proc = subprocess.Popen([sys.executable, "-m", "aifactory.hub.formgrader", "no-such-course"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/services/formgrader-no-such-course/", timeout=2)
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 404
+                assert "aifactory course setup no-such-course" in exc.read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the placeholder never answered"
+                time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
