@@ -29,6 +29,8 @@ import sys
 
 from .site.schema import Course, Site
 
+# Below Linux's ephemeral ports (32768-60999), where servers, kernels and Dask bind by chance:
+# a formgrader that cannot bind its port would stop the hub.
 FORMGRADER_PORT_BASE = 18100
 # Jupyter server with nbgrader imports in a few seconds, much slower on a loaded node.
 START_TIMEOUT_S = 120
