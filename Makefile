@@ -6,8 +6,9 @@ VENV := $(PREFIX)/venv
 BIN := $(VENV)/bin
 SITE ?= hub/sites/demo.yaml
 PYTEST_ARGS ?=
+# openssh-server: the SSH test plays a login node with its own sshd (tests/integration/test_spawner_ssh.py).
 APT_PACKAGES := slurm-wlm slurmdbd munge mariadb-server sudo lmod python3-venv python3-dev \
-	gcc chromium chromium-driver curl procps
+	gcc chromium chromium-driver curl procps openssh-server
 # Editable when every user can read this checkout (jobs run as them), else a copy.
 EDITABLE := $(shell runuser -u nobody -- test -r $(CURDIR)/pyproject.toml 2>/dev/null && echo --editable)
 

@@ -23,6 +23,13 @@ class SchedulerUnavailable(RuntimeError):
     """No answer (timeout, controller down, command missing): the state is unknown, not gone."""
 
 
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    try:
+        proc.kill()
+    except ProcessLookupError:  # it ended meanwhile
+        pass
+
+
 async def run(argv: list[str], timeout: float, input: str | None = None, env: dict | None = None) -> str:
     """Run `argv` (no shell) and return stdout; kill it after `timeout` seconds."""
     if via is not None:
@@ -37,11 +44,11 @@ async def run(argv: list[str], timeout: float, input: str | None = None, env: di
     try:
         out, err = await asyncio.wait_for(proc.communicate(input.encode() if input is not None else None), timeout)
     except asyncio.TimeoutError:
-        proc.kill()
+        _kill(proc)
         await proc.wait()
         raise SchedulerUnavailable(f"{argv[0]} did not answer within {timeout:g} s") from None
     except asyncio.CancelledError:
-        proc.kill()
+        _kill(proc)
         raise
     if proc.returncode != 0:
         stderr = err.decode(errors="replace")

@@ -1,0 +1,205 @@
+"""The hub's SSH access to Slurm (`slurm.access: ssh`, the Helm chart's mode) against a real sshd and real Slurm.
+
+This machine plays the login node as `helm/README.md` asks a centre to set one up: a
+private sshd on a loopback port with its own host key (not the system's sshd service), a
+service account whose only key is a generated one, `AcceptEnv JUPYTERHUB_* JPY_*`, sudo
+that lets the account run exactly `sbatch` as the user, and the account a Slurm operator
+(to cancel and see users' jobs). `RemoteSlurmSpawner` with the chart's settings then asks
+Slurm for the user's projects, submits a server's batch script as the user, follows it
+with the hub's poller and cancels it, every command through ssh. Everything the fixture
+sets up (sshd, account, sudo rule, Slurm user, job, log) is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from aifactory.spawners import slurmcli
+from aifactory.spawners.facts import gather_facts
+from aifactory.spawners.options import validate
+from aifactory.spawners.poller import SlurmPoller
+from aifactory.spawners.remote import RemoteSlurmSpawner
+from aifactory.spawners.script import build_job
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+SSHD = "/usr/sbin/sshd"
+ACCOUNT = "aifactory-sshtest"  # the chart's slurm.ssh.user on this test's login node
+SUDOERS = Path("/etc/sudoers.d/aifactory-sshtest")
+USER = "student3"
+SERVER = "ssh-e2e"
+
+
+def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, check=check)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def remove_account() -> None:
+    """Undo the login node's setup (also what a killed earlier run left)."""
+    SUDOERS.unlink(missing_ok=True)
+    run("sacctmgr", "-i", "delete", "user", "where", f"name={ACCOUNT}", check=False)
+    run("userdel", ACCOUNT, check=False)
+
+
+def sshd_config(directory: Path, port: int) -> str:
+    return "\n".join([
+        f"Port {port}",
+        "ListenAddress 127.0.0.1",
+        f"HostKey {directory}/host_ed25519",
+        f"PidFile {directory}/sshd.pid",
+        f"AuthorizedKeysFile {directory}/authorized_keys/%u",
+        "StrictModes no",  # the keys lie under /tmp (mode 1777)
+        "UsePAM no",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PermitRootLogin no",
+        f"AllowUsers {ACCOUNT}",
+        "AllowTcpForwarding no",
+        "X11Forwarding no",
+        "AcceptEnv JUPYTERHUB_* JPY_*",
+        "",
+    ])
+
+
+@pytest.fixture(scope="module")
+def login_node(cluster):
+    """Settings of RemoteSlurmSpawner (as the chart renders them) for a login node on this machine."""
+    if not Path(SSHD).exists():
+        message = "openssh-server is not installed (make install)"
+        if os.environ.get("AIFACTORY_INTEGRATION"):
+            pytest.fail(message)
+        pytest.skip(message)
+    # sshd reads the keys as the account, which also lives here: a directory it can enter (keys stay 600).
+    directory = Path(tempfile.mkdtemp(prefix="aifactory-login-node-"))
+    directory.chmod(0o755)
+    port = free_port()
+    remove_account()
+    sshd = None
+    try:
+        # The service account: key login only ('*' is no password, not a locked account), quiet shell.
+        run("useradd", "--system", "--shell", "/bin/bash", "--home-dir", str(directory / "home"), "--create-home",
+            "--password", "*", ACCOUNT)
+        run("sacctmgr", "-i", "add", "user", ACCOUNT, f"account={cluster.projects[0].name}", "adminlevel=Operator")
+        rule = directory / "sudoers"
+        rule.write_text(f"{ACCOUNT} ALL=({USER}) NOPASSWD:SETENV: {shutil.which('sbatch')}\n")
+        rule.chmod(0o440)
+        run("visudo", "-c", "-f", str(rule))  # a broken rule would break sudo for everyone
+        shutil.copy2(rule, SUDOERS)
+        # Keys: the login node's host key, the hub's key (the chart's slurm.ssh.privateKey).
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(directory / "host_ed25519"))
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(directory / "id"))
+        (directory / "authorized_keys").mkdir()
+        public = (directory / "id.pub").read_text().strip()
+        (directory / "authorized_keys" / ACCOUNT).write_text(
+            f'from="127.0.0.1",no-port-forwarding,no-agent-forwarding,no-X11-forwarding {public}\n')
+        host_key = (directory / "host_ed25519.pub").read_text().split()
+        (directory / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+        (directory / "sshd_config").write_text(sshd_config(directory, port))
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+        run(SSHD, "-t", "-f", str(directory / "sshd_config"))
+        sshd = subprocess.Popen([SSHD, "-D", "-f", str(directory / "sshd_config"), "-E", str(directory / "sshd.log")])
+        deadline = time.monotonic() + 10
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert sshd.poll() is None and time.monotonic() < deadline, (directory / "sshd.log").read_text()
+            time.sleep(0.1)
+        yield {"slurm_access": "ssh", "ssh_login_node": "127.0.0.1", "ssh_port": port, "ssh_user": ACCOUNT,
+               "ssh_identity_file": str(directory / "id"), "ssh_known_hosts_file": str(directory / "known_hosts"),
+               "ssh_connect_timeout": 5}
+    finally:
+        if sshd is not None:
+            sshd.terminate()
+            sshd.wait(10)
+        remove_account()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def over_ssh(login_node, monkeypatch):
+    """The hub's Slurm commands go through the login node for this test only."""
+    monkeypatch.setattr(slurmcli, "via", None)
+    spawner = RemoteSlurmSpawner(**login_node)
+    assert slurmcli.via is not None
+    return spawner
+
+
+async def wait_for(poller: SlurmPoller, job_id: str, kind: str, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = await poller.fresh_view(job_id)
+        if view.kind == kind:
+            return view
+        assert view.kind != "gone", view
+        time.sleep(1)  # gentle on the shared controller
+    pytest.fail(f"job {job_id} not {kind} within {timeout} s: {poller.view(job_id)}")
+
+
+async def test_a_server_job_is_submitted_followed_and_cancelled_through_the_login_node(cluster, over_ssh):
+    facts = await gather_facts(USER, 30)  # sacctmgr on the login node, as the service account
+    assert facts.accounts and facts.accounts[0] == "project_465000002"
+    options = validate(cluster, facts, {"profile": "cpu", "memory": "1G", "walltime": "10"})
+    token = secrets.token_hex(8)
+    # A stand-in for the launcher that shows what reached the job, then waits like a server.
+    launcher = ["/bin/sh", "-c", 'echo "token=$JUPYTERHUB_API_TOKEN pwd=$(pwd)"; exec sleep 600', "launcher"]
+    env = {"JUPYTERHUB_API_TOKEN": token, "JUPYTERHUB_API_URL": "http://127.0.0.1:1/hub/api",
+           "PATH": os.environ["PATH"]}
+    job = build_job(options, cluster.environment(options.environment), user=USER, env_names=list(env),
+                    launcher=launcher, server_args=[], server_name=SERVER)
+    job_id = ""
+    home = Path(pwd.getpwnam(USER).pw_dir)
+    try:
+        job_id = (await slurmcli.run(job.argv, 60, input=job.script, env=env)).strip()  # sudo -E -u student3 sbatch
+        assert job_id.isdigit(), job_id
+        assert run("squeue", "-h", "-j", job_id, "-o", "%u %j").stdout.split() == [USER, f"jupyter-{USER}-{SERVER}"]
+        poller = SlurmPoller(interval=2.0, startup_interval=0.2, timeout=30)  # squeue and sacct over ssh
+        poller.watch(job_id)
+        running = await wait_for(poller, job_id, "running", timeout=180)
+        assert running.partition == "standard"
+        # The token went by SendEnv/AcceptEnv, sudo -E and --export, never on a command line; the job
+        # made its log in the user's home and runs there.
+        log = home / ".aifactory" / f"jupyter-{job_id}.log"
+        deadline = time.monotonic() + 30
+        while not (log.exists() and log.read_text()):
+            assert time.monotonic() < deadline, f"no log {log}"
+            time.sleep(0.5)
+        assert log.read_text() == f"token={token} pwd={home}\n"
+        assert log.stat().st_uid == pwd.getpwnam(USER).pw_uid
+        await over_ssh._cancel_job(job_id)  # scancel on the login node, as the operator account
+        gone = await wait_for(poller, job_id, "gone", timeout=60)
+        assert gone.state == "CANCELLED"
+    finally:
+        if job_id:
+            run("scancel", job_id, check=False)
+            (home / ".aifactory" / f"jupyter-{job_id}.log").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("problem", ["another host key", "no login node"])
+async def test_a_login_node_that_cannot_be_trusted_or_reached_means_no_answer(login_node, tmp_path, monkeypatch,
+                                                                              problem):
+    settings = dict(login_node)
+    if problem == "another host key":
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other"))
+        other = (tmp_path / "other.pub").read_text().split()
+        (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{settings['ssh_port']} {other[0]} {other[1]}\n")
+        settings["ssh_known_hosts_file"] = str(tmp_path / "known_hosts")
+    else:
+        settings["ssh_port"] = free_port()
+    monkeypatch.setattr(slurmcli, "via", None)
+    RemoteSlurmSpawner(**settings)
+    with pytest.raises(slurmcli.SchedulerUnavailable):
+        await slurmcli.run(["squeue", "--noheader"], 20)
