@@ -4,12 +4,18 @@
 
 Standard library only (it starts before the server, on every spawn):
 
-1. picks a free port and reports it to the hub at `$JUPYTERHUB_API_URL/aifactory/port`
-   with the server's own token; the hub accepts nothing but that port;
-2. runs the server as its child with the port in `JUPYTERHUB_SERVICE_URL`, and
+1. runs the server as its child with a free port in `JUPYTERHUB_SERVICE_URL`, and
    `AIFACTORY_JOB_END` (epoch seconds) and `AIFACTORY_SESSION_FILE` in its
    environment, so extensions can show the time left;
-3. on SIGUSR1 (Slurm's warning, `--signal=B:USR1@...`) records the warning in the
+2. reports the port only once the server's own process tree listens on it (read
+   from /proc): another server on the node may take a port between the moment it
+   is found free and the moment the server binds it (batchspawner PR #58); the
+   hub's single-user server then exits (it has `port_retries = 0`) and the
+   launcher starts it again on another port;
+3. reports the port to the hub at `$JUPYTERHUB_API_URL/aifactory/port` with the
+   server's own token (the hub accepts nothing but that port), retrying for
+   `REPORT_SECONDS` while the hub is restarting;
+4. on SIGUSR1 (Slurm's warning, `--signal=B:USR1@...`) records the warning in the
    session file; on SIGTERM (the end of the walltime or scancel) stops the server
    cleanly and exits with its status.
 """
@@ -27,32 +33,113 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlparse, urlunparse
 
+# Starts of the server on a fresh port when the last one was taken meanwhile.
+PORT_ATTEMPTS = 5
+# Seconds the server may take to listen on its port.
+LISTEN_SECONDS = 300
+# Seconds the report is retried while the hub does not answer (a hub restart) or does not wait yet (409).
+REPORT_SECONDS = 900
+
 
 def free_port() -> int:
+    """A port free now; it may be taken before the server binds it (hence `serves_port`)."""
     with socket.socket() as sock:
         sock.bind(("", 0))
         return sock.getsockname()[1]
 
 
-def report_port(port: int, attempts: int = 8) -> None:
-    """POST {"port": port}; retried with backoff while the hub is unreachable, fatal if refused."""
+def listening_inodes(table: str, port: int) -> set[str]:
+    """Socket inodes listening on `port` in a /proc/net/tcp or tcp6 table."""
+    inodes = set()
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(fields[9])
+    return inodes
+
+
+def parent_pids(stats: dict[int, str]) -> dict[int, int]:
+    """{pid: parent pid} from /proc/<pid>/stat texts ('12 (some name) S 7 ...')."""
+    parents = {}
+    for pid, text in stats.items():
+        fields = text.rsplit(")", 1)[-1].split()
+        if len(fields) > 1 and fields[1].isdigit():
+            parents[pid] = int(fields[1])
+    return parents
+
+
+def descendants(root: int, parents: dict[int, int]) -> set[int]:
+    """`root` and every process below it."""
+    tree, grown = {root}, True
+    while grown:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grown = bool(below)
+    return tree
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as text:
+            return text.read()
+    except OSError:
+        return ""
+
+
+def serves_port(root: int, port: int) -> bool:
+    """Whether a process of `root`'s tree has a socket listening on `port`."""
+    inodes = listening_inodes(_read("/proc/net/tcp"), port) | listening_inodes(_read("/proc/net/tcp6"), port)
+    if not inodes:
+        return False
+    stats = {int(pid): _read(f"/proc/{pid}/stat") for pid in os.listdir("/proc") if pid.isdigit()}
+    for pid in descendants(root, parent_pids(stats)):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return True
+    return False
+
+
+def wait_listening(child: subprocess.Popen, port: int, timeout: float = LISTEN_SECONDS) -> bool:
+    """True once the child's tree listens on `port`; False if the child exits (or hangs) before."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            return False
+        if serves_port(child.pid, port):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def report_port(port: int, seconds: float = REPORT_SECONDS) -> None:
+    """POST {"port": port}; retried with backoff while the hub is unreachable or not waiting yet, fatal if refused."""
     url = os.environ["JUPYTERHUB_API_URL"].rstrip("/") + "/aifactory/port"
     body = json.dumps({"port": port}).encode()
-    delay = 0.5
-    for attempt in range(attempts):
+    delay, deadline = 0.5, time.monotonic() + seconds
+    while True:
         request = urllib.request.Request(url, data=body, method="POST", headers={
             "Authorization": f"token {os.environ['JUPYTERHUB_API_TOKEN']}", "Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=10):
                 return
         except urllib.error.HTTPError as error:
-            if error.code < 500:
+            if error.code < 500 and error.code != 409:
                 sys.exit(f"aifactory: the hub refused the port report: {error.code} {error.read()[:200]!r}")
+            print(f"aifactory: the hub answered {error.code}; retrying", file=sys.stderr, flush=True)
         except OSError as error:
             print(f"aifactory: hub not reachable ({error}); retrying", file=sys.stderr, flush=True)
+        if time.monotonic() + delay > deadline:
+            sys.exit("aifactory: could not report the server's port to the hub")
         time.sleep(delay)
         delay = min(delay * 2, 10)
-    sys.exit("aifactory: could not report the server's port to the hub")
 
 
 def write_session(path: str, data: dict) -> None:
@@ -68,22 +155,20 @@ def main(argv: list[str] | None = None) -> int:
         argv = argv[1:]
     if not argv:
         sys.exit("usage: python -m aifactory.spawners.singleuser -- SERVER [ARGS...]")
-    port = free_port()
-    report_port(port)
     env = dict(os.environ)
     service = urlparse(env.get("JUPYTERHUB_SERVICE_URL", "http://0.0.0.0:0/"))
-    env["JUPYTERHUB_SERVICE_URL"] = urlunparse(service._replace(netloc=f"0.0.0.0:{port}"))
     job = env.get("SLURM_JOB_ID", "local")
     ends_at = int(time.time()) + 60 * int(env.get("AIFACTORY_WALLTIME_MINUTES", "0") or 0)
     session_dir = os.path.join(os.path.expanduser("~"), ".aifactory")
     os.makedirs(session_dir, exist_ok=True)
     session_file = os.path.join(session_dir, f"session-{job}.json")
-    session = {"job_id": job, "port": port, "ends_at": ends_at, "warned_at": None}
+    session = {"job_id": job, "port": None, "ends_at": ends_at, "warned_at": None}
     write_session(session_file, session)
     env["AIFACTORY_JOB_END"] = str(ends_at)
     env["AIFACTORY_SESSION_FILE"] = session_file
 
     children: list[subprocess.Popen] = []
+    stopping: list[int] = []
 
     def warn(signum, frame):
         session["warned_at"] = int(time.time())
@@ -93,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def stop(signum, frame):
         print(f"aifactory: signal {signum}: stopping the server", file=sys.stderr, flush=True)
+        stopping.append(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
@@ -101,8 +187,31 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGUSR1, warn)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    children.append(subprocess.Popen(argv, env=env))
-    code = children[0].wait()
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = free_port()
+        env["JUPYTERHUB_SERVICE_URL"] = urlunparse(service._replace(netloc=f"0.0.0.0:{port}"))
+        child = subprocess.Popen(argv, env=env)
+        children[:] = [child]
+        if wait_listening(child, port):
+            break
+        if child.poll() is None:
+            child.kill()
+        code = child.wait()
+        if stopping:
+            return code
+        print(f"aifactory: the server did not listen on port {port} (exit {code}; attempt {attempt} of "
+              f"{PORT_ATTEMPTS}); trying another port", file=sys.stderr, flush=True)
+    else:
+        return code or 1
+    session["port"] = port
+    write_session(session_file, session)
+    try:
+        report_port(port)
+    except SystemExit:
+        child.terminate()
+        child.wait()
+        raise
+    code = child.wait()
     print(f"aifactory: server exited with {code}", file=sys.stderr, flush=True)
     return code
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+
+import pytest
+
+from aifactory.spawners import singleuser
 
 
 class FakeHub(BaseHTTPRequestHandler):
@@ -33,28 +39,79 @@ def wait_for(condition, timeout=15.0):
         time.sleep(0.05)
 
 
-def test_launcher_reports_port_warns_and_stops_cleanly(tmp_path):
-    hub = HTTPServer(("127.0.0.1", 0), FakeHub)
-    threading.Thread(target=hub.serve_forever, daemon=True).start()
+# A stand-in for jupyterhub-singleuser: binds the port of JUPYTERHUB_SERVICE_URL after a moment
+# (the window in which another server may take it), exits 1 if it is taken (port_retries = 0),
+# and answers every GET with its name.
+SERVER = """\
+import http.server, os, signal, sys, time, urllib.parse
+port = urllib.parse.urlparse(os.environ["JUPYTERHUB_SERVICE_URL"]).port
+log = os.environ.get("CHILD_LOG")
+if log:
+    open(log, "w").write(os.environ["JUPYTERHUB_SERVICE_URL"] + " " + os.environ["AIFACTORY_JOB_END"])
+class Name(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(os.environ["WHO"].encode())
+    def log_message(self, *args):
+        pass
+time.sleep(0.3)
+try:
+    server = http.server.HTTPServer(("0.0.0.0", port), Name)
+except OSError:
+    sys.exit(1)
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+server.serve_forever()
+"""
+
+# The launcher with its first free port forced to FIRST_PORT: two servers that found the same free port.
+LAUNCHER = """\
+import os, sys
+from aifactory.spawners import singleuser
+first, real = [int(os.environ["FIRST_PORT"])], singleuser.free_port
+singleuser.free_port = lambda: first.pop() if first else real()
+sys.exit(singleuser.main(sys.argv[1:]))
+"""
+
+
+def launcher_env(tmp_path, hub, name, **extra):
+    return {**os.environ, "HOME": str(tmp_path / name), "SLURM_JOB_ID": "42", "AIFACTORY_WALLTIME_MINUTES": "10",
+            "JUPYTERHUB_API_URL": f"http://127.0.0.1:{hub.server_port}/hub/api",
+            "JUPYTERHUB_API_TOKEN": f"token-of-{name}", "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:0/user/{name}/",
+            "WHO": name, **extra}
+
+
+@pytest.fixture
+def hub():
+    FakeHub.reports = []
+    server = HTTPServer(("127.0.0.1", 0), FakeHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+def reported(name: str) -> list[int]:
+    return [body["port"] for _, auth, body in FakeHub.reports if auth == f"token token-of-{name}"]
+
+
+def answer(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        return response.read().decode()
+
+
+def test_launcher_reports_port_warns_and_stops_cleanly(tmp_path, hub):
     child_log = tmp_path / "child.txt"
-    server = ("import os, signal, sys, time\n"
-              f"open({str(child_log)!r}, 'w').write(os.environ['JUPYTERHUB_SERVICE_URL'] + ' ' + os.environ['AIFACTORY_JOB_END'])\n"
-              "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
-              "time.sleep(60)\n")
-    env = {**os.environ, "HOME": str(tmp_path), "SLURM_JOB_ID": "42", "AIFACTORY_WALLTIME_MINUTES": "10",
-           "JUPYTERHUB_API_URL": f"http://127.0.0.1:{hub.server_port}/hub/api", "JUPYTERHUB_API_TOKEN": "secret",
-           "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:0/user/alice/"}
-    proc = subprocess.Popen([sys.executable, "-m", "aifactory.spawners.singleuser", "--", sys.executable, "-c", server],
+    env = launcher_env(tmp_path, hub, "alice", CHILD_LOG=str(child_log))
+    proc = subprocess.Popen([sys.executable, "-m", "aifactory.spawners.singleuser", "--", sys.executable, "-c", SERVER],
                             env=env, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(child_log.exists)
-        wait_for(lambda: child_log.read_text().strip() != "")
+        wait_for(lambda: FakeHub.reports)
         ((path, auth, body),) = FakeHub.reports
-        assert (path, auth, list(body)) == ("/hub/api/aifactory/port", "token secret", ["port"])
+        assert (path, auth, list(body)) == ("/hub/api/aifactory/port", "token token-of-alice", ["port"])
+        assert answer(body["port"]) == "alice"  # reported once the server listens on it
         url, end = child_log.read_text().split()
         assert url == f"http://0.0.0.0:{body['port']}/user/alice/"
         assert abs(int(end) - (time.time() + 600)) < 30
-        session_file = Path(tmp_path, ".aifactory", "session-42.json")
+        session_file = Path(tmp_path, "alice", ".aifactory", "session-42.json")
+        assert json.loads(session_file.read_text())["port"] == body["port"]
         proc.send_signal(signal.SIGUSR1)
         wait_for(lambda: json.loads(session_file.read_text())["warned_at"] is not None)
         proc.send_signal(signal.SIGTERM)
@@ -62,4 +119,55 @@ def test_launcher_reports_port_warns_and_stops_cleanly(tmp_path):
         assert "stopping the server" in proc.stderr.read()
     finally:
         proc.kill()
-        hub.shutdown()
+
+
+def test_a_port_taken_after_it_was_found_free_is_never_reported(tmp_path, hub):
+    with socket.socket() as other:  # another server on the node takes the port first
+        other.bind(("0.0.0.0", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        env = launcher_env(tmp_path, hub, "bob", FIRST_PORT=str(taken))
+        log = tmp_path / "bob.log"
+        with log.open("w") as stderr:
+            proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, "--", sys.executable, "-c", SERVER], env=env,
+                                    stderr=stderr)
+        try:
+            wait_for(lambda: reported("bob"))
+            (port,) = reported("bob")
+            assert port != taken
+            assert answer(port) == "bob"
+        finally:
+            proc.terminate()
+            proc.wait(15)
+    assert f"did not listen on port {taken}" in log.read_text()
+
+
+def test_two_servers_started_at_once_on_one_node_get_distinct_working_ports(tmp_path, hub):
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))
+        same = probe.getsockname()[1]  # both launchers find this port free
+    procs = [subprocess.Popen([sys.executable, "-c", LAUNCHER, "--", sys.executable, "-c", SERVER],
+                              env=launcher_env(tmp_path, hub, name, FIRST_PORT=str(same)), stderr=subprocess.DEVNULL)
+             for name in ("carol", "dave")]
+    try:
+        wait_for(lambda: reported("carol") and reported("dave"))
+        ports = {name: reported(name)[0] for name in ("carol", "dave")}
+        assert ports["carol"] != ports["dave"]
+        assert same in ports.values()
+        assert {name: answer(port) for name, port in ports.items()} == {"carol": "carol", "dave": "dave"}
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(15)
+
+
+def test_only_sockets_of_the_servers_own_process_tree_count():
+    table = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+             "   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 111 1\n"
+             "   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000  1000        0 222 1\n"
+             "   2: 00000000:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 333 1\n")
+    assert singleuser.listening_inodes(table, 8080) == {"111"}
+    parents = singleuser.parent_pids({10: "10 (bash) S 1 x", 11: "11 (a) b) S 10 x", 12: "12 (py) S 11 x",
+                                      13: "13 (other) S 1 x"})
+    assert parents == {10: 1, 11: 10, 12: 11, 13: 1}
+    assert singleuser.descendants(10, parents) == {10, 11, 12}
