@@ -12,13 +12,14 @@ APT_PACKAGES := slurm-wlm slurmdbd munge mariadb-server sudo lmod python3-venv p
 # Editable when every user can read this checkout (jobs run as them), else a copy.
 EDITABLE := $(shell runuser -u nobody -- test -r $(CURDIR)/pyproject.toml 2>/dev/null && echo --editable)
 
-.PHONY: help install system python node cluster hub demo test down bench lock
+.PHONY: help install system python node cluster hub demo test down bench lock images
 
 help:
 	@echo "make demo   - install, start the local Slurm cluster and JupyterHub on http://127.0.0.1:8000"
 	@echo "make test   - install, start everything and run the whole test suite"
 	@echo "make down   - stop the hub and the cluster"
 	@echo "make bench  - benchmarks against the tools this platform replaces"
+	@echo "make images - the container images, base first (prints the commands without docker/apptainer)"
 
 install: system python node
 
@@ -77,3 +78,26 @@ bench: hub
 # Refresh the pinned lock of Python requirements that the tests and the images share.
 lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^aifactory' > images/requirements.lock
+
+# Container images (images/README.md): the shared base first, then each image on top of it,
+# with docker when its daemon answers and apptainer when it is installed; otherwise the
+# commands are printed in that order. Apptainer images land in build/images/.
+IMAGE_NAMES := hub singleuser-cpu singleuser-rocm singleuser-cuda
+IMAGE_PREFIX ?= localhost/aifactory
+IMAGE_TAG ?= 0.1.0
+DOCKER ?= $(shell docker version --format '{{.Server.Version}}' >/dev/null 2>&1 && echo docker)
+APPTAINER ?= $(shell command -v apptainer || command -v singularity)
+images:
+	@set -e; mkdir -p build/images; \
+	docker="$(if $(DOCKER),,echo )docker"; apptainer="$(if $(APPTAINER),$(APPTAINER),echo apptainer)"; \
+	test -n "$(DOCKER)" || echo "# no docker daemon: the Docker build order"; \
+	$$docker build -f images/base/Dockerfile -t $(IMAGE_PREFIX)/base:$(IMAGE_TAG) .; \
+	for image in $(IMAGE_NAMES); do \
+	  $$docker build --build-arg BASE=$(IMAGE_PREFIX)/base:$(IMAGE_TAG) -f images/$$image/Dockerfile \
+	    -t $(IMAGE_PREFIX)/$$image:$(IMAGE_TAG) .; \
+	done; \
+	test -n "$(APPTAINER)" || echo "# no apptainer: the Apptainer build order"; \
+	$$apptainer build --force build/images/aifactory-base.sif images/base/base.def; \
+	for image in $(IMAGE_NAMES); do \
+	  $$apptainer build --force build/images/aifactory-$$image.sif images/$$image/$$image.def; \
+	done

@@ -1,8 +1,9 @@
 """The container recipes, without a container engine.
 
-Each recipe parses; each installs the shared lock (the environment these tests run in) and
-then the project without dependencies; what its entrypoint runs exists in the tested
-environment; its build steps download only from package registries (apt, pip, npm).
+Each recipe parses; every image builds on the shared base (images/base), which installs the
+shared lock (the environment these tests run in) and then the project without dependencies,
+and `make images` builds that base first; what an image's entrypoint runs exists in the
+tested environment; build steps download only from package registries (apt, pip, npm).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,9 @@ LOCK = IMAGES / "requirements.lock"
 NAMES = ["hub", "singleuser-cpu", "singleuser-rocm", "singleuser-cuda"]
 DOCKERFILES = {name: IMAGES / name / "Dockerfile" for name in NAMES}
 DEFINITIONS = {name: IMAGES / name / f"{name}.def" for name in NAMES}
+BASE_DOCKERFILE, BASE_DEFINITION = IMAGES / "base" / "Dockerfile", IMAGES / "base" / "base.def"
+BASE_TAG = "localhost/aifactory/base:0.1.0"  # what `make images` tags the base as, the images' default BASE
+BASE_SIF = "build/images/aifactory-base.sif"  # where `make images` builds the Apptainer base
 DOCKER_INSTRUCTIONS = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
                        "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
 APPTAINER_SECTIONS = {"setup", "files", "environment", "post", "runscript", "startscript", "test", "labels", "help",
@@ -102,8 +107,28 @@ def run_steps(name: str) -> list[str]:
     return [command.strip() for line in lines for command in re.split(r"&&|;|\n", line) if command.strip()]
 
 
-ALL_RECIPES = [*DOCKERFILES.values(), *DEFINITIONS.values()]
+def base_of(path: Path) -> Path | None:
+    """The shared base recipe that `path` builds on (None for the base itself)."""
+    if path.name == "Dockerfile":
+        instructions = parse_dockerfile(path.read_text())
+        args = dict(i.args.split("=", 1) for i in instructions if i.keyword == "ARG" and i.stage < 0 and "=" in i.args)
+        first = next(i.args.split()[0] for i in instructions if i.keyword == "FROM")
+        image = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args[m.group(1) or m.group(2)], first)
+        return BASE_DOCKERFILE if image == BASE_TAG else None
+    header, _ = parse_definition(path.read_text())
+    return BASE_DEFINITION if header == {"Bootstrap": "localimage", "From": BASE_SIF} else None
+
+
+def chain(path: Path) -> list[Path]:
+    """The recipes an image is built from, base first."""
+    base = base_of(path)
+    return [*chain(base), path] if base else [path]
+
+
+IMAGE_RECIPES = [*DOCKERFILES.values(), *DEFINITIONS.values()]
+ALL_RECIPES = [BASE_DOCKERFILE, BASE_DEFINITION, *IMAGE_RECIPES]
 IDS = [str(path.relative_to(IMAGES)) for path in ALL_RECIPES]
+IMAGE_IDS = IDS[2:]
 
 
 # -- each recipe parses ---------------------------------------------------------------
@@ -118,14 +143,42 @@ def test_dockerfile_parses(name):
     final = [i for i in instructions if i.stage == max(i.stage for i in instructions)]
     assert [i.keyword for i in final].count("ENTRYPOINT") == 1 and [i.keyword for i in final].count("CMD") == 1
     # Debian 12: python3 3.11, the interpreter of the tested environment (Makefile: /usr/bin/python3 -m venv).
-    assert {i.args.split()[0] for i in instructions if i.keyword == "FROM"} == {"debian:12-slim"}
+    assert final[0].args == "debian:12-slim"
+    assert {i.args.split()[0] for i in parse_dockerfile(BASE_DOCKERFILE.read_text()) if i.keyword == "FROM"} == \
+        {"debian:12-slim"}
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_apptainer_definition_parses(name):
     header, sections = parse_definition(DEFINITIONS[name].read_text())
+    assert header == {"Bootstrap": "localimage", "From": BASE_SIF}
+    assert {"environment", "runscript", "test", "labels"} <= set(sections)
+    header, sections = parse_definition(BASE_DEFINITION.read_text())
     assert header == {"Bootstrap": "docker", "From": "debian:12-slim"}
-    assert {"files", "post", "environment", "runscript", "test", "labels"} <= set(sections)
+    assert {"files", "post", "environment"} <= set(sections)
+
+
+@pytest.mark.parametrize("path", IMAGE_RECIPES, ids=IMAGE_IDS)
+def test_every_image_builds_on_the_shared_base_and_repeats_none_of_it(path):
+    assert chain(path) == [BASE_DEFINITION if path.suffix == ".def" else BASE_DOCKERFILE, path]
+    assert not pip_installs(path), "the Python environment is built once, in the base"
+    if path.name == "Dockerfile":
+        instructions = parse_dockerfile(path.read_text())
+        assert instructions[1].keyword == "FROM" and instructions[1].args == "${BASE} AS build"
+        assert "--from=build /opt/aifactory /opt/aifactory" in [i.args for i in instructions if i.keyword == "COPY"]
+
+
+def test_make_images_builds_the_base_first_and_hands_it_to_every_image():
+    """Without docker or apptainer, `make images` prints its build order; the base comes first."""
+    printed = subprocess.run(["make", "-s", "-C", str(REPO), "images", "DOCKER=", "APPTAINER="],
+                             capture_output=True, text=True, check=True).stdout
+    docker = [shlex.split(line) for line in printed.splitlines() if line.startswith("docker build")]
+    apptainer = [shlex.split(line) for line in printed.splitlines() if line.startswith("apptainer build")]
+    assert docker[0] == ["docker", "build", "-f", "images/base/Dockerfile", "-t", BASE_TAG, "."]
+    assert [argv[argv.index("-f") + 1] for argv in docker[1:]] == [f"images/{name}/Dockerfile" for name in NAMES]
+    assert all(argv[2:4] == ["--build-arg", f"BASE={BASE_TAG}"] for argv in docker[1:])
+    assert apptainer[0][-2:] == [BASE_SIF, "images/base/base.def"]
+    assert [argv[-1] for argv in apptainer[1:]] == [f"images/{name}/{name}.def" for name in NAMES]
 
 
 @pytest.mark.parametrize("text, problem", [
@@ -144,20 +197,21 @@ def pip_installs(path: Path) -> list[list[str]]:
     return [shlex.split(c) for c in run_steps(str(path)) if re.search(r"(^|/)pip3? install ", c)]
 
 
-@pytest.mark.parametrize("path", ALL_RECIPES, ids=IDS)
-def test_recipe_installs_the_shared_lock_then_the_project_without_dependencies(path):
-    text = path.read_text()
+@pytest.mark.parametrize("path", IMAGE_RECIPES, ids=IMAGE_IDS)
+def test_image_installs_the_shared_lock_then_the_project_without_dependencies(path):
+    recipes = chain(path)
+    text = "".join(recipe.read_text() for recipe in recipes)
     # The lock travels into the image unchanged, from images/requirements.lock.
     copied = re.findall(r"^(?:COPY\s+|\s+)images/requirements\.lock\s+(\S+)$", text, flags=re.M)
     assert copied == ["/opt/aifactory/requirements.lock"]
-    installs = pip_installs(path)
+    installs = [argv for recipe in recipes for argv in pip_installs(recipe)]
     assert len(installs) == 2, installs
     lock_install, project_install = installs
     assert lock_install[0] == f"{VENV_BIN}pip" and lock_install[-2:] == ["-r", "/opt/aifactory/requirements.lock"]
     assert [a for a in lock_install[2:] if not a.startswith("--")] == ["-r", "/opt/aifactory/requirements.lock"]
     assert "--no-deps" in project_install and project_install[-1] == "/src/aifactory"
     # The venv is made from Debian's python3, as the tested one.
-    assert "python3 -m venv /opt/aifactory/venv" in run_steps(str(path))
+    assert "python3 -m venv /opt/aifactory/venv" in [c for recipe in recipes for c in run_steps(str(recipe))]
 
 
 def test_the_tested_environment_is_the_lock():
