@@ -77,7 +77,7 @@ def release(paths: CoursePaths, assignment: str) -> Path:
     dest = Path(paths.outbound) / assignment
     staging = Path(paths.outbound) / f".{assignment}.new"
     shutil.rmtree(staging, ignore_errors=True)
-    _copy_tree(src, staging, 0o644, 0o2755)
+    _copy_tree(src, staging, 0o664, 0o2775)  # co-trainers and the formgrader replace it
     if dest.exists():
         shutil.rmtree(dest)
     staging.rename(dest)
@@ -181,7 +181,7 @@ def release_feedback(paths: CoursePaths, assignment: str) -> list[str]:
         dest = target_root / assignment
         staging = target_root / f".{assignment}.new"
         shutil.rmtree(staging, ignore_errors=True)
-        _copy_tree(src, staging, 0o644, 0o2755)
+        _copy_tree(src, staging, 0o664, 0o2775)  # co-trainers and the formgrader replace it
         if dest.exists():
             shutil.rmtree(dest)
         staging.rename(dest)

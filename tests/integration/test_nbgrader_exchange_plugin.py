@@ -108,3 +108,31 @@ def test_the_command_line_lists_per_student_too(released, other_release):
     one = nbgrader_list("student1")
     assert f"intro-dl {name}" in one and other_release not in one, one
     assert name not in nbgrader_list("student3")
+
+
+FORMGRADER_API = """import json, os, sys
+from nbgrader.apps import NbGrader, NbGraderAPI
+os.chdir("/srv/aifactory/courses/intro-dl")
+app = NbGrader()
+app.load_config_file()                       # what the formgrader loads: the shared nbgrader_config.py
+app.config.CourseDirectory.root = os.getcwd()
+app.config.CourseDirectory.course_id = "intro-dl"
+api = NbGraderAPI(config=app.config)
+print(json.dumps({"release": api.release_assignment(sys.argv[1]), "collect": api.collect(sys.argv[1])}))
+"""
+
+
+def test_the_formgraders_release_and_collect_buttons_use_the_course_exchange(released):
+    """What the formgrader runs for its Release and Collect buttons, as the course's grader account."""
+    import json
+
+    root, name = released
+    script = root / "formgrader_api.py"
+    script.write_text(FORMGRADER_API)
+    script.chmod(0o644)
+    out = as_user("grader-intro-dl", str(BIN / "python"), str(script), name).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["release"]["success"], result["release"]
+    assert result["collect"]["success"], result["collect"]
+    assert (EXCHANGE / "outbound" / name / f"{name}.ipynb").is_file()
+    assert "/usr/local/share/nbgrader" not in json.dumps(result)   # never nbgrader's world-writable default
