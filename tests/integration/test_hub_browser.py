@@ -7,14 +7,19 @@ refused option are shown where the user looks.
 
 from __future__ import annotations
 
+import re
+import subprocess
 import time
 
 import pytest
+import requests
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
+
+from aifactory.spawners.cluster_state import SINFO_ARGV, parse_sinfo
 
 from .browser import chromium, login, wait
 from .test_spawner_slurm import Hub, cleanup, jobs_of, wait_no_job
@@ -85,10 +90,18 @@ def progress_until_lab(driver, lab_path: str, timeout: float) -> list[str]:
     return events
 
 
-def run_cell(driver, code: str, timeout: float = 120) -> str:
+def run_cell(driver, code: str, timeout: float = 180) -> str:
     """Open a notebook from JupyterLab's launcher, run `code` in its first cell, return the output text."""
     wait(driver, timeout).until(EC.element_to_be_clickable(
         (By.CSS_SELECTOR, ".jp-LauncherCard[data-category='Notebook']"))).click()
+    deadline = time.monotonic() + timeout
+    # Wait for the kernel; on a loaded node JupyterLab may ask which one to start: the default, as a student would.
+    while "Python 3" not in "".join(e.text for e in driver.find_elements(
+            By.CSS_SELECTOR, ".jp-NotebookPanel-toolbar .jp-Toolbar-kernelName")):
+        assert time.monotonic() < deadline, "the notebook got no kernel"
+        for accept in driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog .jp-mod-accept"):
+            accept.click()
+        time.sleep(0.5)
     editor = wait(driver, timeout).until(EC.element_to_be_clickable(
         (By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell .cm-content")))
     editor.click()
@@ -119,10 +132,60 @@ def test_a_student_starts_a_course_server_and_runs_a_cell_in_a_slurm_job(hub, pa
             assert any("Submitting course on interactive" in line for line in events), events
             ((job_id, state),) = jobs_of(USER, name)
             assert state == "RUNNING"
+            driver.get(f"{hub}/user/{USER}/{name}/lab?reset")  # a fresh workspace, whatever earlier runs left open
             output = run_cell(driver, 'import os, getpass; print(getpass.getuser(), os.environ["SLURM_JOB_ID"])')
             assert output.strip() == f"{USER} {job_id}"
+            notebook = driver.find_element(By.CSS_SELECTOR, ".lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel").text
+            removed = requests.delete(f"{hub}/user/{USER}/{name}/api/contents/{notebook}", headers=api.headers,
+                                      timeout=30)
+            assert removed.status_code == 204, (notebook, removed.status_code, removed.text[:200])
             # Compute nodes are offline: JupyterLab does not offer to fetch news.
             assert "Jupyter news" not in driver.find_element(By.TAG_NAME, "body").text
         finally:
             cleanup(api, USER, name)
     wait_no_job(USER, name)
+
+
+def fill_the_node() -> list[str]:
+    """Jobs of student3 that take every MiB of the one node, so the next server waits for resources."""
+    jobs = [subprocess.run(
+        ["sudo", "-u", "student3", "sbatch", "--parsable", "-J", "br-blocker", "-p", partition,
+         "-A", "project_465000002", f"--mem={memory}", "-c", "1", "-t", "5", "--chdir=/tmp",
+         "--output=/dev/null", "--wrap", "sleep 240"], capture_output=True, text=True, check=True).stdout.strip()
+        for partition, memory in (("standard", "8G"), ("interactive", "4G"))]
+    deadline = time.monotonic() + 180
+    while parse_sinfo(subprocess.run(SINFO_ARGV, capture_output=True, text=True).stdout)["interactive"].free_memory_mib:
+        if time.monotonic() > deadline:
+            subprocess.run(["scancel", *jobs])
+            pytest.fail("the blocking jobs did not start")
+        time.sleep(1)
+    time.sleep(6)  # the spawn page's view of the partitions is a few seconds old
+    return jobs
+
+
+def test_a_queued_server_shows_why_and_its_stop_button_cancels_that_job(hub, passwords, api):
+    name = "br-wait"
+    blockers = fill_the_node()
+    with chromium() as driver:
+        try:
+            login(driver, hub, USER, passwords[USER])
+            wait(driver).until(EC.url_contains("/hub/"))
+            driver.get(f"{hub}/hub/spawn/{USER}/{name}")
+            wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".aif-card")))
+            assert "will queue" in cards(driver)["course"].text
+            cards(driver)["course"].click()
+            start(driver)
+            message = wait(driver, 60).until(EC.visibility_of_element_located((By.ID, "progress-message")))
+            wait(driver, 90).until(lambda d: "waiting for resources" in message.text)
+            assert re.search(r"number \d+ of \d+ waiting in partition interactive", message.text), message.text
+            assert [state for _, state in jobs_of(USER, name)] == ["PENDING"]
+            driver.find_element(By.ID, "stop-server-btn").click()
+            # Only a successful cancel leads home; a failure stays with its message.
+            status = wait(driver, 30).until(EC.visibility_of_element_located((By.ID, "stop-server-status")))
+            wait(driver, 60).until(lambda d: "Cancelled" in status.text or "Could not" in status.text)
+            assert "Cancelled: the job is gone from the queue" in status.text, status.text
+            wait(driver, 30).until(EC.url_contains("/hub/home"))
+            wait_no_job(USER, name, timeout=30)
+        finally:
+            cleanup(api, USER, name)
+            subprocess.run(["scancel", *blockers])
