@@ -28,7 +28,8 @@ def _setup(args) -> int:
 
 
 def _add(args) -> int:
-    """Site file -> active site, the course's Unix side, then the hub (restarted only if it must)."""
+    """Site file -> active site, the course's Unix side, then the hub: restarted only when it lacks the
+    course's formgrader, otherwise its course groups are updated through its API."""
     import argparse as _argparse
 
     from aifactory.hub import service
@@ -53,6 +54,15 @@ def _add(args) -> int:
         print("restarting the hub: it adds the course's formgrader and trainers' role only at start")
         service.down()
         service.up(site, site_file=str(INSTALLED_SITE))
+    else:
+        # Enrolment changes reach the running hub's groups through its API, without a restart.
+        from aifactory.hub.course_sync import sync
+        from aifactory.hub.roles import students_group, trainers_group
+
+        course = course_of(site, args.course)
+        for method, path, body in sync(service.url(site), token, {
+                students_group(course): sorted(course.students), trainers_group(course): sorted(course.trainers)}):
+            print(f"  hub: {method} {path} {' '.join(next(iter(body.values())))}")
     seconds = wait_until_served(service.url(site), args.course)
     print(f"course {args.course}: formgrader at {service.url(site)}/services/formgrader-{args.course}/formgrader"
           + (f" (served after {seconds:.1f}s)" if step == "restart" else ""))

@@ -71,3 +71,33 @@ def test_a_new_course_in_the_site_file_gets_its_formgrader_with_one_command(hub,
     finally:
         _restore_demo()
     assert f"formgrader-{NEW}" not in requests.get(f"{hub}/hub/api/services", headers=headers, timeout=30).json()
+
+
+def test_a_new_student_of_a_course_joins_it_without_a_hub_restart(hub, operator_token, tmp_path):
+    import grp
+
+    import requests
+
+    headers = {"Authorization": f"token {operator_token}"}
+    group = f"{hub}/hub/api/groups/course-intro-dl-students"
+    site = tmp_path / "site.yaml"
+    text = DEMO.read_text()
+    enrolled = "    students: [student1, student2]\n    profile: course\n    project: project_465000002\n" \
+               "    trainers_access_servers: true\n"
+    assert enrolled in text
+    site.write_text(text.replace(enrolled, enrolled.replace("student2]", "student2, researcher1]"), 1))
+    site.chmod(0o644)
+    pid = PIDFILE.read_text()
+    try:
+        out = subprocess.run([str(BIN / "aifactory"), "course", "add", "intro-dl", "--site", str(site)],
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "researcher1" in requests.get(group, headers=headers, timeout=30).json()["users"]
+        assert "researcher1" in grp.getgrnam("course-intro-dl").gr_mem
+    finally:
+        back = subprocess.run([str(BIN / "aifactory"), "course", "add", "intro-dl", "--site", str(DEMO)],
+                              capture_output=True, text=True, timeout=600)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "researcher1" not in requests.get(group, headers=headers, timeout=30).json()["users"]
+    assert "researcher1" not in grp.getgrnam("course-intro-dl").gr_mem
+    assert PIDFILE.read_text() == pid
