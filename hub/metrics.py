@@ -6,6 +6,7 @@ through three calls, and never needs prometheus_client itself:
 
     from aifactory.hub import metrics
     metrics.spawn_failed("submit")                    # one of SPAWN_FAILURE_REASONS
+    metrics.spawn_failed("job_out_of_memory")         # the job ended first: job_ + Slurm's final state
     metrics.observe_queue_wait("small-g", 42.0)       # seconds from sbatch to RUNNING
 
 Servers per profile and state are counted from the hub's own state when scraped
@@ -22,11 +23,15 @@ from collections.abc import Callable, Iterable
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+# Slurm's final states of a job (sacct); a job that ends before its server is up is counted by its state.
+SLURM_FINAL_STATES = ("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
+                      "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT", "UNKNOWN")
 # Label values are bounded: anything else is counted as "other".
 SPAWN_FAILURE_REASONS = (
     "options",  # the user's options were refused (profile, resources, account)
     "submit",  # sbatch refused the job or did not answer
-    "job_failed",  # the job ended before the server reported its port
+    # the job ended before the server was up, by Slurm's final state: job_failed, job_node_fail, ...
+    *(f"job_{state.lower()}" for state in SLURM_FINAL_STATES),
     "timeout",  # the server did not start within start_timeout (queue or startup)
     "cancelled",  # the user cancelled a pending spawn
     "other",

@@ -57,6 +57,7 @@ class JobView:
     start_estimate: datetime | None = None
     position: int | None = None
     pending_total: int | None = None
+    queue_seconds: float | None = None  # running jobs: from submission to start, as Slurm recorded them
 
 
 def _time(text: str) -> datetime | None:
@@ -103,6 +104,13 @@ def pending_positions(jobs: dict[str, QueueEntry]) -> dict[str, tuple[int, int]]
             if job.job_id not in positions:
                 positions[job.job_id] = (index, len(queue))
     return positions
+
+
+def queue_seconds(entry: QueueEntry) -> float | None:
+    """Seconds a started job waited: its start time (%S) minus its submit time (%V)."""
+    if entry.start is None or entry.submitted is None:
+        return None
+    return max(0.0, (entry.start - entry.submitted).total_seconds())
 
 
 def squeue_argv(partitions: tuple[str, ...] = ()) -> list[str]:
@@ -247,7 +255,8 @@ class SlurmPoller:
                                               entry.start, position, total)
             elif entry.state in RUNNING_STATES:
                 self._views[job_id] = JobView("running", job_id, entry.state, entry.reason,
-                                              entry.nodes.split(",")[0], entry.partition)
+                                              entry.nodes.split(",")[0], entry.partition,
+                                              queue_seconds=queue_seconds(entry))
             else:
                 self._gone(job_id, final_state(entry.state))
         if left:

@@ -5,12 +5,14 @@ the request body, for any of the user's servers. Importing this module takes
 that handler out of JupyterHub's API routes; `PortHandler` (mounted at
 `/hub/api/aifactory/port` through `JupyterHub.extra_handlers`) accepts exactly
 `{"port": <1-65535>}` and only from the token of the spawner it sets, and only
-while that spawner waits for its port.
+while that spawner waits for its port (the same port again is accepted: a report
+whose answer was lost to a hub restart is repeated). The spawner keeps only the
+token's SHA-256 in its state, so the owner is recognised after a restart too.
 """
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import json
 
 import batchspawner.api  # noqa: F401  (registers the handler we take out below)
@@ -28,6 +30,11 @@ def _without_batchspawner_handler() -> None:
 
 
 _without_batchspawner_handler()
+
+
+def token_digest(token: str) -> str:
+    """SHA-256 of an API token, hex: what a spawner saves to recognise its job's token."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def parse_port_body(body: object) -> int:
@@ -50,9 +57,8 @@ class PortHandler(APIHandler):
         spawners = getattr(user, "spawners", None)
         if not token or spawners is None:
             raise web.HTTPError(403, "only a server's own token may report its port")
-        spawner = next((s for s in spawners.values()
-                        if s.api_token and hmac.compare_digest(s.api_token, token)), None)
-        if spawner is None or not hasattr(spawner, "report_port"):
+        spawner = next((s for s in spawners.values() if hasattr(s, "owns_token") and s.owns_token(token)), None)
+        if spawner is None:
             raise web.HTTPError(403, "this token belongs to no server waiting for its port")
         try:
             body = json.loads(self.request.body or b"null")

@@ -70,6 +70,11 @@ def pending_message(reason: str, position: int | None, total: int | None, partit
     return "; ".join(parts)
 
 
+def job_failure(state: str) -> str:
+    """The metrics label of a start whose job ended first: 'job_' and the final state ('job_out_of_memory')."""
+    return f"job_{final_state(state).lower()}"
+
+
 def stop_message(state: str, job_id: str) -> str:
     """Why a server stopped, for the user and the hub log."""
     word = final_state(state)

@@ -8,7 +8,9 @@ points replaced (see ANCHORS.md, batchspawner):
 - state: one `poller.SlurmPoller` per hub; no answer means unknown, never gone;
   a job that left the queue is stopped with its final state (sacct) as reason;
 - restarts: the job id is saved as soon as sbatch answers, so a hub killed at any
-  point reattaches (or cancels) the job;
+  point reattaches the job; a start that was still pending (queued, or running
+  without a reported port) is picked up again by the restarted hub's first `poll`
+  and completes with the same job (`_resume_start`);
 - every stop path, a cancelled pending spawn included, runs scancel (retried by
   the poller until Slurm answers);
 - the port comes only through `port_api.PortHandler`.
@@ -17,13 +19,15 @@ points replaced (see ANCHORS.md, batchspawner):
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from datetime import datetime
 
 from batchspawner import SlurmSpawner
 from tornado import web
-from traitlets import Float, Integer, List, Unicode, default
+from traitlets import Bool, Float, Integer, List, Unicode, default
 
+from aifactory.hub import metrics
 from aifactory.hub.site import load_site
 from aifactory.hub.site.schema import Site
 
@@ -34,7 +38,8 @@ from .facts import gather_facts
 from .form import options_form_html
 from .options import OptionsError, ValidatedOptions, offers, payload_from_form, validate
 from .poller import JobView, SlurmPoller, shared_poller
-from .progress import pending_message, stop_message
+from .port_api import token_digest
+from .progress import job_failure, pending_message, stop_message
 from .script import build_job, job_name
 
 
@@ -74,6 +79,9 @@ class SiteSlurmSpawner(SlurmSpawner):
         help="How long a user's Slurm accounts and reservations are reused before sacctmgr is asked again.",
     )
     stop_reason = Unicode("", help="Why the last server of this spawner stopped, in words (kept in the state).")
+    token_sha256 = Unicode("", help="SHA-256 of the running job's API token: the port handler's proof of ownership.")
+    submitted_at = Float(0.0, help="Epoch seconds of the job's submission (start_timeout counts from it).")
+    awaiting_port = Bool(False, help="The job is submitted but its server has not reported its port yet.")
 
     @default("launcher")
     def _launcher_default(self) -> list[str]:
@@ -131,6 +139,8 @@ class SiteSlurmSpawner(SlurmSpawner):
 
     def _refuse(self, payload, error: OptionsError) -> web.HTTPError:
         """Remember the refused form for the page shown next; the HTTP error names the field."""
+        metrics.spawn_failed("options")
+        self._failure = "options"
         if isinstance(payload, dict):
             kept = {k: v for k, v in payload.items() if isinstance(k, str) and isinstance(v, str) and len(v) <= 64}
             _REFUSED[self.user.name] = (time.monotonic(), kept, (error.field, error.message))
@@ -155,6 +165,11 @@ class SiteSlurmSpawner(SlurmSpawner):
     def load_state(self, state):
         super().load_state(state)
         self.stop_reason = state.get("stop_reason", "")
+        self.token_sha256 = state.get("token_sha256", "")
+        self.submitted_at = float(state.get("submitted_at", 0.0))
+        self.awaiting_port = bool(state.get("awaiting_port", False))
+        if state.get("port"):
+            self.ip, self.port = state.get("ip", ""), int(state["port"])
         if self.job_id:
             try:
                 self.poller.watch(self.job_id, submitted=False)
@@ -165,11 +180,25 @@ class SiteSlurmSpawner(SlurmSpawner):
         state = super().get_state()
         if self.stop_reason:
             state["stop_reason"] = self.stop_reason
+        if self.job_id:
+            state.update(token_sha256=self.token_sha256, submitted_at=self.submitted_at)
+            if self.awaiting_port:
+                state["awaiting_port"] = True
+            elif self.port:
+                state.update(ip=self.ip, port=self.port)
         return state
 
     def clear_state(self):
         super().clear_state()  # stop_reason survives: the user sees it
         self.port = 0
+        self.token_sha256, self.submitted_at, self.awaiting_port = "", 0.0, False
+
+    def _record_profile(self, profile: str) -> None:
+        """Write the validated profile back into user_options (the servers-per-profile gauge reads it)."""
+        if (self.user_options or {}).get("profile") != profile:
+            self.user_options = {**(self.user_options or {}), "profile": profile}
+            if self.orm_spawner is not None:
+                self.orm_spawner.user_options = self.user_options
 
     def _save_state(self) -> None:
         if self.orm_spawner is not None:
@@ -177,14 +206,26 @@ class SiteSlurmSpawner(SlurmSpawner):
             self.db.commit()
 
     # -- start ---------------------------------------------------------------
+    def owns_token(self, token: str) -> bool:
+        """Whether `token` is the API token of this spawner's job (also after a hub restart)."""
+        return bool(self.token_sha256 and token) and hmac.compare_digest(self.token_sha256, token_digest(token))
+
     def report_port(self, port: int) -> bool:
-        """Called by the port handler; only a spawner waiting for its port takes one."""
+        """Called by the port handler; only a spawner waiting for its port takes one (the same port again is fine)."""
         event = getattr(self, "_port_event", None)
+        if event is not None and event.is_set() and port == self.port:
+            return True
         if event is None or event.is_set() or not self.job_id:
             return False
         self.port = port
         event.set()
         return True
+
+    async def get_url(self):
+        """The server's address from the saved state (JupyterHub asks after a restart)."""
+        if self.ip and self.port:
+            return f"http://{self.ip}:{self.port}"
+        return await super().get_url()
 
     async def _submit(self, job) -> str:
         env = self.get_env()
@@ -193,6 +234,18 @@ class SiteSlurmSpawner(SlurmSpawner):
         return self.parse_job_id(out.strip())
 
     async def start(self):
+        """Submit the server's job and wait for it; each failure is counted by reason in the hub's metrics."""
+        began = time.monotonic()
+        self._failure = ""
+        try:
+            return await self._start()
+        except BaseException as error:
+            reason = self._failure or interrupted_reason(error, time.monotonic() - began, self.start_timeout)
+            if reason != "options":  # counted where the options were refused
+                metrics.spawn_failed(reason)
+            raise
+
+    async def _start(self):
         self._port_event = asyncio.Event()
         self._events = []
         self._phase = ("Checking your options", 5)
@@ -204,6 +257,7 @@ class SiteSlurmSpawner(SlurmSpawner):
         # Checked by the apply_user_options hook before start (HTTP 400 there); again if called directly.
         options = getattr(self, "_options", None) or await self.validated_options()
         self._options = None
+        self._record_profile(options.profile)
         site = self._site()
         # The job finds the user's home and makes ~/.aifactory itself (script.HOME_LINES): no user lookup here.
         partition = site.partition(options.partition)
@@ -221,12 +275,15 @@ class SiteSlurmSpawner(SlurmSpawner):
             await self._cancel_submission(submission)
             raise
         except slurmcli.CommandFailed as error:
+            self._failure = "submit"
             raise web.HTTPError(400, f"Slurm refused the job: {error.stderr}") from None
         except slurmcli.SchedulerUnavailable as error:
+            self._failure = "submit"
             await self._cancel_by_name()
             raise web.HTTPError(503, f"Slurm did not answer the submission ({error}); nothing is left queued")
         self.poller.watch(self.job_id)
-        self._save_state()  # a hub killed from here on finds the job
+        self.token_sha256, self.submitted_at, self.awaiting_port = token_digest(self.api_token), time.time(), True
+        self._save_state()  # a hub killed from here on finds the job and resumes this start
         try:
             return await self._wait_until_up()
         except BaseException:
@@ -257,9 +314,11 @@ class SiteSlurmSpawner(SlurmSpawner):
             view = await self.poller.fresh_view(job_id)
             self._view = view
             if view.kind == "running":
+                if view.queue_seconds is not None:
+                    metrics.observe_queue_wait(view.partition, view.queue_seconds)
                 break
             if view.kind == "gone":
-                self.stop_reason = stop_message(view.state, job_id)
+                self.stop_reason, self._failure = stop_message(view.state, job_id), job_failure(view.state)
                 raise web.HTTPError(500, self.stop_reason)
             if view.kind == "pending":
                 self._phase = (pending_message(view.reason, view.position, view.pending_total, view.partition,
@@ -279,9 +338,10 @@ class SiteSlurmSpawner(SlurmSpawner):
             except asyncio.TimeoutError:
                 view = await self.poller.fresh_view(job_id)
                 if view.kind == "gone":
-                    self.stop_reason = stop_message(view.state, job_id)
+                    self.stop_reason, self._failure = stop_message(view.state, job_id), job_failure(view.state)
                     raise web.HTTPError(500, f"{self.stop_reason} before it reported its port") from None
         self._phase = (f"Server starting on {self.ip}:{self.port}", 80)
+        self.awaiting_port = False
         self._save_state()
         self.log.info("Server of %s: job %s on %s:%s", self.user.name, job_id, self.ip, self.port)
         return self.ip, self.port
@@ -319,6 +379,8 @@ class SiteSlurmSpawner(SlurmSpawner):
         """None while the job is queued, running or unknown; 1 (with a reason) once it has left the queue."""
         if not self.job_id:
             return 0
+        if self.awaiting_port and getattr(self, "_port_event", None) is None:
+            return await self._resume_start()  # JupyterHub's first check after a restart
         poller = self.poller
         poller.watch(self.job_id, submitted=False)
         view = poller.view(self.job_id)
@@ -330,6 +392,60 @@ class SiteSlurmSpawner(SlurmSpawner):
         self.log.warning("%s: %s", self._log_name, self.stop_reason)
         self.job_status = view.state
         return 1
+
+    async def _resume_start(self):
+        """Finish a start the previous hub process left pending: same job, same token, same deadline.
+
+        Called as JupyterHub's startup check polls this server. While the job waits, the
+        server shows as a pending spawn (JupyterHub's `_spawn_pending`/`_spawn_future`), so
+        the progress page follows it and a stop cancels it; once the port is reported the
+        check resumes and takes the address from `get_url`.
+        None: the server runs; 1: the job ended, timed out or was stopped meanwhile.
+        """
+        self._port_event, self._events, self._failure = asyncio.Event(), [], ""
+        self.log.info("%s: resuming the start of Slurm job %s after a hub restart", self._log_name, self.job_id)
+        self._phase = (f"The hub restarted; following your Slurm job {self.job_id} again", 20)
+        up = asyncio.ensure_future(self._resumed_wait())
+        resumed = asyncio.ensure_future(self._resumed_ready(up))
+        resumed.add_done_callback(self._resumed_done)
+        self._check_pending, self._spawn_pending, self._spawn_future = False, True, resumed
+        await asyncio.wait([up])
+        if not up.cancelled() and up.exception() is None:
+            self._spawn_pending, self._check_pending = False, True  # JupyterHub's check verifies the server
+            return None
+        metrics.spawn_failed("cancelled" if up.cancelled() else self._failure or "other")
+        self.log.warning("%s: %s", self._log_name, "start cancelled" if up.cancelled() else self.stop_reason)
+        deadline = time.monotonic() + 5  # the stop that cancelled it runs first, so the check finds no server
+        while self.server is not None and (self._stop_pending or time.monotonic() < deadline):
+            await asyncio.sleep(0.2)
+        return 1
+
+    async def _resumed_wait(self):
+        job_id, left = self.job_id, self.submitted_at + self.start_timeout - time.time()
+        try:
+            return await asyncio.wait_for(self._wait_until_up(), max(left, 1.0) if self.submitted_at else None)
+        except asyncio.TimeoutError:
+            self.stop_reason, self._failure = f"Your server (Slurm job {job_id}) did not start in time", "timeout"
+            await self._cancel_job(job_id)
+            raise web.HTTPError(500, self.stop_reason) from None
+
+    async def _resumed_ready(self, up: asyncio.Future) -> None:
+        """The resumed start as JupyterHub's spawn future: done when the server is ready and routed."""
+        await up
+        deadline = time.monotonic() + self.http_timeout + 60
+        while not self.ready:
+            if self.server is None or time.monotonic() > deadline:
+                raise web.HTTPError(500, "the resumed server did not answer")
+            await asyncio.sleep(0.5)
+        # JupyterHub routes a server when its spawn finishes, not after its startup check.
+        await self.user.settings["proxy"].add_user(self.user, self.name)
+        self.log.info("%s: resumed server ready and routed at %s", self._log_name, self.proxy_spec)
+
+    def _resumed_done(self, future: asyncio.Future) -> None:
+        """As JupyterHub does when a spawn future ends: a failure stays readable for the progress page."""
+        if future.cancelled() or future.exception() is None:
+            self._spawn_future = None
+        self._spawn_pending = False
 
     async def _cancel_job(self, job_id: str) -> None:
         """scancel, retried; if Slurm does not answer, the poller keeps retrying."""
@@ -365,4 +481,11 @@ class SiteSlurmSpawner(SlurmSpawner):
         self.poller.unwatch(job_id)
 
 
-__all__ = ["SiteSlurmSpawner", "JobView"]
+def interrupted_reason(error: BaseException, elapsed: float, start_timeout: float) -> str:
+    """The metrics label of a start that ended without a recorded cause."""
+    if isinstance(error, asyncio.CancelledError):
+        return "timeout" if elapsed >= start_timeout - 1 else "cancelled"
+    return "other"
+
+
+__all__ = ["SiteSlurmSpawner", "JobView", "interrupted_reason"]

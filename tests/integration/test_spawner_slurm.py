@@ -53,8 +53,8 @@ class Hub:
             time.sleep(1)
         pytest.fail(f"{user}/{name} still running after {timeout}s")
 
-    def stop(self, user: str, name: str, remove: bool = False) -> None:
-        self.api("DELETE", f"/users/{user}/servers/{name}", json={"remove": remove})
+    def stop(self, user: str, name: str, remove: bool = False) -> requests.Response:
+        return self.api("DELETE", f"/users/{user}/servers/{name}", json={"remove": remove})
 
 
 def jobs_of(user: str, name: str) -> list[tuple[str, str]]:
@@ -254,9 +254,7 @@ def test_hub_killed_and_restarted_reattaches_every_server(api):
         for name in names:
             api.wait_ready("student1", name)
         before = {name: jobs_of("student1", name) for name in names}
-        os.kill(hub_pid(), signal.SIGKILL)
-        time.sleep(1)
-        aifactory("hub", "up")
+        restart_hub_with_kill9()
         for name in names:
             assert api.wait_ready("student1", name, timeout=60)
             assert jobs_of("student1", name) == before[name]
@@ -267,6 +265,128 @@ def test_hub_killed_and_restarted_reattaches_every_server(api):
             cleanup(api, "student1", name)
     for name in names:
         wait_no_job("student1", name)
+
+
+def hold_jobs_of(user: str, account: str, hold: bool) -> None:
+    """Keep the user's new jobs in this account queued (AssocMaxJobsLimit) or let them run: touches nobody else."""
+    subprocess.run(["sacctmgr", "-i", "modify", "user", user, "where", f"account={account}", "set",
+                    f"MaxJobs={0 if hold else -1}"], check=True, capture_output=True)
+
+
+def wait_job(user: str, name: str, state: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = jobs_of(user, name)
+        if len(jobs) == 1 and jobs[0][1] == state:
+            return jobs[0][0]
+        assert time.monotonic() < deadline, f"{user}/{name}: {jobs}, expected one {state} job"
+        time.sleep(0.5)
+
+
+def restart_hub_with_kill9() -> None:
+    os.kill(hub_pid(), signal.SIGKILL)
+    time.sleep(1)
+    aifactory("hub", "up")
+
+
+@pytest.mark.slow
+def test_a_start_still_queued_when_the_hub_is_killed_completes_after_restart_with_the_same_job(api):
+    user, name, account = "admin1", "sp-resume", "project_465000001"
+    hold_jobs_of(user, account, True)
+    try:
+        assert api.spawn(user, name, {"profile": "cpu", "memory": "1G", "account": account}).status_code == 202
+        job_id = wait_job(user, name, "PENDING")
+        deadline = time.monotonic() + 30
+        while api.server(user, name)["state"].get("job_id") != job_id:  # the hub saved it
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        restart_hub_with_kill9()
+        server = api.server(user, name)
+        assert server["pending"] == "spawn" and not server["ready"]  # picked up again, not stopped
+        messages = progress_messages(api, user, name, until="waiting in partition standard")
+        assert f"The hub restarted; following your Slurm job {job_id} again" in messages
+        assert "Pending: waiting: your project's limit is reached (AssocMaxJobsLimit)" in messages[-1]
+        assert jobs_of(user, name) == [(job_id, "PENDING")]
+        hold_jobs_of(user, account, False)  # the queue frees up
+        api.wait_ready(user, name, timeout=240)  # Slurm may take a backfill round or two on a shared node
+        assert jobs_of(user, name) == [(job_id, "RUNNING")]
+        reach = requests.get(f"{api.url}/user/{user}/{name}/api/status", headers=api.headers, timeout=10)
+        assert reach.status_code == 200
+    finally:
+        hold_jobs_of(user, account, False)
+        cleanup(api, user, name)
+    wait_no_job(user, name)
+
+
+@pytest.mark.slow
+def test_a_resumed_start_cancelled_by_the_user_leaves_no_job(api):
+    user, name, account = "admin1", "sp-resume-stop", "project_465000001"
+    hold_jobs_of(user, account, True)
+    try:
+        assert api.spawn(user, name, {"profile": "cpu", "memory": "1G", "account": account}).status_code == 202
+        job_id = wait_job(user, name, "PENDING")
+        deadline = time.monotonic() + 30
+        while api.server(user, name)["state"].get("job_id") != job_id:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        restart_hub_with_kill9()
+        assert api.server(user, name)["pending"] == "spawn"
+        assert api.stop(user, name).status_code in (202, 204)  # the stop button works on the resumed start
+        wait_no_job(user, name, timeout=30)
+        assert api.wait_stopped(user, name, 30) is not None
+    finally:
+        hold_jobs_of(user, account, False)
+        cleanup(api, user, name)
+
+
+def scrape(hub_url: str) -> dict[tuple, float]:
+    """/hub/metrics as {(name, sorted label items): value}, read with the metrics service's token."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from aifactory.hub.service import metrics_token_file
+
+    text = requests.get(f"{hub_url}/hub/metrics", timeout=10,
+                        headers={"Authorization": f"token {metrics_token_file().read_text().strip()}"}).text
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+@pytest.mark.slow
+def test_metrics_count_failed_spawns_by_reason_and_the_queue_wait_of_a_real_spawn(api):
+    user, account = "admin1", "project_465000001"
+    failures = "aifactory_spawn_failures_total"
+    before = scrape(api.url)
+    try:
+        assert api.spawn(user, "sp-m-bad", {"cpus": 99}).status_code == 400
+        cleanup(api, user, "sp-m-bad")  # named servers count against the user's limit of 2
+        hold_jobs_of(user, account, True)
+        assert api.spawn(user, "sp-m-gone", {"profile": "cpu", "memory": "1G", "account": account}
+                         ).status_code == 202
+        subprocess.run(["scancel", wait_job(user, "sp-m-gone", "PENDING")], check=True)
+        assert "[CANCELLED]" in api.wait_stopped(user, "sp-m-gone", 45)["state"]["stop_reason"]
+        cleanup(api, user, "sp-m-gone")
+        assert api.spawn(user, "sp-m-ok", {"profile": "cpu", "memory": "1G", "account": account}
+                         ).status_code == 202
+        wait_job(user, "sp-m-ok", "PENDING")
+        time.sleep(4)
+        hold_jobs_of(user, account, False)
+        api.wait_ready(user, "sp-m-ok", timeout=240)
+        after = scrape(api.url)
+    finally:
+        hold_jobs_of(user, account, False)
+        for name in ("sp-m-bad", "sp-m-gone", "sp-m-ok"):
+            cleanup(api, user, name)
+
+    def grew(name: str, **labels) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew(failures, reason="options") >= 1
+    assert grew(failures, reason="job_cancelled") >= 1
+    assert grew("aifactory_queue_wait_seconds_count", partition="standard") >= 1
+    assert grew("aifactory_queue_wait_seconds_sum", partition="standard") >= 3
+    assert after[("aifactory_servers", (("profile", "cpu"), ("state", "running")))] >= 1
+    wait_no_job(user, "sp-m-ok")
 
 
 @pytest.mark.slow

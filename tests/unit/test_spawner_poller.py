@@ -9,8 +9,10 @@ import pytest
 
 from aifactory.spawners import slurmcli
 from aifactory.spawners.poller import SlurmPoller, parse_sacct, parse_squeue, pending_positions
-from aifactory.spawners.port_api import parse_port_body
-from aifactory.spawners.progress import pending_message, reason_words, stop_message
+from aifactory.hub.metrics import SPAWN_FAILURE_REASONS
+from aifactory.spawners.port_api import parse_port_body, token_digest
+from aifactory.spawners.progress import FINAL_STATES, job_failure, pending_message, reason_words, stop_message
+from aifactory.spawners.slurm import interrupted_reason
 
 SQUEUE = """\
 10|RUNNING|None|nid001|2026-11-24T10:00:00|standard|100|2026-11-24T09:59:00
@@ -86,6 +88,27 @@ async def test_pending_view_carries_reason_position_and_estimate():
     assert message == ("Pending: waiting for resources: the CPUs, memory or GPUs you asked for are in use; "
                        "number 2 of 2 waiting in partition standard; "
                        "Slurm expects it to start at 12:30 (in about 30 min)")
+
+
+async def test_a_running_view_carries_how_long_slurm_kept_the_job_queued():
+    poller = SlurmPoller(interval=3600, runner=FakeSlurm())
+    poller.watch("10", submitted=False)
+    view = await poller.fresh_view("10")
+    assert (view.kind, view.node, view.partition, view.queue_seconds) == ("running", "nid001", "standard", 60.0)
+
+
+def test_a_start_that_failed_is_labelled_by_slurms_final_state_within_the_metrics_labels():
+    assert [job_failure(s) for s in ("OUT_OF_ME+", "CANCELLED by 0", "NODE_FAIL")] == [
+        "job_out_of_memory", "job_cancelled", "job_node_fail"]
+    assert {job_failure(state) for state in FINAL_STATES} <= set(SPAWN_FAILURE_REASONS)
+    assert interrupted_reason(asyncio.CancelledError(), 299.5, 300) == "timeout"
+    assert interrupted_reason(asyncio.CancelledError(), 12.0, 300) == "cancelled"
+    assert interrupted_reason(RuntimeError(), 12.0, 300) == "other"
+
+
+def test_the_port_handler_recognises_a_token_by_its_digest_only():
+    assert token_digest("secret") == "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
+    assert token_digest("secret") != token_digest("secret ")
 
 
 def test_plain_words():
