@@ -39,6 +39,14 @@ def cards(driver) -> dict[str, object]:
             for c in driver.find_elements(By.CSS_SELECTOR, ".aif-card")}
 
 
+def open_spawn_page(driver, hub: str, password: str, server: str) -> None:
+    """Log in as the student and open the spawn page of one of their named servers."""
+    login(driver, hub, USER, password)
+    wait(driver).until(EC.url_contains("/hub/"))
+    driver.get(f"{hub}/hub/spawn/{USER}/{server}")
+    wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".aif-card")))
+
+
 def start(driver) -> None:
     """Press the spawn form's Start button (scrolled into view, as a user would)."""
     button = driver.find_element(By.CSS_SELECTOR, "#spawn_form button[type=submit]")
@@ -58,10 +66,7 @@ def test_a_refused_option_is_shown_next_to_its_field_and_nothing_is_queued(hub, 
     name = "br-refused"
     with chromium() as driver:
         try:
-            login(driver, hub, USER, passwords[USER])
-            wait(driver).until(EC.url_contains("/hub/"))
-            driver.get(f"{hub}/hub/spawn/{USER}/{name}")
-            wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".aif-card")))
+            open_spawn_page(driver, hub, passwords[USER], name)
             cards(driver)["course"].click()
             driver.find_element(By.ID, "input-memory").send_keys("64G")
             start(driver)
@@ -116,10 +121,7 @@ def test_a_student_starts_a_course_server_and_runs_a_cell_in_a_slurm_job(hub, pa
     name = "br-course"
     with chromium(1400, 1000) as driver:
         try:
-            login(driver, hub, USER, passwords[USER])
-            wait(driver).until(EC.url_contains("/hub/"))
-            driver.get(f"{hub}/hub/spawn/{USER}/{name}")
-            wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".aif-card")))
+            open_spawn_page(driver, hub, passwords[USER], name)
             offered = cards(driver)
             assert set(offered) == {"cpu", "course"}  # no GPU profile for a student
             assert "CPUs idle" in offered["course"].text
@@ -168,10 +170,7 @@ def test_a_queued_server_shows_why_and_its_stop_button_cancels_that_job(hub, pas
     blockers = fill_the_node()
     with chromium() as driver:
         try:
-            login(driver, hub, USER, passwords[USER])
-            wait(driver).until(EC.url_contains("/hub/"))
-            driver.get(f"{hub}/hub/spawn/{USER}/{name}")
-            wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".aif-card")))
+            open_spawn_page(driver, hub, passwords[USER], name)
             assert "will queue" in cards(driver)["course"].text
             cards(driver)["course"].click()
             start(driver)
