@@ -3,7 +3,8 @@
 Each person acts through a token the operator issues for them (POST
 /hub/api/users/<name>/tokens), so the token carries exactly that person's roles.
 Demo site: trainer1 teaches intro-dl (student1, student2; trainers may open
-servers) and dask-scaling (student2, student3; they may not).
+servers) and dask-scaling (student2, student3; they may not). Each course's
+formgrader is a hub service its trainers (and admins) may open, nobody else.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ MATRIX = [
     ("list groups", "GET", "/hub/api/groups", {"admin1", "operator"}),
     ("change a group", "POST", "/hub/api/groups/course-intro-dl-students/users", {"admin1", "operator"}),
     ("scrape metrics", "GET", "/hub/metrics", {"admin1", "operator", "metrics"}),
+    ("grade in one's course's formgrader", "GET", "/services/formgrader-intro-dl/formgrader/manage_assignments",
+     {"trainer1", "admin1"}),
 ]
 CALLERS = [*PEOPLE, "operator", "metrics"]
 
