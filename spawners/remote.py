@@ -16,6 +16,8 @@ of those argv lists runs unchanged on a login node:
   not match is refused (no trust on first use).
 - ssh's own failures (exit 255: unreachable, key refused) mean "the scheduler did not
   answer": state unknown, never "job gone" (`slurmcli.SchedulerUnavailable`).
+- The hub needs no user's home or shell: the job finds its home itself (`script.HOME_LINES`),
+  and its environment gets USER from the hub, HOME and SHELL from the node (`user_env`).
 
 The default, `slurm_access = "local"`, leaves everything as `SiteSlurmSpawner` does it.
 """
@@ -105,6 +107,16 @@ class RemoteSlurmSpawner(SiteSlurmSpawner):
         super().__init__(**kwargs)
         # Hub-wide, like the shared poller: the same access for every command of every spawner.
         slurmcli.via = self.ssh_access() if self.slurm_access == "ssh" else None
+
+    def user_env(self, env: dict) -> dict:
+        """Over SSH only USER: the job's node sets HOME and SHELL (Slurm loads the user's environment
+        when --export names variables), so the hub looks nobody up. batchspawner's HOME from the hub's
+        user directory would also not reach the job (sshd accepts only JUPYTERHUB_*, JPY_*), and
+        `sudo -E` would hand it the login account's HOME instead."""
+        if self.slurm_access != "ssh":
+            return super().user_env(env)
+        env["USER"] = self.user.name
+        return env
 
 
 __all__ = ["SshAccess", "RemoteSlurmSpawner"]

@@ -4,16 +4,24 @@ This machine plays the login node as `helm/README.md` asks a centre to set one u
 private sshd on a loopback port with its own host key (not the system's sshd service), a
 service account whose only key is a generated one, `AcceptEnv JUPYTERHUB_* JPY_*`, sudo
 that lets the account run exactly `sbatch` as the user, and the account a Slurm operator
-(to cancel and see users' jobs). `RemoteSlurmSpawner` with the chart's settings then asks
-Slurm for the user's projects, submits a server's batch script as the user, follows it
-with the hub's poller and cancels it, every command through ssh. Everything the fixture
-sets up (sshd, account, sudo rule, Slurm user, job, log) is removed afterwards.
+(to cancel and see users' jobs).
+
+- `RemoteSlurmSpawner` with the chart's settings asks Slurm for the user's projects, submits
+  a server's batch script as the user, follows it with the hub's poller and cancels it,
+  every command through ssh.
+- A second JupyterHub, run from the configuration, files and environment the chart renders
+  for this login node (and its proxy from the chart's arguments), spawns JupyterLab as a
+  Slurm job through ssh, serves it through the proxy and stops it.
+
+Everything set up here (sshd, account, sudo rule, Slurm user, hub, proxy, jobs) is removed
+afterwards.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
@@ -23,6 +31,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from aifactory.spawners import slurmcli
 from aifactory.spawners.facts import gather_facts
@@ -203,3 +212,121 @@ async def test_a_login_node_that_cannot_be_trusted_or_reached_means_no_answer(lo
     RemoteSlurmSpawner(**settings)
     with pytest.raises(slurmcli.SchedulerUnavailable):
         await slurmcli.run(["squeue", "--noheader"], 20)
+
+
+# -- a whole hub as the Helm chart runs it ------------------------------------------------
+def chart_pod(login_node: dict, proxy_port: int, hub_port: int, root: Path) -> tuple[dict, list[str]]:
+    """Render the chart for this login node; lay the hub container's files out under `root`.
+
+    Returns the hub's environment (container paths mapped under `root`, services on this
+    machine) and the proxy container's argv, both as the chart renders them.
+    """
+    from helm_python import Chart
+
+    from tests.unit.test_helm_chart import FULLNAME, find, pod_files, render
+
+    # The demo site (as text: YAML would read its walltimes as numbers), on other ports, without
+    # courses (their formgraders belong to the running hub).
+    sections = re.split(r"^(?=[a-z_]+:)", (Path(__file__).parents[2] / "hub/sites/demo.yaml").read_text(), flags=re.M)
+    kept = [text for text in sections if not text.startswith(("courses:", "hub:"))]
+    site = "".join(kept) + f"hub:\n  ip: 127.0.0.1\n  port: {proxy_port}\n  hub_port: {hub_port}\n"
+    directory = Path(login_node["ssh_identity_file"]).parent
+    values = {
+        "site": site,
+        "ingress": {"enabled": False},
+        "networkPolicy": {"enabled": False},
+        "hub": {"urlForJobs": f"http://127.0.0.1:{proxy_port}"},  # through the proxy, as via the Ingress
+        "slurm": {"access": "ssh", "ssh": {
+            "loginNode": login_node["ssh_login_node"], "port": login_node["ssh_port"], "user": login_node["ssh_user"],
+            "knownHosts": Path(login_node["ssh_known_hosts_file"]).read_text(),
+            "privateKey": (directory / "id").read_text()}},
+    }
+    docs = render(Chart.load(str(Path(__file__).parents[2] / "helm")), values)
+    files, env, modes = pod_files(docs)
+    for path, text in files.items():
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        target.chmod(modes[path])
+    env = {k: str(root / v.lstrip("/")) if v.startswith("/") else v for k, v in env.items()}
+    Path(env["AIFACTORY_HUB_STATE"]).mkdir(parents=True, exist_ok=True)
+    (proxy,) = find(docs, "Deployment", f"{FULLNAME}-proxy")["spec"]["template"]["spec"]["containers"]
+    return env, proxy["args"]
+
+
+def on_this_machine(argv: list[str], names: dict[str, str]) -> list[str]:
+    """The chart's argv with Kubernetes names and ports replaced by this machine's."""
+    for old, new in names.items():
+        argv = [arg.replace(old, new) for arg in argv]
+    return argv
+
+
+@pytest.mark.hub
+def test_a_hub_rendered_by_the_chart_spawns_through_the_login_node(login_node, tmp_path):
+    from tests.unit.test_helm_chart import FULLNAME
+
+    proxy_port, hub_port, api_port = free_port(), free_port(), free_port()
+    env, proxy_argv = chart_pod(login_node, proxy_port, hub_port, tmp_path)
+    names = {"0.0.0.0": "127.0.0.1", f"{FULLNAME}-hub": "127.0.0.1", f"{FULLNAME}-proxy-api": "127.0.0.1",
+             "8001": str(api_port)}
+    env.update(AIFACTORY_HUB_SERVICE="127.0.0.1", AIFACTORY_PROXY_API_URL=f"http://127.0.0.1:{api_port}",
+               PATH=os.environ["PATH"], HOME=str(tmp_path))
+    config = Path(env["AIFACTORY_SITE"]).parent / "jupyterhub_config.py"
+    local = config.with_name("on_this_machine.py")  # the chart's config; the hub listens on loopback only
+    local.write_text(f"load_subconfig({str(config)!r})\nc.JupyterHub.hub_ip = '127.0.0.1'\n")
+    token = Path(env["AIFACTORY_HUB_STATE"], "operator-token").read_text().strip()
+    headers = {"Authorization": f"token {token}"}
+    url = f"http://127.0.0.1:{proxy_port}"
+    user, name = USER, "ssh-hub"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    venv = Path(os.environ.get("AIFACTORY_PREFIX", "/opt/aifactory")) / "venv" / "bin"
+    processes = []
+    try:
+        processes.append(subprocess.Popen(
+            on_this_machine(proxy_argv, names), env=env,
+            stdout=(logs / "proxy.log").open("w"), stderr=subprocess.STDOUT))
+        processes.append(subprocess.Popen(
+            [str(venv / "jupyterhub"), f"--config={local}"], env=env, cwd=env["AIFACTORY_HUB_STATE"],
+            stdout=(logs / "hub.log").open("w"), stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 90
+        while True:
+            assert all(p.poll() is None for p in processes), (logs / "hub.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (logs / "hub.log").read_text()[-3000:]
+            try:
+                if requests.get(f"{url}/hub/api/", timeout=5).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(1)
+        requests.post(f"{url}/hub/api/users/{user}", headers=headers, timeout=30)  # 201, or 409: known
+        started = requests.post(f"{url}/hub/api/users/{user}/servers/{name}", headers=headers, timeout=120,
+                                json={"profile": "cpu", "memory": "1G", "walltime": "15"})
+        assert started.status_code in (201, 202), started.text
+        deadline = time.monotonic() + 240
+        while True:
+            server = requests.get(f"{url}/hub/api/users/{user}", headers=headers, timeout=30).json()["servers"].get(name)
+            if server and server["ready"]:
+                break
+            assert server and time.monotonic() < deadline, (server, (logs / "hub.log").read_text()[-3000:])
+            time.sleep(1)
+        job_id = server["state"]["job_id"]
+        assert run("squeue", "-h", "-j", job_id, "-o", "%u %T").stdout.split() == [user, "RUNNING"]
+        # Through the chart's proxy to JupyterLab in the Slurm job.
+        reach = requests.get(f"{url}/user/{user}/{name}/api/status", headers=headers, timeout=30)
+        assert reach.status_code == 200, reach.text
+        # Stop: scancel on the login node; the job leaves the queue ...
+        stopped = requests.delete(f"{url}/hub/api/users/{user}/servers/{name}", headers=headers, timeout=120)
+        assert stopped.status_code in (202, 204), stopped.text
+        deadline = time.monotonic() + 60
+        while run("squeue", "-h", "-j", job_id, "-o", "%T", check=False).stdout.strip() in ("RUNNING", "COMPLETING"):
+            assert time.monotonic() < deadline, f"job {job_id} still running after the stop"
+            time.sleep(1)
+        # ... cancelled by the login node's account, not by anyone on the hub's side.
+        state = run("sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State").stdout.strip()
+        assert state == f"CANCELLED by {pwd.getpwnam(ACCOUNT).pw_uid}"
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(15)
+        run("scancel", f"--user={user}", f"--name=jupyter-{user}-{name}", check=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -98,3 +99,16 @@ def test_the_trait_selects_the_access_for_the_whole_hub(monkeypatch):
     assert slurmcli.via == ACCESS
     RemoteSlurmSpawner()
     assert slurmcli.via is None
+
+
+def test_over_ssh_the_hub_sends_the_job_no_home_of_its_own(monkeypatch):
+    """The user need not exist in the hub's user directory; HOME and SHELL come from the job's node."""
+    monkeypatch.setattr(slurmcli, "via", None)
+    spawner = RemoteSlurmSpawner(slurm_access="ssh", ssh_login_node="login1.example.org", ssh_user="jupyterhub",
+                                 ssh_identity_file="/run/aifactory/ssh/id",
+                                 ssh_known_hosts_file="/etc/aifactory/known_hosts")
+    spawner.user = SimpleNamespace(name="no-such-user-here")
+    assert spawner.user_env({"JUPYTERHUB_API_TOKEN": "t"}) == {"JUPYTERHUB_API_TOKEN": "t", "USER": "no-such-user-here"}
+    spawner.slurm_access = "local"  # a hub on a login node: batchspawner's lookup, as before
+    with pytest.raises(KeyError):
+        spawner.user_env({})
