@@ -161,7 +161,8 @@ def test_apptainer_definition_parses(name):
 @pytest.mark.parametrize("path", IMAGE_RECIPES, ids=IMAGE_IDS)
 def test_every_image_builds_on_the_shared_base_and_repeats_none_of_it(path):
     assert chain(path) == [BASE_DEFINITION if path.suffix == ".def" else BASE_DOCKERFILE, path]
-    assert not pip_installs(path), "the Python environment is built once, in the base"
+    # The Python environment is built once, in the base; an image may only add a framework on top.
+    assert all(framework_install(argv) for argv in pip_installs(path)), pip_installs(path)
     if path.name == "Dockerfile":
         instructions = parse_dockerfile(path.read_text())
         assert instructions[1].keyword == "FROM" and instructions[1].args == "${BASE} AS build"
@@ -197,6 +198,13 @@ def pip_installs(path: Path) -> list[list[str]]:
     return [shlex.split(c) for c in run_steps(str(path)) if re.search(r"(^|/)pip3? install ", c)]
 
 
+def framework_install(argv: list[str]) -> bool:
+    """A framework on top of the tested environment: a requirements file, the lock as constraints."""
+    words = [a for a in argv[2:] if not a.startswith("--")]
+    return argv[0] == f"{VENV_BIN}pip" and words[:2] == ["-c", "/opt/aifactory/requirements.lock"] \
+        and words[2:3] == ["-r"] and len(words) == 4 and words[3] != "/opt/aifactory/requirements.lock"
+
+
 @pytest.mark.parametrize("path", IMAGE_RECIPES, ids=IMAGE_IDS)
 def test_image_installs_the_shared_lock_then_the_project_without_dependencies(path):
     recipes = chain(path)
@@ -205,8 +213,9 @@ def test_image_installs_the_shared_lock_then_the_project_without_dependencies(pa
     copied = re.findall(r"^(?:COPY\s+|\s+)images/requirements\.lock\s+(\S+)$", text, flags=re.M)
     assert copied == ["/opt/aifactory/requirements.lock"]
     installs = [argv for recipe in recipes for argv in pip_installs(recipe)]
-    assert len(installs) == 2, installs
-    lock_install, project_install = installs
+    assert len(installs) >= 2, installs
+    lock_install, project_install, *frameworks = installs
+    assert all(framework_install(argv) for argv in frameworks), frameworks
     assert lock_install[0] == f"{VENV_BIN}pip" and lock_install[-2:] == ["-r", "/opt/aifactory/requirements.lock"]
     assert [a for a in lock_install[2:] if not a.startswith("--")] == ["-r", "/opt/aifactory/requirements.lock"]
     assert "--no-deps" in project_install and project_install[-1] == "/src/aifactory"
@@ -274,7 +283,7 @@ def test_what_the_entrypoint_runs_exists_in_the_tested_environment(name):
         else:
             # On PATH in the image from the venv (ENV PATH, %environment): must be in the tested venv.
             assert (venv_bin / program).exists(), f"{name} runs {program}, which the tested environment lacks"
-        if program == "python" or program.endswith("/python"):
+        if (program == "python" or program.endswith("/python")) and "-m" in argv:
             module = argv[argv.index("-m") + 1]
             assert importlib.util.find_spec(module), f"{name} runs python -m {module}"
     if name == "hub":
@@ -294,6 +303,30 @@ def test_gpu_images_carry_their_vendor_runtime():
         assert {"rocminfo", "rocm-smi", "libamdhip64-5"} <= apt_packages(path)
     cuda = DOCKERFILES["singleuser-cuda"].read_text()
     assert "NVIDIA_VISIBLE_DEVICES=all" in cuda and "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in cuda
+
+
+# -- deep-learning frameworks ---------------------------------------------------------
+TORCH_CUDA = IMAGES / "singleuser-cuda" / "requirements-torch.txt"
+
+
+def pins(path: Path) -> dict[str, str]:
+    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert all(re.match(r"^[A-Za-z0-9._-]+==[^\s=]+$", line) for line in lines), lines
+    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in (line.split("==") for line in lines)}
+
+
+def test_the_cuda_image_ships_pytorch_pinned_from_pypi_without_touching_the_tested_environment():
+    torch = pins(TORCH_CUDA)
+    assert "torch" in torch and any(name.startswith("nvidia-") for name in torch)
+    # The test environment stays light, and the lock wins for what both would install.
+    assert "torch" not in pins(LOCK) and not set(torch) & set(pins(LOCK))
+    for path in (DOCKERFILES["singleuser-cuda"], DEFINITIONS["singleuser-cuda"]):
+        assert [argv[-1] for argv in pip_installs(path)] == ["/opt/aifactory/requirements-torch.txt"]
+        copied = re.findall(r"^(?:COPY\s+|\s+)images/singleuser-cuda/requirements-torch\.txt\s+(\S+)$", path.read_text(),
+                            flags=re.M)
+        assert copied == ["/opt/aifactory/requirements-torch.txt"]
+    # ROCm's PyTorch wheels are not on PyPI: the ROCm image installs none (images/README.md says why).
+    assert not any(pip_installs(path) for path in (DOCKERFILES["singleuser-rocm"], DEFINITIONS["singleuser-rocm"]))
 
 
 # -- only package registries ----------------------------------------------------------
