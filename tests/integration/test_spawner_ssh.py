@@ -59,6 +59,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def remove_account() -> None:
     """Undo the login node's setup (also what a killed earlier run left)."""
     SUDOERS.unlink(missing_ok=True)
@@ -124,7 +129,7 @@ def login_node(cluster):
         run(SSHD, "-t", "-f", str(directory / "sshd_config"))
         sshd = subprocess.Popen([SSHD, "-D", "-f", str(directory / "sshd_config"), "-E", str(directory / "sshd.log")])
         deadline = time.monotonic() + 10
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+        while not listening(port):
             assert sshd.poll() is None and time.monotonic() < deadline, (directory / "sshd.log").read_text()
             time.sleep(0.1)
         yield {"slurm_access": "ssh", "ssh_login_node": "127.0.0.1", "ssh_port": port, "ssh_user": ACCOUNT,
