@@ -350,21 +350,24 @@ def wait_for_room(cpus: int, mib: int, timeout: float) -> bool:
 # --- measuring ----------------------------------------------------------------
 
 
-def queue_waits(partition: str, since: float) -> list[float]:
-    """Seconds each job of `partition` submitted after `since` (epoch) waited in Slurm's queue, from accounting.
+def job_times(partition: str, since: float) -> dict[str, tuple[float, float]]:
+    """{user: (submit, start)} in epoch seconds for the jobs of `partition` submitted after `since`, from accounting.
 
-    Other people's jobs share the node: a long wait here means the class waited for them, not for a spawner.
+    Other people's jobs share the node: a long wait between submit and start means
+    a server waited for them, not for a spawner. A user's last job wins.
     """
-    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 1))
-    out = run(["sacct", "-X", "-n", "-P", "-a", "-r", partition, "-S", start, "-o", "Submit,Start"], check=False).stdout
-    waits = []
-    for line in out.splitlines():
-        submit, _, begin = line.partition("|")
-        if begin[:1].isdigit():
-            waits.append(time.mktime(time.strptime(begin, "%Y-%m-%dT%H:%M:%S"))
-                         - time.mktime(time.strptime(submit, "%Y-%m-%dT%H:%M:%S")))
-    return waits
+    def epoch(text: str) -> float:
+        return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
 
+    begin = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 1))
+    out = run(["sacct", "-X", "-n", "-P", "-a", "-r", partition, "-S", begin, "-o", "User,Submit,Start"],
+              check=False).stdout
+    times = {}
+    for line in out.splitlines():
+        user, submit, start = (line.split("|") + ["", ""])[:3]
+        if submit[:1].isdigit() and start[:1].isdigit():
+            times[user] = (epoch(submit), epoch(start))
+    return times
 
 
 class LatencySampler:
