@@ -11,6 +11,10 @@ The formgrader is a page of its own, never an iframe: JupyterHub >= 4.1 forbids
 framing single-user servers (``frame-ancestors 'none'``), which is why nbgrader's
 formgrader tab inside JupyterLab stays blank (nbgrader #1870, #1947).
 
+The formgrader dies with the hub (Linux's parent-death signal, as the idle culler):
+a killed hub leaves no formgrader holding the port with a token the next hub
+does not know.
+
 A course whose grader account does not exist yet still gets a service: it answers
 every request (404, as the hub takes a 5xx for "not up yet") with what to run, so
 the hub, which stops when a managed service fails to start, never depends on a
@@ -157,6 +161,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from aifactory.courses.exchange.layout import CoursePaths, formgrader_user
 
+    from .culler import die_with_parent
+
+    die_with_parent()
     (course_id,) = argv if argv is not None else sys.argv[1:]
     course_dir = str(CoursePaths(course_id).course_dir)
     user = formgrader_user(course_id)
@@ -167,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if os.geteuid() == 0:
         _become(user)
+        # Again: a change of user clears the parent-death signal.
+        die_with_parent()
     if not os.access(course_dir, os.R_OK | os.W_OK | os.X_OK):
         _explain(f"{user} cannot use {course_dir}: run `aifactory course setup {course_id}` as root")
         return

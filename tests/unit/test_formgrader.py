@@ -81,3 +81,44 @@ def test_a_course_not_set_up_gets_a_formgrader_that_says_what_to_run():
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_the_formgrader_dies_with_the_hub_that_started_it():
+    """A killed hub must not leave its formgrader holding the port with a token the next hub lacks."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hub = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         "p = subprocess.Popen([sys.executable, '-m', 'aifactory.hub.formgrader', 'no-such-course'],"
+         " start_new_session=True)\n"
+         "print(p.pid, flush=True)\n"
+         "time.sleep(600)\n"],
+        env={**os.environ, "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}/"},
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    formgrader = int(hub.stdout.readline())
+    try:
+        deadline = time.monotonic() + 30
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:   # serving
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        hub.send_signal(signal.SIGKILL)
+        hub.wait()
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{formgrader}") and "Z" not in open(f"/proc/{formgrader}/stat").read().split()[2]:
+            assert time.monotonic() < deadline, "the formgrader outlived its hub"
+            time.sleep(0.1)
+    finally:
+        hub.kill()
+        try:
+            os.kill(formgrader, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
