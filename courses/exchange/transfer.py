@@ -63,6 +63,25 @@ def _copy_tree(src: Path, dest: Path, file_mode: int, dir_mode: int | None) -> N
             (dest / entry.name).chmod(file_mode)
 
 
+def _replace_tree(src: Path, dest: Path, file_mode: int, dir_mode: int, extra: dict[str, str] | None = None) -> None:
+    """Copy src (plus `extra` files: name -> text) to dest, replacing an earlier dest whole.
+
+    Staging and retired copies carry the caller's uid and pid, so what another
+    trainer or a crashed run left behind cannot block this one; renaming inside a
+    group-writable parent needs no rights on the old tree's content.
+    """
+    mine = f".{dest.name}.{os.getuid()}.{os.getpid()}"
+    staging, retired = dest.parent / f"{mine}.new", dest.parent / f"{mine}.old"
+    _copy_tree(src, staging, file_mode, dir_mode)
+    for name, text in (extra or {}).items():
+        (staging / name).write_text(text)
+    if dest.exists():
+        dest.rename(retired)
+    staging.rename(dest)
+    for stale in dest.parent.glob(f".{dest.name}.*"):
+        shutil.rmtree(stale, ignore_errors=True)  # best effort: others' leftovers may not be ours to remove
+
+
 def _tree_size(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
@@ -75,12 +94,7 @@ def release(paths: CoursePaths, assignment: str) -> Path:
     if not src.is_dir():
         raise ExchangeError(f"{src} does not exist: generate the assignment first")
     dest = Path(paths.outbound) / assignment
-    staging = Path(paths.outbound) / f".{assignment}.new"
-    shutil.rmtree(staging, ignore_errors=True)
-    _copy_tree(src, staging, 0o664, 0o2775)  # co-trainers and the formgrader replace it
-    if dest.exists():
-        shutil.rmtree(dest)
-    staging.rename(dest)
+    _replace_tree(src, dest, 0o664, 0o2775)  # co-trainers and the formgrader replace it
     return dest
 
 
@@ -155,14 +169,9 @@ def collect(paths: CoursePaths, assignment: str, duedate: datetime | None = None
         marker = dest / ".aifactory-source"
         new = not (marker.exists() and marker.read_text() == sub.path.name)
         if new:
-            staging = dest.parent / f".{assignment}.new"
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.parent.mkdir(parents=True, exist_ok=True)
-            _copy_tree(course / "archive" / student / assignment / sub.path.name, staging, 0o640, 0o2750)
-            (staging / ".aifactory-source").write_text(sub.path.name)
-            if dest.exists():
-                shutil.rmtree(dest)
-            staging.rename(dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _replace_tree(course / "archive" / student / assignment / sub.path.name, dest, 0o640, 0o2750,
+                          extra={marker.name: sub.path.name})
         out.append(Collected(sub, new, sub.seconds_late(duedate)))
     return out
 
@@ -178,13 +187,7 @@ def release_feedback(paths: CoursePaths, assignment: str) -> list[str]:
         target_root = Path(paths.feedback_of(student_dir.name))
         if not src.is_dir() or not target_root.is_dir():
             continue
-        dest = target_root / assignment
-        staging = target_root / f".{assignment}.new"
-        shutil.rmtree(staging, ignore_errors=True)
-        _copy_tree(src, staging, 0o664, 0o2775)  # co-trainers and the formgrader replace it
-        if dest.exists():
-            shutil.rmtree(dest)
-        staging.rename(dest)
+        _replace_tree(src, target_root / assignment, 0o664, 0o2775)  # co-trainers and the formgrader replace it
         released.append(student_dir.name)
     return released
 

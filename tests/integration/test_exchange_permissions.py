@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -108,3 +110,26 @@ def test_student_cannot_reach_another_students_submission(released):
     # Students fetch the release.
     assert "fetched" in aifactory("student1", "exchange", "fetch", COURSE, name, "--dir",
                                   f"/home/student1/{name}-fetch").stdout
+
+
+def test_a_release_replaces_what_another_account_or_a_crashed_release_left(released):
+    root, name = released
+    outbound = EXCHANGE / "outbound"
+    grader = pwd.getpwnam(f"grader-{COURSE}")
+    # An earlier release by the formgrader's account, not group-writable, and its crashed staging copy.
+    left = [outbound / name, outbound / f".{name}.{grader.pw_uid}.4242.new"]
+    try:
+        for folder in left:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            (folder / "old.txt").write_text("old\n")
+            for path in (folder, folder / "old.txt"):
+                os.chown(path, grader.pw_uid, grader.pw_gid)
+            folder.chmod(0o2755)
+            (folder / "old.txt").chmod(0o644)
+        aifactory("trainer1", "course", "release", COURSE, name, "--source", str(root / "source" / name))
+        assert sorted(p.name for p in (outbound / name).iterdir()) == [f"{name}.ipynb"]
+        assert (outbound / name).stat().st_uid == pwd.getpwnam("trainer1").pw_uid
+    finally:
+        for stale in outbound.glob(f".{name}.*"):
+            shutil.rmtree(stale)
