@@ -33,7 +33,7 @@ class Hub:
     def spawn(self, user: str, name: str, options: dict | None = None) -> requests.Response:
         return self.api("POST", f"/users/{user}/servers/{name}", json=options or {})
 
-    def wait_ready(self, user: str, name: str, timeout: float = 90) -> dict:
+    def wait_ready(self, user: str, name: str, timeout: float = 180) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             server = self.server(user, name)
@@ -42,7 +42,8 @@ class Hub:
             if server and server["stopped"] and not server["pending"]:
                 pytest.fail(f"{user}/{name} stopped while starting: {server.get('state')}")
             time.sleep(0.5)
-        pytest.fail(f"{user}/{name} not ready within {timeout}s")
+        queue = subprocess.run(["squeue", "-h", "-o", "%i %u %j %T %r %C %m %b"], capture_output=True, text=True)
+        pytest.fail(f"{user}/{name} not ready within {timeout}s; the queue:\n{queue.stdout}")
 
     def wait_stopped(self, user: str, name: str, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
@@ -194,8 +195,9 @@ def test_pending_spawn_shows_reason_and_position_and_cancel_leaves_no_job(api):
             assert time.monotonic() < deadline, "the blocking job did not start"
             time.sleep(1)
         assert api.spawn("student3", "sp-wait", {"profile": "cpu", "memory": "8G"}).status_code in (201, 202)
-        messages = progress_messages(api, "student3", "sp-wait", until="waiting in partition standard")
-        assert "Pending: waiting for resources" in messages[-1]
+        # Slurm's first word on a new job is "None" until its scheduler has looked at it.
+        messages = progress_messages(api, "student3", "sp-wait", until="Pending: waiting for resources", timeout=90)
+        assert "waiting in partition standard" in messages[-1]
         assert "number 1 of" in messages[-1]
         assert [s for _, s in jobs_of("student3", "sp-wait")] == ["PENDING"]
         api.stop("student3", "sp-wait")
