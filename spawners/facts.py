@@ -1,23 +1,21 @@
 """What the hub learns about a user from Unix and Slurm before validating options.
 
-`gather_facts` is the I/O edge (getgrouplist, sacctmgr, scontrol); the parsers
-are pure and tested on Slurm's real output.
+`gather_facts` is the I/O edge (`id`, sacctmgr, scontrol, all through
+`slurmcli.run`, so on a login node over ssh when the hub runs in Kubernetes: the
+hub itself needs no user directory); the parsers are pure and tested on real output.
 """
 
 from __future__ import annotations
 
 import asyncio
-import grp
-import os
-import pwd
 
 from . import slurmcli
 from .options import UserFacts
 
 
-def unix_groups(name: str) -> frozenset[str]:
-    entry = pwd.getpwnam(name)
-    return frozenset(grp.getgrgid(gid).gr_name for gid in os.getgrouplist(name, entry.pw_gid))
+def parse_groups(text: str) -> frozenset[str]:
+    """`id -Gn NAME` -> the user's group names (primary and supplementary)."""
+    return frozenset(text.split())
 
 
 def parse_associations(text: str) -> tuple[str, ...]:
@@ -52,18 +50,19 @@ def parse_reservations(text: str, user: str, accounts: tuple[str, ...]) -> froze
 
 
 async def gather_facts(name: str, timeout: float = 20.0) -> UserFacts:
-    """Groups from Unix; accounts (one sacctmgr) and reservations from Slurm (raises SchedulerUnavailable)."""
+    """Groups (`id`), accounts (one sacctmgr) and reservations from Slurm (raises SchedulerUnavailable)."""
     async def reservations() -> str:
         try:
             return await slurmcli.run(["scontrol", "show", "reservation", "--oneliner"], timeout)
         except slurmcli.CommandFailed:
             return ""
 
-    assoc, reservations_text = await asyncio.gather(
+    groups, assoc, reservations_text = await asyncio.gather(
+        slurmcli.run(["id", "-Gn", "--", name], timeout),
         slurmcli.run(["sacctmgr", "-n", "-P", "show", "user", name, "withassoc", "format=defaultaccount,account"],
                      timeout),
         reservations(),
     )
     accounts = parse_associations(assoc)
-    return UserFacts(name=name, groups=unix_groups(name), accounts=accounts,
+    return UserFacts(name=name, groups=parse_groups(groups), accounts=accounts,
                      reservations=parse_reservations(reservations_text, name, accounts))

@@ -123,7 +123,7 @@ class SiteSlurmSpawner(SlurmSpawner):
             _FACTS[self.user.name] = (time.monotonic(), facts)
             return facts
         except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
-            raise web.HTTPError(503, f"Slurm did not tell us your projects ({error}); try again in a minute")
+            raise web.HTTPError(503, f"Could not look up your groups and Slurm projects ({error}); try again in a minute")
 
     async def _render_options_form(self, spawner=None) -> str:
         """Profile cards with live partition state and allocation use; a refused attempt comes back with its error."""
@@ -208,7 +208,8 @@ class SiteSlurmSpawner(SlurmSpawner):
     # -- start ---------------------------------------------------------------
     def owns_token(self, token: str) -> bool:
         """Whether `token` is the API token of this spawner's job (also after a hub restart)."""
-        return bool(self.token_sha256 and token) and hmac.compare_digest(self.token_sha256, token_digest(token))
+        digest = self.token_sha256 or (token_digest(self.api_token) if self.api_token else "")
+        return bool(digest and token) and hmac.compare_digest(digest, token_digest(token))
 
     def report_port(self, port: int) -> bool:
         """Called by the port handler; only a spawner waiting for its port takes one (the same port again is fine)."""

@@ -164,8 +164,9 @@ async def wait_for(poller: SlurmPoller, job_id: str, kind: str, timeout: float):
 
 
 async def test_a_server_job_is_submitted_followed_and_cancelled_through_the_login_node(cluster, over_ssh):
-    facts = await gather_facts(USER, 30)  # sacctmgr on the login node, as the service account
+    facts = await gather_facts(USER, 30)  # id and sacctmgr on the login node, as the service account
     assert facts.accounts and facts.accounts[0] == "project_465000002"
+    assert {"students", "course-dask-scaling"} <= facts.groups  # what picks the profiles offered
     options = validate(cluster, facts, {"profile": "cpu", "memory": "1G", "walltime": "10"})
     token = secrets.token_hex(8)
     # A stand-in for the launcher that shows what reached the job, then waits like a server.

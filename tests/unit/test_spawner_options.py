@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aifactory.hub.site import parse_site
-from aifactory.spawners.facts import parse_associations, parse_reservations
+from aifactory.spawners.facts import parse_associations, parse_groups, parse_reservations
 from aifactory.spawners.options import (
     FIELDS,
     Choice,
@@ -150,3 +150,8 @@ def test_any_payload_is_refused_or_allowed(payload, facts):
     for value in payload.values():
         if isinstance(value, str) and re.search(r"[^A-Za-z0-9:._-]", value.strip()):
             assert value.strip() not in job.script  # nothing odd a user typed reaches the script
+
+
+def test_groups_come_from_id_output_primary_and_supplementary():
+    assert parse_groups("student3 students course-dask-scaling\n") == {"student3", "students", "course-dask-scaling"}
+    assert parse_groups("") == frozenset()
