@@ -1,6 +1,6 @@
 """Hub load: 200 users, 50 of them spawning through the REST API; API latency and hub memory, stock hub against ours.
 
-    /opt/aifactory/venv/bin/python tests/benchmarks/bench_load.py [--users 200] [--spawn 50] [--window 90]
+    /opt/aifactory/venv/bin/python tests/benchmarks/bench_load.py [--users 200] [--spawn 50] [--window 150]
 
 Not a test (not collected by pytest). Needs root and the local Slurm cluster.
 Each side is a throw-away hub (ports 8300 and 8310): a plain JupyterHub with
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200, help="users created in each hub")
     parser.add_argument("--spawn", type=int, default=50, help="users of those who request a server at once")
     parser.add_argument("--memory", default="256M", help="memory of each server")
-    parser.add_argument("--window", type=float, default=90, help="longest burst measured, seconds")
+    parser.add_argument("--window", type=float, default=150, help="longest burst measured, seconds")
     parser.add_argument("--idle", type=float, default=10, help="seconds measured idle before the burst")
     args = parser.parse_args()
     if os.geteuid() != 0:
