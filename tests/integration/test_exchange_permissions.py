@@ -74,15 +74,21 @@ def shared_tmp() -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def released(cluster):
-    """A fresh tiny assignment of intro-dl, set up, released by trainer1."""
+def release_tiny(course: str, prefix: str) -> tuple[Path, str]:
+    """A fresh tiny assignment in a folder everyone reads, the course set up, released by trainer1."""
     root = shared_tmp()
-    name = "t" + uuid.uuid4().hex[:8]
-    subprocess.run([str(BIN / "aifactory"), "course", "setup", COURSE], check=True, capture_output=True)
+    name = prefix + uuid.uuid4().hex[:8]
+    subprocess.run([str(BIN / "aifactory"), "course", "setup", course], check=True, capture_output=True)
     tiny_assignment(root, name)
     subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
-    aifactory("trainer1", "course", "release", COURSE, name, "--source", str(root / "source" / name))
+    aifactory("trainer1", "course", "release", course, name, "--source", str(root / "source" / name))
+    return root, name
+
+
+@pytest.fixture(scope="module")
+def released(cluster):
+    """A fresh tiny assignment of intro-dl, released by trainer1."""
+    root, name = release_tiny(COURSE, "t")
     yield root, name
     shutil.rmtree(root, ignore_errors=True)
 

@@ -9,9 +9,7 @@ into the per-course exchange, as the student.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,11 +17,9 @@ import requests
 
 from tests.integration.test_exchange_permissions import (  # noqa: F401  (fixture)
     EXCHANGE,
-    aifactory,
     as_user,
+    release_tiny,
     released,
-    shared_tmp,
-    tiny_assignment,
 )
 from tests.integration.test_spawner_slurm import Hub, cleanup, wait_no_job
 
@@ -37,12 +33,7 @@ SERVER = "nbx"
 @pytest.fixture(scope="module")
 def other_release(cluster):
     """A fresh assignment released in dask-scaling, which student1 does not take."""
-    root = shared_tmp()
-    name = "d" + uuid.uuid4().hex[:8]
-    subprocess.run([str(BIN / "aifactory"), "course", "setup", OTHER], check=True, capture_output=True)
-    tiny_assignment(root, name)
-    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
-    aifactory("trainer1", "course", "release", OTHER, name, "--source", str(root / "source" / name))
+    root, name = release_tiny(OTHER, "d")
     yield name
     shutil.rmtree(root, ignore_errors=True)
 

@@ -285,6 +285,17 @@ def wait_job(user: str, name: str, state: str, timeout: float = 60) -> str:
         time.sleep(0.5)
 
 
+def start_queued(api: Hub, user: str, name: str, account: str) -> str:
+    """Request a server that stays queued (see hold_jobs_of); its job id once the hub has saved it."""
+    assert api.spawn(user, name, {"profile": "cpu", "memory": "1G", "account": account}).status_code == 202
+    job_id = wait_job(user, name, "PENDING")
+    deadline = time.monotonic() + 30
+    while api.server(user, name)["state"].get("job_id") != job_id:
+        assert time.monotonic() < deadline, "the hub did not save the job id"
+        time.sleep(0.5)
+    return job_id
+
+
 def restart_hub_with_kill9() -> None:
     os.kill(hub_pid(), signal.SIGKILL)
     time.sleep(1)
@@ -296,18 +307,14 @@ def test_a_start_still_queued_when_the_hub_is_killed_completes_after_restart_wit
     user, name, account = "admin1", "sp-resume", "project_465000001"
     hold_jobs_of(user, account, True)
     try:
-        assert api.spawn(user, name, {"profile": "cpu", "memory": "1G", "account": account}).status_code == 202
-        job_id = wait_job(user, name, "PENDING")
-        deadline = time.monotonic() + 30
-        while api.server(user, name)["state"].get("job_id") != job_id:  # the hub saved it
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+        job_id = start_queued(api, user, name, account)
         restart_hub_with_kill9()
         server = api.server(user, name)
         assert server["pending"] == "spawn" and not server["ready"]  # picked up again, not stopped
-        messages = progress_messages(api, user, name, until="waiting in partition standard")
+        messages = progress_messages(api, user, name, until="your project's limit is reached", timeout=90)
         assert f"The hub restarted; following your Slurm job {job_id} again" in messages
         assert "Pending: waiting: your project's limit is reached (AssocMaxJobsLimit)" in messages[-1]
+        assert "waiting in partition standard" in messages[-1]
         assert jobs_of(user, name) == [(job_id, "PENDING")]
         hold_jobs_of(user, account, False)  # the queue frees up
         api.wait_ready(user, name, timeout=240)  # Slurm may take a backfill round or two on a shared node
@@ -325,12 +332,7 @@ def test_a_resumed_start_cancelled_by_the_user_leaves_no_job(api):
     user, name, account = "admin1", "sp-resume-stop", "project_465000001"
     hold_jobs_of(user, account, True)
     try:
-        assert api.spawn(user, name, {"profile": "cpu", "memory": "1G", "account": account}).status_code == 202
-        job_id = wait_job(user, name, "PENDING")
-        deadline = time.monotonic() + 30
-        while api.server(user, name)["state"].get("job_id") != job_id:
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+        job_id = start_queued(api, user, name, account)
         restart_hub_with_kill9()
         assert api.server(user, name)["pending"] == "spawn"
         assert api.stop(user, name).status_code in (202, 204)  # the stop button works on the resumed start
