@@ -102,12 +102,20 @@ def job_script(*, spool: str, python: str) -> str:
     )
 
 
-def kernel_argv(python: str, limits: dict) -> Argv:
+# Run inside the kernel's new mount namespace, before the student's code: an empty,
+# unreadable tmpfs over the folder holding the gradebook (it has the hidden tests' source).
+_HIDE = 'mount -t tmpfs -o size=4k,mode=0 aifactory-hidden "$1" && shift && exec "$@"'
+
+
+def kernel_argv(python: str, limits: dict, hidden: str) -> Argv:
     """How the sandbox starts a student's kernel: new user, network, PID and mount
-    namespaces (only a down loopback, no other process visible), with limits."""
+    namespaces (only a down loopback, no other process visible), the folder `hidden`
+    covered, then every capability dropped (the cover cannot be unmounted), with limits."""
     return [
         "unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child",
         "--mount", "--mount-proc", "--",
+        "sh", "-c", _HIDE, "sh", hidden,
+        "setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--",
         "prlimit", f"--as={limits['memory_mib'] * 2**20}", f"--cpu={limits['submission_cpu_s']}",
         "--core=0", "--",
         python, "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}",

@@ -9,8 +9,9 @@ Isolation between the students of a chunk: each student is graded in a fresh
 directory with a fresh copy of the gradebook (at one path, rewritten per student); only that student's files are on
 disk while their kernel runs, and the results are taken into memory and the
 directory deleted before the next student. The kernel runs in its own user,
-network, PID and mount namespaces (see jobs.kernel_argv) and talks to nbgrader
-over Unix sockets, the only channel left.
+network, PID and mount namespaces without capabilities, the gradebook's folder
+covered (see jobs.kernel_argv), and talks to nbgrader over Unix sockets, the only
+channel left.
 """
 
 from __future__ import annotations
@@ -68,13 +69,13 @@ def _clamp(limits: dict) -> dict:
     return {k: max(1, min(int(limits.get(k, v)), v)) for k, v in CEILINGS.items()}
 
 
-def _kernelspec(root: Path, limits: dict) -> None:
+def _kernelspec(root: Path, limits: dict, hidden: Path) -> None:
     from aifactory.courses.grading.jobs import kernel_argv
 
     spec = root / "kernels" / "python3"
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": kernel_argv(sys.executable, limits), "display_name": "Python 3 (grading sandbox)",
+        "argv": kernel_argv(sys.executable, limits, str(hidden)), "display_name": "Python 3 (grading sandbox)",
         "language": "python", "metadata": {"debugger": False},
     }))
 
@@ -115,14 +116,17 @@ def grade_student(work: Path, files: dict[str, bytes], manifest: dict, student: 
     home.mkdir()
     # The gradebook sits at the same path for every student, so that nbgrader's
     # statements stay compiled between students (see engines.py); it is rewritten
-    # from the pristine copy for each one, and removed with their files.
-    gradebook = work / "gradebook.db"
+    # from the pristine copy for each one, and removed with their files. Its folder
+    # is covered in the kernel: the student's code cannot read the hidden tests there.
+    private = work / "private"
+    private.mkdir(mode=0o700, exist_ok=True)
+    gradebook = private / "gradebook.db"
     try:
         gradebook.unlink(missing_ok=True)
         gradebook.write_bytes(files["gradebook.db"])
         _materialize(course, files, "source/")
         _materialize(course, files, f"submitted/{student}/")
-        _kernelspec(course / "jupyter", limits)
+        _kernelspec(course / "jupyter", limits, private)
         os.environ.update({"HOME": str(home), "IPYTHONDIR": str(home / ".ipython"),
                            "JUPYTER_PATH": str(course / "jupyter"), "JUPYTER_RUNTIME_DIR": str(course / "rt"),
                            "TMPDIR": str(home)})

@@ -47,11 +47,14 @@ def test_job_script_hands_over_through_pipes_only():
     ]
 
 
-def test_kernel_has_no_network_and_limits():
-    argv = kernel_argv("/v/python3", {"memory_mib": 512, "submission_cpu_s": 60})
+def test_kernel_has_no_network_no_capabilities_no_gradebook_and_limits():
+    argv = kernel_argv("/v/python3", {"memory_mib": 512, "submission_cpu_s": 60}, "/w/private")
     assert argv[:argv.index("prlimit")] == [
         "unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child",
-        "--mount", "--mount-proc", "--"]
+        "--mount", "--mount-proc", "--",
+        "sh", "-c", 'mount -t tmpfs -o size=4k,mode=0 aifactory-hidden "$1" && shift && exec "$@"', "sh",
+        "/w/private",
+        "setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--"]
     assert "--as=536870912" in argv and "--cpu=60" in argv
     assert argv[-6:] == ["/v/python3", "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
