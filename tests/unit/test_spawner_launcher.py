@@ -171,3 +171,13 @@ def test_only_sockets_of_the_servers_own_process_tree_count():
                                       13: "13 (other) S 1 x"})
     assert parents == {10: 1, 11: 10, 12: 11, 13: 1}
     assert singleuser.descendants(10, parents) == {10, 11, 12}
+
+
+def test_the_cheap_connect_check_sees_a_listener_and_nothing_else():
+    with socket.socket() as listener:
+        listener.bind(("0.0.0.0", 0))
+        port = listener.getsockname()[1]
+        assert not singleuser.accepts_connections(port)  # bound, not listening yet
+        listener.listen()
+        assert singleuser.accepts_connections(port)
+    assert not singleuser.accepts_connections(port)
