@@ -28,7 +28,7 @@ from tornado import web
 from traitlets import Bool, Float, Integer, List, Unicode, default
 
 from aifactory.hub import metrics
-from aifactory.hub.site import load_site
+from aifactory.hub.site import load_site_cached
 from aifactory.hub.site.schema import Site
 
 from . import slurmcli
@@ -103,10 +103,7 @@ class SiteSlurmSpawner(SlurmSpawner):
 
     # -- site, facts, poller -------------------------------------------------
     def _site(self) -> Site:
-        cached = getattr(self, "_site_cache", None)
-        if cached is None or time.monotonic() - cached[0] > 60:
-            cached = self._site_cache = (time.monotonic(), load_site(self.site_file or None))
-        return cached[1]
+        return load_site_cached(self.site_file or None)  # one parse per change of the file, for all spawners
 
     @property
     def poller(self) -> SlurmPoller:

@@ -1,7 +1,7 @@
 """The site configuration: one YAML file, the single source of truth for a centre."""
 
 from .checks import Problem, check_site
-from .load import DEMO_SITE, INSTALLED_SITE, SiteError, load_site, parse_site, problems_of
+from .load import DEMO_SITE, INSTALLED_SITE, SiteError, load_site, load_site_cached, parse_site, problems_of
 from .schema import Site
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "SiteError",
     "check_site",
     "load_site",
+    "load_site_cached",
     "parse_site",
     "problems_of",
     "DEMO_SITE",

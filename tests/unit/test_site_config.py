@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from aifactory.hub.site import SiteError, parse_site
+from aifactory.hub.site import SiteError, load_site_cached, parse_site
 from aifactory.hub.site.load import read_yaml
 from aifactory.hub.site.units import format_walltime, parse_memory_mib, parse_walltime_minutes
 
@@ -150,3 +150,17 @@ def test_cli_validate_bad_file_names_each_problem(tmp_path):
 def test_cli_validate_missing_file(tmp_path):
     result = _cli("config", "validate", str(tmp_path / "nope.yaml"))
     assert result.returncode == 1 and "cannot read" in result.stderr
+
+
+def test_the_hub_reads_the_site_again_only_when_the_file_changed(tmp_path):
+    path = tmp_path / "site.yaml"
+    path.write_text(SMALL_SITE)
+    first = load_site_cached(path)
+    assert load_site_cached(path) is first  # not parsed again
+    changed = yaml.safe_load(SMALL_SITE)
+    changed["cluster"]["title"] = "Renamed"
+    path.write_text(yaml.safe_dump(changed))
+    assert load_site_cached(path).cluster.title == "Renamed"
+    path.write_text("cluster: [")
+    with pytest.raises(SiteError, match="not valid YAML"):
+        load_site_cached(path)  # a broken edit is reported, not hidden behind the old copy
