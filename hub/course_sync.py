@@ -34,7 +34,8 @@ def plan(wanted: dict[str, list[str]], have: dict[str, list[str] | None], known_
     return requests
 
 
-def _call(hub_url: str, token: str, method: str, path: str, body: dict | None = None):
+def hub_api(hub_url: str, token: str, method: str, path: str, body: dict | None = None):
+    """One request to the hub's REST API with a token; the JSON answer (None when empty)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"{hub_url}/hub/api{path}", data=data, method=method,
                                      headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
@@ -45,7 +46,7 @@ def _call(hub_url: str, token: str, method: str, path: str, body: dict | None = 
 
 def _get_or_none(hub_url: str, token: str, path: str):
     try:
-        return _call(hub_url, token, "GET", path)
+        return hub_api(hub_url, token, "GET", path)
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None
@@ -62,5 +63,5 @@ def sync(hub_url: str, token: str, wanted: dict[str, list[str]]) -> list[Request
     known = {u for u in people if _get_or_none(hub_url, token, f"/users/{u}") is not None}
     done = plan(wanted, have, known)
     for method, path, body in done:
-        _call(hub_url, token, method, path, body)
+        hub_api(hub_url, token, method, path, body)
     return done

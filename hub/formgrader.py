@@ -79,15 +79,11 @@ def hub_step(course_id: str, running: set[str] | None) -> str:
 
 def running_services(hub_url: str, token: str) -> set[str] | None:
     """Names of the services the running hub knows; None when it does not answer."""
-    import json
-    import urllib.error
-    import urllib.request
+    from .course_sync import hub_api
 
-    request = urllib.request.Request(f"{hub_url}/hub/api/services", headers={"Authorization": f"token {token}"})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return set(json.load(response))
-    except (urllib.error.URLError, OSError, ValueError):
+        return set(hub_api(hub_url, token, "GET", "/services") or ())
+    except (OSError, ValueError):  # urllib's errors are OSErrors
         return None
 
 

@@ -107,7 +107,7 @@ _CACHE: dict[object, tuple[float, object]] = {}
 _LOCKS: dict[object, asyncio.Lock] = {}
 
 
-async def _cached(key: object, seconds: float, fetch: Callable[[], Awaitable[object]]) -> object:
+async def cached(key: object, seconds: float, fetch: Callable[[], Awaitable[object]]) -> object:
     """`fetch()` at most once per `seconds` per key; concurrent callers share one fetch."""
     lock = _LOCKS.setdefault(key, asyncio.Lock())
     async with lock:
@@ -123,7 +123,7 @@ async def partition_states(timeout: float = 10.0, max_age: float = 5.0) -> dict[
     """Free capacity per partition, at most `max_age` seconds old (raises SchedulerUnavailable)."""
     async def fetch():
         return parse_sinfo(await slurmcli.run(SINFO_ARGV, timeout))
-    return await _cached("sinfo", max_age, fetch)
+    return await cached("sinfo", max_age, fetch)
 
 
 async def allocation_use(site: Site, accounts: tuple[str, ...], timeout: float = 20.0, max_age: float = 60.0,
@@ -134,4 +134,4 @@ async def allocation_use(site: Site, accounts: tuple[str, ...], timeout: float =
         since = until - timedelta(days=days)
         text = await slurmcli.run(sacct_argv(since, until, accounts), timeout)
         return allocation_uses(site, accounts, text, since, until)
-    return await _cached(("sacct", accounts), max_age, fetch)
+    return await cached(("sacct", accounts), max_age, fetch)

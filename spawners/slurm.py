@@ -33,7 +33,7 @@ from aifactory.hub.site.schema import Site
 
 from . import slurmcli
 from .environments import LMOD_INIT
-from .cluster_state import allocation_use, partition_states
+from .cluster_state import allocation_use, cached, partition_states
 from .facts import gather_facts
 from .form import options_form_html
 from .options import OptionsError, ValidatedOptions, offers, payload_from_form, validate
@@ -43,8 +43,6 @@ from .progress import job_failure, pending_message, stop_message
 from .script import build_job, job_name
 
 
-# {user: (monotonic time, UserFacts)}: one sacctmgr round per user per facts_cache_seconds, hub-wide.
-_FACTS: dict = {}
 # {user: (monotonic time, payload, (field, message))}: the last refused form, shown again with the error.
 _REFUSED: dict = {}
 
@@ -112,13 +110,9 @@ class SiteSlurmSpawner(SlurmSpawner):
                              partitions=tuple(p.name for p in self._site().partitions), log=self.log)
 
     async def _facts(self):
-        cached = _FACTS.get(self.user.name)
-        if cached and time.monotonic() - cached[0] < self.facts_cache_seconds:
-            return cached[1]
-        try:
-            facts = await gather_facts(self.user.name, self.slurm_timeout)
-            _FACTS[self.user.name] = (time.monotonic(), facts)
-            return facts
+        try:  # hub-wide, like the partition state: one lookup per user per facts_cache_seconds
+            return await cached(("facts", self.user.name), self.facts_cache_seconds,
+                                lambda: gather_facts(self.user.name, self.slurm_timeout))
         except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
             raise web.HTTPError(503, f"Could not look up your groups and Slurm projects ({error}); try again in a minute")
 

@@ -137,7 +137,7 @@ def test_a_class_opening_the_spawn_page_together_costs_one_scheduler_query():
         return len(calls)
 
     async def thirty_students():
-        return await asyncio.gather(*(cluster_state._cached("test-sinfo", 5, fetch) for _ in range(30)))
+        return await asyncio.gather(*(cluster_state.cached("test-sinfo", 5, fetch) for _ in range(30)))
 
     assert asyncio.run(thirty_students()) == [1] * 30
     assert len(calls) == 1
