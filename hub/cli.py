@@ -54,6 +54,13 @@ def _cluster(args: argparse.Namespace) -> int:
 def _hub(args: argparse.Namespace) -> int:
     from . import service
 
+    if args.action == "sudoers":  # for a hub or login-node account that is not root
+        import shutil
+
+        from .site.identity import hub_sudoers
+
+        print(hub_sudoers(load_site(args.site), args.account, shutil.which("sbatch") or "/usr/bin/sbatch"), end="")
+        return 0
     if args.action == "up":
         service.up(load_site(args.site), site_file=args.site)
         return 0
@@ -98,11 +105,15 @@ def parser() -> argparse.ArgumentParser:
     install.add_argument("file")
     install.set_defaults(func=_site_install)
 
-    for name, func, what in (("cluster", _cluster, "the local one-node Slurm cluster"),
-                             ("hub", _hub, "the JupyterHub of this machine")):
+    for name, func, what, actions in (
+            ("cluster", _cluster, "the local one-node Slurm cluster", ["up", "down", "status"]),
+            ("hub", _hub, "the JupyterHub of this machine; `sudoers` prints the sudo rule of a hub account "
+                          "that is not root", ["up", "down", "status", "sudoers"])):
         cmd = sub.add_parser(name, help=what)
-        cmd.add_argument("action", choices=["up", "down", "status"])
+        cmd.add_argument("action", choices=actions)
         cmd.add_argument("--site", help="site file (default: $AIFACTORY_SITE, then the installed one)")
+        if name == "hub":
+            cmd.add_argument("--account", default="jupyterhub", help="for sudoers: the hub's Unix account")
         cmd.set_defaults(func=func)
 
     usage = sub.add_parser("usage", help="core-hours and GPU-hours per project and user, from Slurm accounting")

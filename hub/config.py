@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .roles import CourseGroups, hub_groups, roles
 from .services import service_roles, services
+from .site.identity import blocked_names
 from .site.schema import OidcAuth, PamAuth, Site
 
 OPERATOR_SERVICE = "aifactory-operator"
@@ -64,6 +65,7 @@ def authenticator_config(site: Site, oidc_secret: str = "") -> dict[str, dict]:
                 "admin_groups": set(auth.admin_groups),
                 # Only people of the site's groups, never system accounts.
                 "allowed_groups": {g.name for g in site.groups},
+                "blocked_users": blocked_names(site),
             },
         }
     assert isinstance(auth, OidcAuth)
@@ -81,6 +83,8 @@ def authenticator_config(site: Site, oidc_secret: str = "") -> dict[str, dict]:
             "auth_state_groups_key": f"oauth_user.{auth.groups_claim}",
             "admin_groups": set(auth.admin_groups),
             "allowed_groups": {g.name for g in site.groups},
+            # Whatever the IdP's username claim says, never root or a service account.
+            "blocked_users": blocked_names(site),
             "post_auth_hook": CourseGroups(site),
         },
     }

@@ -29,6 +29,7 @@ SLURM_FINAL_STATES = ("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED
 # Label values are bounded: anything else is counted as "other".
 SPAWN_FAILURE_REASONS = (
     "options",  # the user's options were refused (profile, resources, account)
+    "identity",  # root, a system or a service account (hub/site/identity.py)
     "submit",  # sbatch refused the job or did not answer
     # the job ended before the server was up, by Slurm's final state: job_failed, job_node_fail, ...
     *(f"job_{state.lower()}" for state in SLURM_FINAL_STATES),

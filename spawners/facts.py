@@ -8,14 +8,20 @@ hub itself needs no user directory); the parsers are pure and tested on real out
 from __future__ import annotations
 
 import asyncio
+import re
 
 from . import slurmcli
 from .options import UserFacts
 
 
-def parse_groups(text: str) -> frozenset[str]:
-    """`id -Gn NAME` -> the user's group names (primary and supplementary)."""
-    return frozenset(text.split())
+def parse_id(text: str) -> tuple[int, frozenset[str]]:
+    """`id -- NAME` -> (uid, group names, primary and supplementary)."""
+    uid = re.match(r"uid=(\d+)\(", text.strip())
+    if uid is None:
+        raise ValueError(f"not the output of id: {text.strip()[:80]!r}")
+    groups = re.search(r"\bgroups=(\S+)", text)
+    names = re.findall(r"\d+\(([^()]+)\)", groups.group(1)) if groups else []
+    return int(uid.group(1)), frozenset(names)
 
 
 def parse_associations(text: str) -> tuple[str, ...]:
@@ -50,19 +56,20 @@ def parse_reservations(text: str, user: str, accounts: tuple[str, ...]) -> froze
 
 
 async def gather_facts(name: str, timeout: float = 20.0) -> UserFacts:
-    """Groups (`id`), accounts (one sacctmgr) and reservations from Slurm (raises SchedulerUnavailable)."""
+    """Uid and groups (`id`), accounts (one sacctmgr) and reservations from Slurm (raises SchedulerUnavailable)."""
     async def reservations() -> str:
         try:
             return await slurmcli.run(["scontrol", "show", "reservation", "--oneliner"], timeout)
         except slurmcli.CommandFailed:
             return ""
 
-    groups, assoc, reservations_text = await asyncio.gather(
-        slurmcli.run(["id", "-Gn", "--", name], timeout),
+    identity, assoc, reservations_text = await asyncio.gather(
+        slurmcli.run(["id", "--", name], timeout),
         slurmcli.run(["sacctmgr", "-n", "-P", "show", "user", name, "withassoc", "format=defaultaccount,account"],
                      timeout),
         reservations(),
     )
     accounts = parse_associations(assoc)
-    return UserFacts(name=name, groups=parse_groups(groups), accounts=accounts,
+    uid, groups = parse_id(identity)
+    return UserFacts(name=name, uid=uid, groups=groups, accounts=accounts,
                      reservations=parse_reservations(reservations_text, name, accounts))

@@ -45,6 +45,7 @@ class UserFacts:
     groups: frozenset[str] = frozenset()
     accounts: tuple[str, ...] = ()  # Slurm accounts with an association, in Slurm's order
     reservations: frozenset[str] = frozenset()  # active reservations the user may run in
+    uid: int | None = None  # from `id`; hub.site.identity refuses root and system accounts by it
 
 
 @dataclass(frozen=True)

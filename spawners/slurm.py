@@ -28,7 +28,7 @@ from tornado import web
 from traitlets import Bool, Float, Integer, List, Unicode, default
 
 from aifactory.hub import metrics
-from aifactory.hub.site import load_site_cached
+from aifactory.hub.site import identity, load_site_cached
 from aifactory.hub.site.schema import Site
 
 from . import slurmcli
@@ -110,11 +110,19 @@ class SiteSlurmSpawner(SlurmSpawner):
                              partitions=tuple(p.name for p in self._site().partitions), log=self.log)
 
     async def _facts(self):
+        """The user's uid, groups and Slurm facts; HTTP 403 for root, system and service accounts,
+        so that nothing is ever submitted through sudo as them, whichever authenticator let them in."""
         try:  # hub-wide, like the partition state: one lookup per user per facts_cache_seconds
-            return await cached(("facts", self.user.name), self.facts_cache_seconds,
-                                lambda: gather_facts(self.user.name, self.slurm_timeout))
+            facts = await cached(("facts", self.user.name), self.facts_cache_seconds,
+                                 lambda: gather_facts(self.user.name, self.slurm_timeout))
         except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
             raise web.HTTPError(503, f"Could not look up your groups and Slurm projects ({error}); try again in a minute")
+        why = identity.refusal(facts.name, facts.uid, self._site().hub.min_uid)
+        if why:
+            metrics.spawn_failed("identity")
+            self._failure = "identity"
+            raise web.HTTPError(403, f"No server for this account: {why}")
+        return facts
 
     async def _render_options_form(self, spawner=None) -> str:
         """Profile cards with live partition state and allocation use; a refused attempt comes back with its error."""
@@ -233,7 +241,7 @@ class SiteSlurmSpawner(SlurmSpawner):
             return await self._start()
         except BaseException as error:
             reason = self._failure or interrupted_reason(error, time.monotonic() - began, self.start_timeout)
-            if reason != "options":  # counted where the options were refused
+            if reason not in ("options", "identity"):  # counted where they were refused
                 metrics.spawn_failed(reason)
             raise
 

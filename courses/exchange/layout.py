@@ -30,13 +30,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from aifactory.hub.site.identity import FORMGRADER_PREFIX, GRADER_USER
 from aifactory.hub.site.schema import Course, Site
 
 Argv = list[str]
 
 COURSES_ROOT = PurePosixPath("/srv/aifactory/courses")
 EXCHANGE_ROOT = PurePosixPath("/srv/aifactory/exchange")
-GRADER_USER = "aifactory-grader"
 FORMGRADER_HOMES = PurePosixPath("/var/lib/aifactory/formgrader")
 SUDOERS_DIR = PurePosixPath("/etc/sudoers.d")
 # Unix group names are limited to 32 characters.
@@ -57,7 +57,7 @@ def trainers_group(course_id: str) -> str:
 
 def formgrader_user(course_id: str) -> str:
     """The Unix account of the course's formgrader."""
-    return _checked(f"grader-{course_id}")
+    return _checked(f"{FORMGRADER_PREFIX}{course_id}")
 
 
 def _checked(group: str) -> str:

@@ -233,6 +233,7 @@ class HubSettings(Model):
     ip: str = Field("127.0.0.1", pattern=r"^[0-9.]+$|^[0-9a-fA-F:]+$")
     port: int = Field(8000, ge=1, le=65535)
     hub_port: int = Field(8081, ge=1, le=65535)
+    min_uid: int = Field(1000, ge=1, description="Accounts below this uid (system accounts) never get a server.")
 
 
 class LocalCluster(Model):

@@ -37,6 +37,11 @@ PEOPLE = {
     "a1b2-student": {"preferred_username": "student1", "groups": ["students"], "email": "s1@example.eu"},
     "c3d4-admin": {"preferred_username": "admin1", "groups": ["admins"]},
     "e5f6-stranger": {"preferred_username": "stranger", "groups": ["visitors"]},
+    # An IdP (or whoever controls an account there) naming an account that is not a person's.
+    "x0-root": {"preferred_username": "root", "groups": ["students"]},
+    "x1-grader": {"preferred_username": "aifactory-grader", "groups": ["students"]},
+    "x2-formgrader": {"preferred_username": "grader-intro-dl", "groups": ["students"]},
+    "x3-daemon": {"preferred_username": "daemon", "groups": ["students"]},
 }
 
 
@@ -145,3 +150,23 @@ def test_an_admin_group_claim_makes_an_admin(oidc_hub):
 def test_people_of_no_site_group_are_refused(oidc_hub):
     assert federated_login(oidc_hub, "e5f6-stranger").status_code == 403
     assert user(oidc_hub, "stranger").status_code == 404
+
+
+@pytest.mark.parametrize("subject, name", [("x0-root", "root"), ("x1-grader", "aifactory-grader"),
+                                           ("x2-formgrader", "grader-intro-dl")])
+def test_a_claim_naming_root_or_a_service_account_never_logs_in(oidc_hub, subject, name):
+    assert federated_login(oidc_hub, subject).status_code == 403
+    assert user(oidc_hub, name).status_code == 404
+
+
+def test_a_system_account_that_logged_in_gets_no_server_and_no_job(oidc_hub):
+    """uid 1 passes the name check at login; the spawner checks the uid before anything reaches sudo."""
+    assert federated_login(oidc_hub, "x3-daemon").status_code == 302
+    headers = {"Authorization": "token oidc-test-operator-token"}
+    started = requests.post(f"{oidc_hub}/hub/api/users/daemon/server", headers=headers, json={}, timeout=60)
+    assert started.status_code == 403, started.text
+    assert "system account" in started.json()["message"] and "uid 1" in started.json()["message"]
+    jobs = subprocess.run(["squeue", "-h", "-u", "daemon", "-o", "%i"], capture_output=True, text=True, check=True)
+    assert jobs.stdout.strip() == ""
+    model = user(oidc_hub, "daemon").json()
+    assert model["servers"] == {} or not model["servers"].get("", {}).get("ready")

@@ -71,6 +71,7 @@ def test_hub_config_for_a_pam_site():
             "service": "login",
             "admin_groups": {"researchers"},
             "allowed_groups": {"students", "researchers"},
+            "blocked_users": {"root", "aifactory-grader", "grader-ml101"},
         },
     }
 
@@ -92,6 +93,8 @@ def test_hub_config_for_an_oidc_site():
     assert config["GenericOAuthenticator"]["client_secret"] == "shh"
     assert config["GenericOAuthenticator"]["token_url"] == "https://login.example.eu/token"
     assert config["GenericOAuthenticator"]["allowed_groups"] == {"students", "researchers"}
+    # A username claim that names root or a service account never logs in.
+    assert {"root", "aifactory-grader"} <= config["GenericOAuthenticator"]["blocked_users"]
     assert "PAMAuthenticator" not in config
     # JupyterHub refuses load_groups when the IdP manages groups; course groups come at login.
     assert config["JupyterHub"]["load_groups"] == {}

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aifactory.hub.site import parse_site
-from aifactory.spawners.facts import parse_associations, parse_groups, parse_reservations
+from aifactory.spawners.facts import parse_associations, parse_id, parse_reservations
 from aifactory.spawners.options import (
     FIELDS,
     Choice,
@@ -153,5 +153,8 @@ def test_any_payload_is_refused_or_allowed(payload, facts):
 
 
 def test_groups_come_from_id_output_primary_and_supplementary():
-    assert parse_groups("student3 students course-dask-scaling\n") == {"student3", "students", "course-dask-scaling"}
-    assert parse_groups("") == frozenset()
+    assert parse_id("uid=1003(student3) gid=1003(student3) groups=1003(student3),1001(students),"
+                    "1010(course-dask-scaling)\n") == (1003, {"student3", "students", "course-dask-scaling"})
+    assert parse_id("uid=0(root) gid=0(root) groups=0(root)\n") == (0, {"root"})
+    with pytest.raises(ValueError, match="not the output of id"):
+        parse_id("id: 'nobody-here': no such user\n")
