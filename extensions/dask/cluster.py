@@ -7,9 +7,11 @@
 Over a plain SLURMCluster it adds: defaults and limits from the profile, a check
 that the user may use the profile and project, worker --lifetime before the
 walltime, ended jobs replaced (at most a few failures in a row), a dashboard
-link through JupyterHub, a watchdog that cancels the jobs if the kernel or
-server dies, and a record of its Slurm job name (`job_registry`) from which the
-server extension `server_cleanup` cancels the jobs when the user's server stops.
+link through JupyterHub, TLS with credentials made for this cluster only
+(`tls`: no other user can connect), a watchdog that cancels the jobs if the
+kernel or server dies, and a record of its Slurm job name (`job_registry`) from
+which the server extension `server_cleanup` cancels the jobs when the user's
+server stops.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ import subprocess
 from typing import Any
 
 from dask_jobqueue import SLURMCluster
+from distributed.security import Security
 
 from aifactory.hub.site import load_site
 from aifactory.hub.site.schema import Site
 
-from . import access, job_registry
+from . import access, job_registry, tls
 from .job_states import JobState, WorkerSummary, explain, query_job_states, summarize
 from .jobqueue_config import cluster_kwargs, jobqueue_config
 from .options import DaskOptions, choose_options
@@ -48,6 +51,11 @@ def dashboard_url(service_prefix: str | None, port: int | None, fallback: str) -
     if not service_prefix or not port:
         return fallback
     return f"{service_prefix.rstrip('/')}/proxy/{port}/status"
+
+
+def dashboard_address(service_prefix: str | None) -> str:
+    """Inside the user's server the dashboard is reached through its proxy, so it listens on loopback only."""
+    return "127.0.0.1:0" if service_prefix else ":0"
 
 
 def ended_without_worker(jobs: dict[str, str], states: dict[str, JobState], connected: set[str]) -> list[str]:
@@ -73,7 +81,8 @@ class SiteCluster(SLURMCluster):
     `interface` (network interface of scheduler and workers) and
     `local_directory` (workers' spill directory) override the site's defaults;
     `registry_dir` is where the cluster records its job name for the server
-    extension that cancels it when the server stops (default ~/.aifactory/dask-jobs).
+    extension that cancels it when the server stops (default ~/.aifactory/dask-jobs);
+    `credentials_dir` the parent of its TLS credentials (default ~/.aifactory/dask-tls).
     """
 
     def __init__(
@@ -86,6 +95,7 @@ class SiteCluster(SLURMCluster):
         interface: str | None = None,
         local_directory: str | None = None,
         registry_dir: str | None = None,
+        credentials_dir: str | None = None,
         **requested: Any,
     ):
         site = site or load_site()
@@ -104,6 +114,7 @@ class SiteCluster(SLURMCluster):
         self.failures_in_a_row = 0
         self.replacing_stopped: str | None = None
         self._watch_task: asyncio.Task | None = None
+        self.credentials = None
         config = jobqueue_config(
             site,
             chosen,
@@ -114,6 +125,7 @@ class SiteCluster(SLURMCluster):
             job_name=self.slurm_job_name,
             interface=interface,
             local_directory=local_directory,
+            dashboard_address=dashboard_address(os.environ.get("JUPYTERHUB_SERVICE_PREFIX")),
         )
         self.config = config
         # Recorded before any job exists, so the server extension can cancel them when the server stops.
@@ -131,10 +143,21 @@ class SiteCluster(SLURMCluster):
             job_registry.unregister(self._registry, self.slurm_job_name)
             raise
         try:
-            super().__init__(asynchronous=asynchronous, loop=loop, **cluster_kwargs(config))
+            # Before the scheduler exists, so it never listens without TLS.
+            credentials = tls.credentials_dir(self.slurm_job_name, credentials_dir)
+            tls.write_credentials(credentials, tls.pem_files(Security.temporary()))
+            self.credentials = credentials
+            super().__init__(
+                asynchronous=asynchronous,
+                loop=loop,
+                security=tls.cluster_security(self.credentials),
+                **cluster_kwargs(config),
+            )
         except BaseException:
             self._reaper.terminate()
             job_registry.unregister(self._registry, self.slurm_job_name)
+            if self.credentials is not None:
+                tls.remove_credentials(self.credentials)
             raise
         if options.adaptive:
             self.adapt(minimum=options.adaptive_min, maximum=options.adaptive_max)
@@ -255,6 +278,7 @@ class SiteCluster(SLURMCluster):
 
     async def _start(self):
         await super()._start()
+        tls.record_address(self.credentials, self.scheduler_address)
         self._watch_task = asyncio.ensure_future(self._watch())
 
     async def _close(self):
@@ -273,6 +297,9 @@ class SiteCluster(SLURMCluster):
             registry = getattr(self, "_registry", None)
             if registry is not None:
                 job_registry.unregister(registry, self.slurm_job_name)
+            credentials = getattr(self, "credentials", None)
+            if credentials is not None:
+                tls.remove_credentials(credentials)
 
 
 def name_missing(spec: dict, workers: dict) -> bool:

@@ -1,8 +1,9 @@
 """The dask configuration a site installs next to its Python environment.
 
 It makes dask-labextension's "new cluster" button create a `SiteCluster` (the
-same site-aware Slurm cluster as the launcher) and gives plain
-`SLURMCluster(config_name="<profile>")` the site's defaults. Building it is
+same site-aware Slurm cluster as the launcher), lets a plain `Client(address)`
+of the owner find that cluster's TLS credentials (`tls.load_security`), and
+gives plain `SLURMCluster(config_name="<profile>")` the site's defaults. Building it is
 pure (`site_dask_config`); `write_site_dask_config` is the edge:
 
     python -m aifactory.extensions.dask.dask_config [PREFIX]   # -> PREFIX/etc/dask/aifactory.yaml
@@ -20,6 +21,7 @@ from aifactory.hub.site import load_site
 from aifactory.hub.site.schema import Site
 
 from .jobqueue_config import site_jobqueue_config
+from .tls import security_client_config
 
 CONFIG_NAME = "aifactory.yaml"
 
@@ -35,7 +37,7 @@ def labextension_config() -> dict[str, Any]:
 
 
 def site_dask_config(site: Site) -> dict[str, Any]:
-    return {**labextension_config(), **site_jobqueue_config(site)}
+    return {**labextension_config(), **security_client_config(), **site_jobqueue_config(site)}
 
 
 def write_site_dask_config(site: Site, prefix: str | Path = sys.prefix) -> Path:

@@ -74,13 +74,15 @@ def jobqueue_config(
     job_name: str | None = None,
     interface: str | None = None,
     local_directory: str | None = None,
+    dashboard_address: str = ":0",
 ) -> dict[str, Any]:
     """The `jobqueue.slurm` settings for `user`'s workers under `profile` with `options`.
 
     `project` None leaves the account to Slurm's default; `home` None leaves job
     logs in the directory the cluster starts in. `interface` and
     `local_directory` override the site's network interface and the node-local
-    scratch directory for spill files.
+    scratch directory for spill files; `dashboard_address` is where the
+    scheduler's dashboard (plain HTTP) listens.
     """
     partition = site.partition(profile.partition)
     environment = site.environment(profile.environment)
@@ -112,7 +114,7 @@ def jobqueue_config(
         "job-extra-directives": extra_directives,
         "job-directives-skip": [],
         "log-directory": f"{home}/.cache/aifactory/dask-logs" if home else None,
-        "scheduler-options": {"dashboard_address": ":0"},
+        "scheduler-options": {"dashboard_address": dashboard_address},
     }
 
 

@@ -136,3 +136,10 @@ def test_partition_interface_and_scratch_come_from_the_site_file():
     site = parse_site(yaml.safe_dump(data))
     config = site_jobqueue_config(site)["jobqueue"]["cpu"]
     assert (config["interface"], config["local-directory"]) == ("hsn0", "/local/scratch/dask-$USER")
+
+
+def test_dashboard_address_is_passed_to_the_scheduler():
+    profile = SITE.profile("cpu")
+    options = choose_options(profile, SITE.partition("standard"), {})
+    config = jobqueue_config(SITE, profile, "student1", options, project=None, home=None, dashboard_address="127.0.0.1:0")
+    assert config["scheduler-options"] == {"dashboard_address": "127.0.0.1:0"}
