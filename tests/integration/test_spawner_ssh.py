@@ -34,6 +34,7 @@ import pytest
 import requests
 
 from aifactory.spawners import slurmcli
+from aifactory.hub.site.identity import hub_sudoers
 from aifactory.spawners.facts import gather_facts
 from aifactory.spawners.options import validate
 from aifactory.spawners.poller import SlurmPoller
@@ -111,7 +112,7 @@ def login_node(cluster):
             "--password", "*", ACCOUNT)
         run("sacctmgr", "-i", "add", "user", ACCOUNT, f"account={cluster.projects[0].name}", "adminlevel=Operator")
         rule = directory / "sudoers"
-        rule.write_text(f"{ACCOUNT} ALL=({USER}) NOPASSWD:SETENV: {shutil.which('sbatch')}\n")
+        rule.write_text(hub_sudoers(cluster, ACCOUNT, shutil.which("sbatch")))  # what `aifactory hub sudoers` prints
         rule.chmod(0o440)
         run("visudo", "-c", "-f", str(rule))  # a broken rule would break sudo for everyone
         shutil.copy2(rule, SUDOERS)
