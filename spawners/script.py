@@ -38,6 +38,7 @@ _SERVER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
 HOME_LINES = [
     "cd ~",
     "mkdir -p .aifactory",
+    "chmod 700 .aifactory",  # job logs and session files: the user's alone, even in a 0755 home
     'exec >>".aifactory/jupyter-$SLURM_JOB_ID.log" 2>&1',
 ]
 

@@ -110,7 +110,8 @@ def _ensure_munge(say: Say) -> None:
 
 
 def _sql(statement: str) -> str:
-    return run(["mariadb", "--batch", "--skip-column-names", "-u", "root", "-e", statement]).stdout
+    """Statements go through stdin: they may hold the database password, and argv is public."""
+    return run(["mariadb", "--batch", "--skip-column-names", "-u", "root"], input=statement).stdout
 
 
 def _ensure_mariadb(layout: Layout, say: Say) -> str:
@@ -256,6 +257,9 @@ def up(site: Site, layout: Layout = Layout(), say: Say = _say) -> None:
                             (layout.run, 0o755)):
         Path(directory).mkdir(parents=True, exist_ok=True)
         os.chmod(directory, mode)
+    for log in Path(layout.logs).iterdir():  # root's daemons' logs: root's only (spawn_daemon makes them so)
+        if log.is_file() and not log.is_symlink():
+            log.chmod(0o600)
     node = slurmconf.local_node(site, hostname())
     _ensure_resolvable(node.hostname, say)
     _ensure_users(site, layout, say)

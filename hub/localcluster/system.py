@@ -111,7 +111,10 @@ def spawn_daemon(argv: list[str], log: str | Path, env: dict[str, str] | None = 
                  cwd: str | Path | None = None) -> int:
     """Start a long-running process in its own session, detached from ours."""
     Path(log).parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    # Root's only: a daemon's log names users, addresses and sometimes what they sent.
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=env, cwd=cwd)
     return proc.pid

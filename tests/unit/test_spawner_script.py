@@ -41,6 +41,7 @@ def test_cpu_server_in_a_python_environment():
 set -eo pipefail
 cd ~
 mkdir -p .aifactory
+chmod 700 .aifactory
 exec >>".aifactory/jupyter-$SLURM_JOB_ID.log" 2>&1
 export AIFACTORY_WALLTIME_MINUTES=90
 export PATH=/opt/aifactory/venv/bin:"$PATH"
