@@ -11,6 +11,11 @@ The formgrader is a page of its own, never an iframe: JupyterHub >= 4.1 forbids
 framing single-user servers (``frame-ancestors 'none'``), which is why nbgrader's
 formgrader tab inside JupyterLab stays blank (nbgrader #1870, #1947).
 
+What it shows and runs of a student's is made as safe as `aifactory grade`
+(sanitised submissions, a strict Content-Security-Policy, feedback without hidden
+tests, no autograding as the grader account): see ``formgrader_safety.py``, whose
+settings `main` writes into the grader account's Jupyter config directory.
+
 The formgrader dies with the hub (Linux's parent-death signal, as the idle culler):
 a killed hub leaves no formgrader holding the port with a token the next hub
 does not know.
@@ -151,6 +156,19 @@ def _explain(message: str) -> None:
     HTTPServer((url.hostname or "127.0.0.1", url.port), Explain).serve_forever()
 
 
+def write_jupyter_config(directory: str) -> None:
+    """Write the formgrader's safety settings (`formgrader_safety.config_files`) into the grader
+    account's Jupyter config directory, read by the server and by nbgrader at every request."""
+    from .formgrader_safety import config_files
+
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    for name, text in config_files().items():
+        path = os.path.join(directory, name)
+        with open(path + ".new", "w") as out:
+            out.write(text)
+        os.replace(path + ".new", path)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run by the hub (as root): become the grader account and serve the formgrader."""
     import pwd
@@ -177,6 +195,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     os.umask(0o007)   # the course's trainers share what the formgrader writes, through its group
     os.chdir(course_dir)
+    from jupyter_core.paths import jupyter_config_dir
+
+    write_jupyter_config(jupyter_config_dir())
     from jupyterhub.singleuser import main as singleuser
 
     sys.argv = ["jupyterhub-singleuser", *singleuser_argv(course_id, course_dir)]
