@@ -1,6 +1,6 @@
 """Pure plans for a course's groups, directories and the grading sudo rule.
 
-Who may do what, enforced by ownership and mode bits (no ACLs needed):
+Who may do what, enforced by ownership and mode bits (and one ACL entry, below):
 
 =====================================  ==========================  =====  ==========================
 path                                   owner:group                 mode   effect
@@ -11,9 +11,15 @@ exchange/<id>/outbound/                root:course-<id>-trainers   2775   traine
 exchange/<id>/inbound/                 root:course-<id>-trainers   0751   trainers list; students only pass
 exchange/<id>/inbound/<student>/       <student>:course-<id>-tr.   2750   student writes, trainers read
 exchange/<id>/feedback/                root:course-<id>-trainers   0751   trainers list; students only pass
-exchange/<id>/feedback/<student>/      <student>:course-<id>-tr.   2570   trainers write, student reads
+exchange/<id>/feedback/<student>/      root:course-<id>-trainers   2770   trainers write; ACL: student reads
 formgrader/<id>/ (home)                grader-<id>:grader-<id>     0700   the formgrader's own files
 =====================================  ==========================  =====  ==========================
+
+A student's feedback folder is not theirs: an owner may always chmod their folder
+and then put a link where a trainer is about to release, so it belongs to root and
+the trainers, and one POSIX ACL entry (``user:<student>:r-x``) lets that student,
+and no classmate, read it. It is the only ACL of the tree; the file system must
+support them (ext4, XFS and tmpfs do by default).
 
 ``grader-<id>`` is the account the course's formgrader runs as (see
 ``aifactory.hub.formgrader``): a member of both course groups, so it reads
@@ -112,6 +118,34 @@ class DirSpec:
     owner: str
     group: str
     mode: int
+    readers: tuple[str, ...] = ()   # users given r-x by an ACL entry each
+
+
+# POSIX ACL as Linux stores it in the system.posix_acl_access extended attribute.
+ACL_XATTR = "system.posix_acl_access"
+_ACL_VERSION = 2
+_USER_OBJ, _USER, _GROUP_OBJ, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x10, 0x20
+_NO_ID = 0xFFFFFFFF
+
+
+def access_acl(mode: int, readers: dict[int, int]) -> bytes:
+    """The access ACL of a folder with permission bits `mode` plus `readers` (uid -> rwx bits).
+
+    The mask is the group bits, as chmod keeps it; entries in the kernel's order."""
+    import struct
+
+    def entry(tag: int, perm: int, ident: int = _NO_ID) -> bytes:
+        return struct.pack("<HHI", tag, perm, ident)
+
+    group = (mode >> 3) & 7
+    return b"".join([
+        struct.pack("<I", _ACL_VERSION),
+        entry(_USER_OBJ, (mode >> 6) & 7),
+        *(entry(_USER, perm & 7, uid) for uid, perm in sorted(readers.items())),
+        entry(_GROUP_OBJ, group),
+        entry(_MASK, group),
+        entry(_OTHER, mode & 7),
+    ])
 
 
 def directory_plan(course: Course, paths: CoursePaths | None = None) -> list[DirSpec]:
@@ -129,7 +163,7 @@ def directory_plan(course: Course, paths: CoursePaths | None = None) -> list[Dir
     ]
     for student in course.students:
         plan.append(DirSpec(paths.inbound_of(student), student, trainers, 0o2750))
-        plan.append(DirSpec(paths.feedback_of(student), student, trainers, 0o2570))
+        plan.append(DirSpec(paths.feedback_of(student), "root", trainers, 0o2770, readers=(student,)))
     grader = formgrader_user(course.id)
     plan.append(DirSpec(FORMGRADER_HOMES, "root", "root", 0o755))
     plan.append(DirSpec(FORMGRADER_HOMES / course.id, grader, grader, 0o700))

@@ -12,8 +12,10 @@ from aifactory.hub.localcluster.system import ProvisionError, run
 from aifactory.hub.site.schema import Site
 
 from .layout import (
+    ACL_XATTR,
     SUDOERS_DIR,
     CoursePaths,
+    access_acl,
     course_of,
     default_python,
     directory_plan,
@@ -40,7 +42,14 @@ def apply_directories(plan) -> None:
         path = Path(spec.path)
         path.mkdir(parents=True, exist_ok=True)
         os.chown(path, pwd.getpwnam(spec.owner).pw_uid, grp.getgrnam(spec.group).gr_gid)
-        os.chmod(path, spec.mode)  # after chown: chown clears the setgid bit
+        if spec.readers:
+            acl = access_acl(spec.mode, {pwd.getpwnam(user).pw_uid: 0o5 for user in spec.readers})
+            try:
+                os.setxattr(path, ACL_XATTR, acl)
+            except OSError as exc:
+                raise ProvisionError(f"{path}: cannot set its ACL ({exc.strerror}); the course exchange needs "
+                                     "a file system with POSIX ACLs (mount option acl)") from None
+        os.chmod(path, spec.mode)  # after chown and the ACL: chown clears the setgid bit
 
 
 def setup_course(site: Site, course_id: str, paths: CoursePaths | None = None,

@@ -104,11 +104,11 @@ def _my_submissions(paths: CoursePaths, assignment: str | None) -> list[Path]:
 
 
 def _timestamp(submission: Path) -> str:
-    try:
-        return (submission / "timestamp.txt").read_text().strip()
-    except OSError:
-        when = datetime.fromtimestamp(submission.stat().st_mtime, timezone.utc)
-        return transfer.format_timestamp(when)
+    stated = transfer.read_timestamp(submission)   # bounded, a regular file only: a FIFO cannot hang the list
+    if stated is not None:
+        return stated
+    when = datetime.fromtimestamp(submission.lstat().st_mtime, timezone.utc)
+    return transfer.format_timestamp(when)
 
 
 class ExchangeFetchFeedback(abc.ExchangeFetchFeedback, Exchange):
@@ -118,15 +118,14 @@ class ExchangeFetchFeedback(abc.ExchangeFetchFeedback, Exchange):
     def copy_files(self):
         course_id, assignment = self.course_id(), self.coursedir.assignment_id
         paths = self.course_paths(course_id)
-        src = Path(paths.feedback_of(transfer.me())) / assignment
         latest = _latest(_my_submissions(paths, assignment))
-        if latest is None or not src.is_dir():
+        dest = None
+        if latest is not None:
+            dest = transfer.copy_feedback(paths, assignment,
+                                          self.local_root(course_id) / assignment / "feedback" / _timestamp(latest))
+        if dest is None:
             self.log.warning("No feedback available for %s %s", course_id, assignment)
             return
-        dest = self.local_root(course_id) / assignment / "feedback" / _timestamp(latest)
-        dest.mkdir(parents=True, exist_ok=True)
-        for html in sorted(src.glob("*.html")):
-            (dest / html.name).write_bytes(html.read_bytes())
         self.log.info("Fetched feedback: %s %s into %s", course_id, assignment, dest)
 
 
@@ -237,8 +236,11 @@ class ExchangeCollect(abc.ExchangeCollect, Exchange):
         paths = self.course_paths(course_id)
         due = nbgrader_steps.duedate(Path(paths.course_dir), course_id, assignment)
         for got in self._run(lambda: transfer.collect(paths, assignment, due)):
-            self.log.info("Collected %s %s (%s)", got.submission.student, assignment,
-                          f"{got.seconds_late:.0f} s late" if got.seconds_late else "on time")
+            if got.refused:
+                self.log.warning("Refused from %s %s: %s", got.submission.student, assignment, got.refused)
+            if got.accepted:
+                self.log.info("Collected %s %s (%s)", got.submission.student, assignment,
+                              f"{got.seconds_late:.0f} s late" if got.seconds_late else "on time")
 
 
 class ExchangeReleaseFeedback(abc.ExchangeReleaseFeedback, Exchange):

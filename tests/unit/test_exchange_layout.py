@@ -8,6 +8,7 @@ from aifactory.courses.exchange.layout import (
     DirSpec,
     LayoutError,
     UnknownCourse,
+    access_acl,
     course_of,
     directory_plan,
     formgrader_user,
@@ -34,14 +35,29 @@ def test_directory_plan_keeps_students_apart(demo_site):
         DirSpec(P("/srv/aifactory/exchange/intro-dl/inbound"), "root", t, 0o751),
         DirSpec(P("/srv/aifactory/exchange/intro-dl/feedback"), "root", t, 0o751),
         DirSpec(P("/srv/aifactory/exchange/intro-dl/inbound/student1"), "student1", t, 0o2750),
-        DirSpec(P("/srv/aifactory/exchange/intro-dl/feedback/student1"), "student1", t, 0o2570),
+        DirSpec(P("/srv/aifactory/exchange/intro-dl/feedback/student1"), "root", t, 0o2770, readers=("student1",)),
         DirSpec(P("/srv/aifactory/exchange/intro-dl/inbound/student2"), "student2", t, 0o2750),
-        DirSpec(P("/srv/aifactory/exchange/intro-dl/feedback/student2"), "student2", t, 0o2570),
+        DirSpec(P("/srv/aifactory/exchange/intro-dl/feedback/student2"), "root", t, 0o2770, readers=("student2",)),
         DirSpec(P("/var/lib/aifactory/formgrader"), "root", "root", 0o755),
         DirSpec(P("/var/lib/aifactory/formgrader/intro-dl"), "grader-intro-dl", "grader-intro-dl", 0o700),
     ]
     # No student directory gives "other" any bit: a classmate can neither list nor open it.
-    assert all(spec.mode & 0o007 == 0 for spec in plan if spec.owner.startswith("student"))
+    assert all(spec.mode & 0o007 == 0 for spec in plan if spec.owner.startswith("student") or spec.readers)
+    # A student owns no folder a trainer writes into: feedback is root's and the trainers', read through an ACL.
+    assert not any(spec.owner.startswith("student") for spec in plan if "/feedback" in str(spec.path))
+
+
+def test_access_acl_is_the_kernels_layout():
+    import struct
+
+    acl = access_acl(0o2770, {1002: 0o5, 1001: 0o5})
+    version, *rest = struct.unpack("<I" + "HHI" * 6, acl)
+    entries = [tuple(rest[i:i + 3]) for i in range(0, len(rest), 3)]
+    no_id = 0xFFFFFFFF
+    assert version == 2
+    # user::rwx, user:1001:r-x, user:1002:r-x (sorted by uid), group::rwx, mask::rwx, other::---
+    assert entries == [(0x01, 7, no_id), (0x02, 5, 1001), (0x02, 5, 1002), (0x04, 7, no_id), (0x10, 7, no_id),
+                       (0x20, 0, no_id)]
 
 
 def test_group_commands_add_and_remove_members(demo_site):
