@@ -143,7 +143,11 @@ def grade(site: Site, course_id: str, assignment: str, *, force: bool = False, t
         state = GradedState(grading / f"{assignment}.graded.json")
         todo = []
         for c in collected:
-            if force or not state.done(c.submission.student, c.submission.path.name):
+            if c.refused:   # what collect would not take (links, over the size limit, ...), per student
+                print(f"collect: {c.submission.student}: {c.refused}", file=stream)
+            if not c.accepted:
+                report.outcomes.append(Outcome(c.submission.student, "refused", c.refused, c.seconds_late))
+            elif force or not state.done(c.submission.student, c.submission.path.name):
                 todo.append(c)
             else:
                 report.outcomes.append(Outcome(c.submission.student, "skipped", "already graded (use --force)",
