@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 SITE ?= hub/sites/demo.yaml
 PYTEST_ARGS ?=
 # openssh-server: the SSH test plays a login node with its own sshd (tests/integration/test_spawner_ssh.py).
+# bubblewrap: the grading sandbox starts each student's kernel in it (courses/grading/jobs.py).
 APT_PACKAGES := slurm-wlm slurmdbd munge mariadb-server sudo lmod python3-venv python3-dev \
-	gcc chromium chromium-driver curl procps openssh-server
+	gcc chromium chromium-driver curl procps openssh-server bubblewrap
 # Editable when every user can read this checkout (jobs run as them), else a copy.
 EDITABLE := $(shell runuser -u nobody -- test -r $(CURDIR)/pyproject.toml 2>/dev/null && echo --editable)
 

@@ -73,6 +73,7 @@ def sbatch_argv(*, script: str, spool: str, tasks: int, minutes: int, limits: Li
         f"--mem={limits.memory_mib + 512}M",   # the kernel's limit plus nbgrader itself
         f"--time={minutes}",
         f"--output={spool}/task-%a.log",
+        "--chdir=/",   # not the trainer's cwd, which the grader may not enter
         "--no-requeue",
     ]
     if reservation:
@@ -102,20 +103,31 @@ def job_script(*, spool: str, python: str) -> str:
     )
 
 
-# Run inside the kernel's new mount namespace, before the student's code: an empty,
-# unreadable tmpfs over the folder holding the gradebook (it has the hidden tests' source).
-_HIDE = 'mount -t tmpfs -o size=4k,mode=0 aifactory-hidden "$1" && shift && exec "$@"'
+def kernel_argv(python: str, limits: dict, *, hidden: str, cwd: str, ipc: str) -> Argv:
+    """How the sandbox starts a student's kernel, in bubblewrap.
 
-
-def kernel_argv(python: str, limits: dict, hidden: str) -> Argv:
-    """How the sandbox starts a student's kernel: new user, network, PID and mount
-    namespaces (only a down loopback, no other process visible), the folder `hidden`
-    covered, then every capability dropped (the cover cannot be unmounted), with limits."""
+    Every namespace new (no network but an empty loopback, no other process, no
+    IPC), no capability, no new privileges. The file system is read-only but for
+    a private /tmp, /var/tmp and /dev/shm and the two folders the kernel must
+    write: `cwd` (its notebook's folder) and `ipc` (its sockets). Everything else
+    of the sandbox's work folder, hence the other tasks' and students' folders,
+    this kernel's spec and the connection files' folder, is out of sight; its own
+    connection file is bound read-only; `hidden` (the gradebook with the hidden
+    tests) is covered by an unreadable tmpfs even if it moves out of /tmp. HOME is
+    the private /tmp, so nothing the kernel writes is read as configuration by
+    the sandbox. The kernel's parent is bwrap's init, pid 1 in its namespace: said
+    so in JPY_PARENT_PID, else ipykernel takes it for an orphaning and exits;
+    --die-with-parent ends the kernel with the sandbox. jupyter_client fills in
+    `{connection_file}`.
+    """
     return [
-        "unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child",
-        "--mount", "--mount-proc", "--",
-        "sh", "-c", _HIDE, "sh", hidden,
-        "setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--",
+        "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+        "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm",
+        "--perms", "0000", "--tmpfs", hidden,
+        "--bind", cwd, cwd, "--bind", ipc, ipc,
+        "--ro-bind", "{connection_file}", "{connection_file}",
+        "--setenv", "HOME", "/tmp", "--setenv", "JPY_PARENT_PID", "1", "--chdir", cwd, "--",
         "prlimit", f"--as={limits['memory_mib'] * 2**20}", f"--cpu={limits['submission_cpu_s']}",
         "--core=0", "--",
         python, "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}",

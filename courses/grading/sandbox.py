@@ -4,14 +4,21 @@ Reads one archive on stdin: ``manifest.json``, ``gradebook.db`` (the
 assignment's definition only), ``source/<assignment>/`` (non-notebook files)
 and ``submitted/<student>/<assignment>/`` for each student of the chunk. Writes
 one archive on stdout: ``results.json`` and ``autograded/<student>/<assignment>/``.
+stdout is the result channel, so it is taken first onto a private close-on-exec
+descriptor and fd 1 becomes stderr (the task's log): a student's ``!ls`` or
+forged archive cannot reach the trainer. The trainer's side refuses anything
+after the archive's end (`read_archive`).
 
 Isolation between the students of a chunk: each student is graded in a fresh
 directory with a fresh copy of the gradebook (at one path, rewritten per student); only that student's files are on
 disk while their kernel runs, and the results are taken into memory and the
-directory deleted before the next student. The kernel runs in its own user,
-network, PID and mount namespaces without capabilities, the gradebook's folder
-covered (see jobs.kernel_argv), and talks to nbgrader over Unix sockets, the only
-channel left.
+directory deleted before the next student. The kernel runs in bubblewrap (see
+jobs.kernel_argv): own namespaces, no capabilities, a read-only file system with
+a private /tmp, only its notebook's folder and its socket folder writable, its
+spec, the connection files' folder and the gradebook out of sight; it talks to
+nbgrader over Unix sockets, the only channel left. The executed notebooks are
+kept as nbgrader made them, in memory, so a later notebook's kernel cannot
+rewrite an earlier one's result on disk.
 """
 
 from __future__ import annotations
@@ -32,16 +39,31 @@ CEILINGS = {"cell_timeout_s": 600, "submission_cpu_s": 3600, "memory_mib": 4096}
 
 
 def read_archive(data: bytes) -> dict[str, bytes]:
-    """Archive bytes -> {relative path: content}, refusing anything but plain files."""
+    """Archive bytes -> {relative path: content}: one plain, uncompressed tar of
+    plain files, each named once, ending in its end-of-archive blocks with nothing
+    but zero padding after them (a second archive appended is refused, not ignored
+    as tarfile would). Raises ValueError naming what is wrong."""
     files = {}
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for member in tar.getmembers():
-            if member.isdir():
-                continue
-            path = PurePosixPath(member.name)
-            if not member.isfile() or path.is_absolute() or ".." in path.parts:
-                raise ValueError(f"refusing archive member {member.name!r}")
-            files[str(path)] = tar.extractfile(member).read()
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for member in tar:
+                path = PurePosixPath(member.name)
+                if member.isdir() and not path.is_absolute() and ".." not in path.parts:
+                    continue
+                if not member.isfile() or path.is_absolute() or ".." in path.parts:
+                    raise ValueError(f"refusing archive member {member.name!r}")
+                if str(path) in files:
+                    raise ValueError(f"archive member {member.name!r} appears twice")
+                files[str(path)] = tar.extractfile(member).read()
+            end = tar.offset
+    except tarfile.TarError as exc:
+        raise ValueError(f"not a well-formed tar archive ({exc})") from None
+    tail = data[end:]
+    if len(tail) < 2 * tarfile.BLOCKSIZE:
+        raise ValueError("the archive has no end-of-archive blocks (truncated?)")
+    padding = len(tail) - len(tail.lstrip(b"\0"))
+    if padding != len(tail):
+        raise ValueError(f"trailing data after the archive's end (byte {end + padding} of {len(data)})")
     return files
 
 
@@ -69,14 +91,16 @@ def _clamp(limits: dict) -> dict:
     return {k: max(1, min(int(limits.get(k, v)), v)) for k, v in CEILINGS.items()}
 
 
-def _kernelspec(root: Path, limits: dict, hidden: Path) -> None:
+def _kernelspec(root: Path, limits: dict, hidden: Path, cwd: Path, ipc: Path) -> None:
     from aifactory.courses.grading.jobs import kernel_argv
 
     spec = root / "kernels" / "python3"
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": kernel_argv(sys.executable, limits, str(hidden)), "display_name": "Python 3 (grading sandbox)",
-        "language": "python", "metadata": {"debugger": False},
+        "argv": kernel_argv(sys.executable, limits, hidden=str(hidden), cwd=str(cwd), ipc=str(ipc)),
+        "display_name": "Python 3 (grading sandbox)", "language": "python",
+        # The kernel has its own session and process group: interrupt by message, not killpg.
+        "interrupt_mode": "message", "metadata": {"debugger": False},
     }))
 
 
@@ -97,6 +121,20 @@ def _classify(notebooks: dict[str, bytes]) -> str:
                 if out.get("output_type") == "error" and out.get("ename") == "MemoryError" and status == "ok":
                     status = "memory"
     return status
+
+
+def _keep_written(converter) -> dict[str, bytes]:
+    """Notebook name -> the last notebook nbgrader wrote (the executed one), as it
+    wrote it: the kernel of a later notebook can write in the folder, not here."""
+    written = {}
+    write = converter.write_single_notebook
+
+    def keep(output, resources):
+        written[resources["unique_key"]] = output.encode()
+        write(output, resources)
+
+    converter.write_single_notebook = keep
+    return written
 
 
 def grade_student(work: Path, files: dict[str, bytes], manifest: dict, student: str, log) -> tuple[dict, dict]:
@@ -126,10 +164,16 @@ def grade_student(work: Path, files: dict[str, bytes], manifest: dict, student: 
         gradebook.write_bytes(files["gradebook.db"])
         _materialize(course, files, "source/")
         _materialize(course, files, f"submitted/{student}/")
-        _kernelspec(course / "jupyter", limits, private)
-        os.environ.update({"HOME": str(home), "IPYTHONDIR": str(home / ".ipython"),
-                           "JUPYTER_PATH": str(course / "jupyter"), "JUPYTER_RUNTIME_DIR": str(course / "rt"),
-                           "TMPDIR": str(home)})
+        # The kernel's cwd: nbgrader runs each notebook from its copy in autograded/ (it makes the folder).
+        cwd = course / "autograded" / student / assignment
+        ipc = course / "ipc"
+        ipc.mkdir()
+        _kernelspec(course / "jupyter", limits, private, cwd, ipc)
+        # The sandbox's own HOME, Jupyter folders and temporary files (the kernels' connection
+        # files) are out of the kernels' sight (see kernel_argv).
+        (course / "rt").mkdir()
+        os.environ.update({"HOME": str(home), "JUPYTER_PATH": str(course / "jupyter"),
+                           "JUPYTER_RUNTIME_DIR": str(course / "rt"), "TMPDIR": str(course / "rt")})
         c = Config()
         c.CourseDirectory.root = str(course)
         c.CourseDirectory.course_id = manifest["course_id"]
@@ -142,22 +186,18 @@ def grade_student(work: Path, files: dict[str, bytes], manifest: dict, student: 
         c.Execute.timeout = limits["cell_timeout_s"]
         c.Execute.startup_timeout = 60
         c.KernelManager.transport = "ipc"
-        c.KernelManager.ip = str(course / "k")
+        c.KernelManager.ip = str(ipc / "k")
         coursedir = CourseDirectory(config=c)
         coursedir.assignment_id = assignment
         coursedir.student_id = student
         converter = Autograde(coursedir=coursedir, config=c, parent=None)
         converter.log = log
+        executed = _keep_written(converter)
         try:
             converter.start()
         except Exception as exc:  # nbgrader raises NbGraderException with the reason logged
             return {"status": "failed", "detail": f"{type(exc).__name__}: {exc}"}, {}
-        out_dir = course / "autograded" / student / assignment
-        outputs = {
-            f"autograded/{student}/{assignment}/{p.relative_to(out_dir)}": p.read_bytes()
-            for p in out_dir.rglob("*") if p.is_file()
-        }
-        notebooks = {k: v for k, v in outputs.items() if k.endswith(".ipynb")}
+        notebooks = {f"autograded/{student}/{assignment}/{name}.ipynb": content for name, content in executed.items()}
         if not notebooks:
             return {"status": "failed", "detail": "nbgrader wrote no notebook"}, {}
         return {"status": _classify(notebooks)}, notebooks
@@ -166,13 +206,32 @@ def grade_student(work: Path, files: dict[str, bytes], manifest: dict, student: 
         gradebook.unlink(missing_ok=True)
 
 
+def _take_stdio():
+    """The result channel (stdout) on a private close-on-exec descriptor, fd 1 on
+    stderr: what kernels and their `!ls` inherit is the task's log, not the channel."""
+    channel = os.fdopen(os.dup(1), "wb")   # os.dup: not inheritable
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    return channel
+
+
+def _release_stdin() -> None:
+    """stdin, read in full, holds every student's submission of the chunk: /dev/null in its place."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+
+
 def main() -> int:
     import warnings
 
     warnings.filterwarnings("ignore", module="nbgrader")
     warnings.filterwarnings("ignore", message=".*not in session.*")
     os.umask(0o077)
+    os.chdir("/")
+    channel = _take_stdio()
     data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+    _release_stdin()
     if len(data) > MAX_INPUT_BYTES:
         print("input archive too large", file=sys.stderr)
         return 2
@@ -195,8 +254,8 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     outputs["results.json"] = json.dumps(results).encode()
-    sys.stdout.buffer.write(write_archive(outputs))
-    sys.stdout.buffer.flush()
+    channel.write(write_archive(outputs))
+    channel.close()
     return 0
 
 

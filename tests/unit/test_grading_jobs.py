@@ -1,5 +1,11 @@
 """Pure builders of the grading job array and the feedback filter, by equality."""
 
+import gzip
+import io
+import tarfile
+
+import pytest
+
 from aifactory.courses.grading.feedback import strip_hidden, verdict
 from aifactory.courses.grading.jobs import (
     Limits,
@@ -28,7 +34,7 @@ def test_sbatch_argv():
                        reservation="course") == [
         "sbatch", "--parsable", "--array=0-3", "--job-name=grade-intro-dl-a1", "--account=project_465000002",
         "--partition=interactive", "--ntasks=1", "--cpus-per-task=1", "--mem=1536M", "--time=17",
-        "--output=/c/g/task-%a.log", "--no-requeue", "--reservation=course", "/c/g/grade.sh"]
+        "--output=/c/g/task-%a.log", "--chdir=/", "--no-requeue", "--reservation=course", "/c/g/grade.sh"]
 
 
 def test_job_script_hands_over_through_pipes_only():
@@ -47,16 +53,19 @@ def test_job_script_hands_over_through_pipes_only():
     ]
 
 
-def test_kernel_has_no_network_no_capabilities_no_gradebook_and_limits():
-    argv = kernel_argv("/v/python3", {"memory_mib": 512, "submission_cpu_s": 60}, "/w/private")
-    assert argv[:argv.index("prlimit")] == [
-        "unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child",
-        "--mount", "--mount-proc", "--",
-        "sh", "-c", 'mount -t tmpfs -o size=4k,mode=0 aifactory-hidden "$1" && shift && exec "$@"', "sh",
-        "/w/private",
-        "setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--"]
-    assert "--as=536870912" in argv and "--cpu=60" in argv
-    assert argv[-6:] == ["/v/python3", "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+def test_kernel_sees_a_read_only_system_its_own_folders_and_nothing_of_the_sandbox():
+    argv = kernel_argv("/v/python3", {"memory_mib": 512, "submission_cpu_s": 60}, hidden="/w/private",
+                       cwd="/w/c1/autograded/s1/a1", ipc="/w/c1/ipc")
+    assert argv == [
+        "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+        "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm",
+        "--perms", "0000", "--tmpfs", "/w/private",
+        "--bind", "/w/c1/autograded/s1/a1", "/w/c1/autograded/s1/a1", "--bind", "/w/c1/ipc", "/w/c1/ipc",
+        "--ro-bind", "{connection_file}", "{connection_file}",
+        "--setenv", "HOME", "/tmp", "--setenv", "JPY_PARENT_PID", "1", "--chdir", "/w/c1/autograded/s1/a1", "--",
+        "prlimit", "--as=536870912", "--cpu=60", "--core=0", "--",
+        "/v/python3", "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
 
 def test_parse_array_states():
@@ -79,18 +88,41 @@ def test_progress_bar():
 def test_archive_round_trip_refuses_escapes():
     data = write_archive({"a/b.txt": b"x", "results.json": b"{}"})
     assert read_archive(data) == {"a/b.txt": b"x", "results.json": b"{}"}
-    import io
-    import tarfile
-
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         info = tarfile.TarInfo("../evil")
         info.size = 1
         tar.addfile(info, io.BytesIO(b"x"))
-    import pytest
-
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="refusing archive member '../evil'"):
         read_archive(buf.getvalue())
+
+
+def refused(data: bytes) -> str:
+    with pytest.raises(ValueError) as caught:
+        read_archive(data)
+    return str(caught.value)
+
+
+def test_archive_reader_refuses_a_second_archive_and_anything_not_well_formed():
+    real = write_archive({"results.json": b'{"s1": {"status": "ok"}}'})
+    forged = write_archive({"results.json": b'{"s2": {"status": "ok"}}'})
+    # A forged archive written before the real one, or after it: tarfile alone reads the first only.
+    assert refused(forged + real) == "trailing data after the archive's end (byte 10240 of 20480)"
+    assert refused(real + forged) == "trailing data after the archive's end (byte 10240 of 20480)"
+    assert refused(real + b"hello\n") == "trailing data after the archive's end (byte 10240 of 10246)"
+    assert read_archive(real + bytes(512)) == read_archive(real)      # zero padding is no data
+    assert refused(real[:1536]) == "the archive has no end-of-archive blocks (truncated?)"
+    assert refused(real[:700]) == "not a well-formed tar archive (unexpected end of data)"
+    assert refused(b"hello\n") == "not a well-formed tar archive (truncated header)"
+    assert refused(b"") == "not a well-formed tar archive (empty file)"
+    assert refused(gzip.compress(real)).startswith("not a well-formed tar archive")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for content in (b"{}", b'{"s2": {"status": "ok"}}'):
+            info = tarfile.TarInfo("results.json")
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    assert refused(buf.getvalue()) == "archive member 'results.json' appears twice"
 
 
 def test_task_count_from_real_slots():
