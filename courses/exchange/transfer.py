@@ -240,13 +240,13 @@ def _remove(parent_fd: int, name: str) -> None:
         st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
     except FileNotFoundError:
         return
+    if stat.S_ISDIR(st.st_mode):   # fd-based: follows no link inside; others' leftovers may not be ours
+        shutil.rmtree(name, dir_fd=parent_fd, ignore_errors=True)
+        return
     try:
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(name, dir_fd=parent_fd)   # fd-based: does not follow links inside
-        else:
-            os.unlink(name, dir_fd=parent_fd)
+        os.unlink(name, dir_fd=parent_fd)
     except OSError:
-        pass   # others' leftovers may not be ours to remove
+        pass
 
 
 def _replace(src_fd: int, parent_fd: int, name: str, file_mode: int, dir_mode: int,
@@ -265,7 +265,7 @@ def _replace(src_fd: int, parent_fd: int, name: str, file_mode: int, dir_mode: i
     fd = open_dir(staging, parent_fd)
     try:
         os.fchmod(fd, dir_mode)
-        copied = copy_tree(src_fd, fd, file_mode=file_mode, dir_mode=dir_mode)
+        copied = copy_tree(src_fd, fd, file_mode=file_mode, dir_mode=dir_mode, skip=SKIP | set(extra or {}))
         for extra_name, text in (extra or {}).items():
             write_small(fd, extra_name, text.encode(), file_mode)
     except BaseException:
@@ -538,15 +538,22 @@ def release_feedback(paths: CoursePaths, assignment: str) -> list[str]:
 
 
 def _open_chain(path: Path, *names: str) -> int:
-    """Open the trusted folder `path`, then each of `names` below it by name, no link followed."""
-    current = _open_path(path)
+    """Open the trusted folder `path`, then each of `names` below it by name, no link followed.
+
+    The levels above the last are opened O_PATH: a student passes through feedback/
+    with the execute bit only, and an O_PATH descriptor serves as dir_fd all the same."""
+    levels = [str(path), *names]
+    current = None
     try:
-        for name in names:
-            nxt = open_dir(name, current)
-            os.close(current)
+        for depth, name in enumerate(levels):
+            flags = _DIR_FLAGS if depth == len(levels) - 1 else _DIR_FLAGS | os.O_PATH
+            nxt = os.open(name, flags, dir_fd=current)
+            if current is not None:
+                os.close(current)
             current = nxt
     except BaseException:
-        os.close(current)
+        if current is not None:
+            os.close(current)
         raise
     return current
 

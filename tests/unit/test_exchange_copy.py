@@ -215,7 +215,7 @@ def hand_in(paths: CoursePaths, student: str, name: str, files: dict[str, bytes]
 
 def test_collect_names_every_refusal_and_keeps_what_was_handed_in(course, monkeypatch):
     gradebook = Path(course.course_dir) / "gradebook.db"
-    hand_in(course, "s1", "a+20260101T000000.000000Z", {"a.ipynb": b"s1"})
+    hand_in(course, "s1", "a+20260101T000000.000000Z", {"a.ipynb": b"s1", ".aifactory-source": b"forged"})
     # s2: a good hand-in, then one with links and a FIFO timestamp, then one over the limit.
     hand_in(course, "s2", "a+20260101T000000.000000Z", {"a.ipynb": b"s2-first"})
     time.sleep(0.02)
@@ -234,6 +234,8 @@ def test_collect_names_every_refusal_and_keeps_what_was_handed_in(course, monkey
     assert time.monotonic() - started < 5
     assert sorted(got) == ["s1", "s2", "s3"]
     assert got["s1"].accepted and got["s1"].refused == "" and got["s1"].new
+    marker = Path(course.course_dir) / "submitted" / "s1" / "a" / ".aifactory-source"
+    assert marker.read_text() == "a+20260101T000000.000000Z"   # the collector's, not the student's
     s2 = got["s2"]
     assert s2.accepted and s2.submission.path.name == "a+20260101T000001.000000Z"
     assert "a+20260101T000001.000000Z: timestamp.txt: a FIFO" in s2.refused
