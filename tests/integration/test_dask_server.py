@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from tests.integration.test_dask_cluster import UserProgram
+from tests.integration.test_dask_security import listening_addresses
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.slow]
 
@@ -125,6 +126,9 @@ def test_dashboard_link_works_through_the_hub(hub, server, program):
     response = requests.get(f"{hub}{link}", headers=server["headers"], timeout=30)
     assert response.status_code == 200, response.text[:500]
     assert "<title>Dask Diagnostic UI</title>" in response.text and "bokeh" in response.text, response.text[:500]
+    # ... although the dashboard listens on loopback only: the owner's server proxies to it there.
+    port = int(link.split("/proxy/")[1].split("/")[0])
+    assert listening_addresses(port) == [f"127.0.0.1:{port}"]
 
 
 def test_stopping_the_server_through_the_hub_cancels_its_dask_jobs(server, program):
