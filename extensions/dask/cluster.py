@@ -114,7 +114,7 @@ class SiteCluster(SLURMCluster):
         self.failures_in_a_row = 0
         self.replacing_stopped: str | None = None
         self._watch_task: asyncio.Task | None = None
-        self.credentials = None
+        self.credentials = None  # set once written; removed at close, or by the watchdog if this process dies
         config = jobqueue_config(
             site,
             chosen,
@@ -136,15 +136,15 @@ class SiteCluster(SLURMCluster):
                 self.slurm_job_name, user, job_registry.current_server_job(), os.getpid(), socket.gethostname()
             ),
         )
-        # Armed before any job exists, so no job can outlive this process.
+        credentials = tls.credentials_dir(self.slurm_job_name, credentials_dir)
+        # Armed before any job exists, so no job (and no credentials) can outlive this process.
         try:
-            self._reaper: subprocess.Popen | None = start_reaper(user, self.slurm_job_name)
+            self._reaper: subprocess.Popen | None = start_reaper(user, self.slurm_job_name, credentials)
         except BaseException:
             job_registry.unregister(self._registry, self.slurm_job_name)
             raise
         try:
             # Before the scheduler exists, so it never listens without TLS.
-            credentials = tls.credentials_dir(self.slurm_job_name, credentials_dir)
             tls.write_credentials(credentials, tls.pem_files(Security.temporary()))
             self.credentials = credentials
             super().__init__(

@@ -3,9 +3,10 @@
 atexit closes clusters when a kernel exits normally; this covers the rest: a
 kernel killed with SIGKILL, a server stopped, a job of the user's server
 cancelled. It runs in its own session, so signals aimed at the kernel's
-process group do not reach it, and cancels on SIGTERM too.
+process group do not reach it, and cancels on SIGTERM too. Then it removes
+the cluster's TLS credentials (`tls`), which nothing may use any more.
 
-    python -m aifactory.extensions.dask.reaper OWNER_PID USER JOB_NAME
+    python -m aifactory.extensions.dask.reaper OWNER_PID USER JOB_NAME [CREDENTIALS_DIR]
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+from . import tls
 
 POLL_SECONDS = 1.0
 READY = "armed"
@@ -51,9 +55,14 @@ def cancel(user: str, job_name: str, attempts: int = 5) -> None:
         time.sleep(2**attempt)
 
 
-def watch(owner: int, user: str, job_name: str) -> None:
-    def on_term(signum, frame):
+def watch(owner: int, user: str, job_name: str, credentials: str | None = None) -> None:
+    def end() -> None:
         cancel(user, job_name)
+        if credentials:
+            tls.remove_credentials(Path(credentials))
+
+    def on_term(signum, frame):
+        end()
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, on_term)
@@ -63,17 +72,20 @@ def watch(owner: int, user: str, job_name: str) -> None:
     sys.stdout.close()
     while alive(owner):
         time.sleep(POLL_SECONDS)
-    cancel(user, job_name)
+    end()
 
 
-def start_reaper(user: str, job_name: str, timeout: float = 20) -> subprocess.Popen:
+def start_reaper(user: str, job_name: str, credentials: Path | None = None, timeout: float = 20) -> subprocess.Popen:
     """Start the watchdog for this process's cluster `job_name`; return once it is armed (the edge).
 
     Jobs must not be submitted before: a SIGTERM that arrives earlier would end
     the watchdog without cancelling anything.
     """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aifactory.extensions.dask.reaper", str(os.getpid()), user, job_name],
+        [
+            sys.executable, "-m", "aifactory.extensions.dask.reaper", str(os.getpid()), user, job_name,
+            *([str(credentials)] if credentials else []),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -92,4 +104,4 @@ def start_reaper(user: str, job_name: str, timeout: float = 20) -> subprocess.Po
 
 if __name__ == "__main__":
     pid, user_name, name = sys.argv[1:4]
-    watch(int(pid), user_name, name)
+    watch(int(pid), user_name, name, sys.argv[4] if len(sys.argv) > 4 else None)

@@ -111,6 +111,13 @@ def wait_until_no_jobs(user: str, name: str, timeout: float = 40) -> list[str]:
     return left
 
 
+def wait_until_gone(path: str, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return not os.path.exists(path)
+
+
 @pytest.fixture
 def programs():
     """Programs started by a test; afterwards killed and their jobs cancelled."""
@@ -186,6 +193,7 @@ def test_killed_kernel_leaves_no_job(programs):
         """
         cluster = SiteCluster("cpu", workers=2, cores=1, memory="1G", walltime="15")
         say("NAME", cluster.slurm_job_name)
+        say("CREDENTIALS", str(cluster.credentials))
         cluster.wait_for_workers(1, timeout=90)
         say("READY", True)
         time.sleep(600)
@@ -197,6 +205,7 @@ def test_killed_kernel_leaves_no_job(programs):
     # SIGKILL: no atexit, no finally; only the watchdog (in its own session) can cancel now.
     program.kill()
     assert wait_until_no_jobs("researcher1", name, timeout=30) == []
+    assert wait_until_gone(program.said["CREDENTIALS"]), "the watchdog should remove the cluster's TLS credentials"
 
 
 def test_a_profile_the_user_may_not_use_is_refused(programs):
@@ -262,6 +271,7 @@ def test_labextension_new_cluster_is_a_site_cluster(programs):
                 cluster, adaptive = await make_cluster({"workers": 1})
             say("NAME", cluster.slurm_job_name)
             say("KIND", [type(cluster).__name__, cluster.site_profile.name, cluster.project])
+            say("ADDRESS", cluster.scheduler_address)
             deadline = time.time() + 90
             while len(cluster.scheduler_info["workers"]) < 1 and time.time() < deadline:
                 await asyncio.sleep(0.5)
@@ -273,6 +283,7 @@ def test_labextension_new_cluster_is_a_site_cluster(programs):
     )
     said = program.finish(timeout=110)
     assert said["KIND"] == ["SiteCluster", "cpu", "project_465000001"]
+    assert said["ADDRESS"].startswith("tls://"), said["ADDRESS"]  # private like every SiteCluster
     assert said["WORKERS"] == 1
     assert wait_until_no_jobs("researcher1", said["NAME"]) == []
 
@@ -284,6 +295,7 @@ def test_stopping_the_users_server_leaves_no_job(programs):
         """
         cluster = SiteCluster("cpu", workers=1, cores=1, memory="1G", walltime="15")
         say("NAME", cluster.slurm_job_name)
+        say("CREDENTIALS", str(cluster.credentials))
         say("REAPER", cluster._reaper.pid)
         time.sleep(600)
         """,
@@ -297,6 +309,7 @@ def test_stopping_the_users_server_leaves_no_job(programs):
     subprocess.run(["kill", "-TERM", str(reaper)], check=True)
     program.kill()
     assert wait_until_no_jobs("researcher1", name, timeout=30) == []
+    assert wait_until_gone(program.said["CREDENTIALS"])
 
 
 def test_a_worker_retiring_before_the_walltime_is_replaced(programs):
