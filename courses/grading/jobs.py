@@ -115,19 +115,24 @@ def kernel_argv(python: str, limits: dict, *, hidden: str, cwd: str, ipc: str) -
     connection file is bound read-only; `hidden` (the gradebook with the hidden
     tests) is covered by an unreadable tmpfs even if it moves out of /tmp. HOME is
     the private /tmp, so nothing the kernel writes is read as configuration by
-    the sandbox. The kernel's parent is bwrap's init, pid 1 in its namespace: said
+    the sandbox; SHELL is /bin/sh, not the grader's nologin, for `!ls`. The kernel's parent is bwrap's init, pid 1 in its namespace: said
     so in JPY_PARENT_PID, else ipykernel takes it for an orphaning and exits;
-    --die-with-parent ends the kernel with the sandbox. jupyter_client fills in
-    `{connection_file}`.
+    --die-with-parent ends the kernel with the sandbox. A cell past its time is
+    interrupted by SIGINT to the process group: bwrap ignores it (it would die and
+    take the kernel with it), ipykernel takes it while it runs a cell. No
+    --new-session, which would leave the kernel out of that group: there is no
+    terminal to protect. jupyter_client fills in `{connection_file}`.
     """
     return [
-        "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        "env", "--ignore-signal=INT",
+        "bwrap", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL",
         "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
         "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm",
         "--perms", "0000", "--tmpfs", hidden,
         "--bind", cwd, cwd, "--bind", ipc, ipc,
         "--ro-bind", "{connection_file}", "{connection_file}",
-        "--setenv", "HOME", "/tmp", "--setenv", "JPY_PARENT_PID", "1", "--chdir", cwd, "--",
+        "--setenv", "HOME", "/tmp", "--setenv", "SHELL", "/bin/sh", "--setenv", "JPY_PARENT_PID", "1",
+        "--chdir", cwd, "--",
         "prlimit", f"--as={limits['memory_mib'] * 2**20}", f"--cpu={limits['submission_cpu_s']}",
         "--core=0", "--",
         python, "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}",

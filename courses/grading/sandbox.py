@@ -98,9 +98,7 @@ def _kernelspec(root: Path, limits: dict, hidden: Path, cwd: Path, ipc: Path) ->
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
         "argv": kernel_argv(sys.executable, limits, hidden=str(hidden), cwd=str(cwd), ipc=str(ipc)),
-        "display_name": "Python 3 (grading sandbox)", "language": "python",
-        # The kernel has its own session and process group: interrupt by message, not killpg.
-        "interrupt_mode": "message", "metadata": {"debugger": False},
+        "display_name": "Python 3 (grading sandbox)", "language": "python", "metadata": {"debugger": False},
     }))
 
 
@@ -172,8 +170,9 @@ def grade_student(work: Path, files: dict[str, bytes], manifest: dict, student: 
         # The sandbox's own HOME, Jupyter folders and temporary files (the kernels' connection
         # files) are out of the kernels' sight (see kernel_argv).
         (course / "rt").mkdir()
+        tempfile.tempdir = str(course / "rt")   # where jupyter_client makes connection files
         os.environ.update({"HOME": str(home), "JUPYTER_PATH": str(course / "jupyter"),
-                           "JUPYTER_RUNTIME_DIR": str(course / "rt"), "TMPDIR": str(course / "rt")})
+                           "JUPYTER_RUNTIME_DIR": str(course / "rt")})
         c = Config()
         c.CourseDirectory.root = str(course)
         c.CourseDirectory.course_id = manifest["course_id"]
