@@ -31,7 +31,6 @@ OWNER_PROGRAM = """
 import os, asyncio
 from distributed import Client
 from distributed.core import rpc
-from aifactory.extensions.dask import tls
 from aifactory.extensions.dask.widget import Launcher
 
 ui = Launcher()
@@ -136,13 +135,16 @@ async def main():
     return out
 
 say("ATTEMPTS", asyncio.run(main()))
-reads = {}
-for path in [TARGET["credentials"], *(os.path.join(TARGET["credentials"], n) for n in ("ca.pem", "cert.pem", "key.pem", "address"))]:
+def read(path, whole):
     try:
-        os.listdir(path) if path == TARGET["credentials"] else open(path).read()
-        reads[os.path.basename(path)] = "READ"
+        os.listdir(path) if whole else open(path).read()
     except OSError as exc:
-        reads[os.path.basename(path)] = "refused: " + type(exc).__name__
+        return "refused: " + type(exc).__name__
+    return "READ"
+
+files = ("ca.pem", "cert.pem", "key.pem", "address")
+reads = {name: read(os.path.join(TARGET["credentials"], name), False) for name in files}
+reads[os.path.basename(TARGET["credentials"])] = read(TARGET["credentials"], True)
 say("READS", reads)
 """
 
@@ -213,7 +215,7 @@ def test_another_user_cannot_reach_a_users_dask_cluster(cluster, stop_file):
         said = attacker.finish(timeout=120)
         attempts = said["ATTEMPTS"]
         assert len(attempts) == 15
-        assert {name: result for name, result in attempts.items() if not refused(result)} == {}
+        assert {how: result for how, result in attempts.items() if not refused(result)} == {}
         assert not os.path.exists(pwned)
         assert said["READS"] == dict.fromkeys(
             [os.path.basename(target["credentials"]), "ca.pem", "cert.pem", "key.pem", "address"],
