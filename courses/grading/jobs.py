@@ -108,8 +108,8 @@ def kernel_argv(python: str, limits: dict, *, hidden: str, cwd: str, ipc: str) -
 
     Every namespace new (no network but an empty loopback, no other process, no
     IPC), no capability, no new privileges. The file system is read-only but for
-    a private /tmp, /var/tmp and /dev/shm and the two folders the kernel must
-    write: `cwd` (its notebook's folder) and `ipc` (its sockets). Everything else
+    a private /tmp, /var/tmp, /dev/shm and /run (no host service's Unix socket:
+    munge, D-Bus) and the two folders the kernel must write: `cwd` (its notebook's folder) and `ipc` (its sockets). Everything else
     of the sandbox's work folder, hence the other tasks' and students' folders,
     this kernel's spec and the connection files' folder, is out of sight; its own
     connection file is bound read-only; `hidden` (the gradebook with the hidden
@@ -127,7 +127,7 @@ def kernel_argv(python: str, limits: dict, *, hidden: str, cwd: str, ipc: str) -
         "env", "--ignore-signal=INT",
         "bwrap", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL",
         "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-        "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm",
+        "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm", "--tmpfs", "/run",
         "--perms", "0000", "--tmpfs", hidden,
         "--bind", cwd, cwd, "--bind", ipc, ipc,
         "--ro-bind", "{connection_file}", "{connection_file}",

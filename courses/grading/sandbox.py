@@ -121,14 +121,17 @@ def _classify(notebooks: dict[str, bytes]) -> str:
     return status
 
 
-def _keep_written(converter) -> dict[str, bytes]:
-    """Notebook name -> the last notebook nbgrader wrote (the executed one), as it
-    wrote it: the kernel of a later notebook can write in the folder, not here."""
+def _keep_written(converter, folder: Path) -> dict[str, bytes]:
+    """Notebook name -> the last notebook nbgrader wrote in `folder` (the executed one),
+    as it wrote it: a kernel may write in that folder, so its files are not read back,
+    and what a kernel left at a notebook's name (a link to /proc/self/fd/N, say) is
+    removed before nbgrader writes there, with no kernel running."""
     written = {}
     write = converter.write_single_notebook
 
     def keep(output, resources):
         written[resources["unique_key"]] = output.encode()
+        (folder / f"{resources['unique_key']}.ipynb").unlink(missing_ok=True)
         write(output, resources)
 
     converter.write_single_notebook = keep
@@ -191,7 +194,7 @@ def grade_student(work: Path, files: dict[str, bytes], manifest: dict, student: 
         coursedir.student_id = student
         converter = Autograde(coursedir=coursedir, config=c, parent=None)
         converter.log = log
-        executed = _keep_written(converter)
+        executed = _keep_written(converter, cwd)
         try:
             converter.start()
         except Exception as exc:  # nbgrader raises NbGraderException with the reason logged

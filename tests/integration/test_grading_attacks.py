@@ -18,6 +18,7 @@ import nbformat
 import pytest
 
 from tests.conftest import BIN
+from tests.integration.grading import grade
 from tests.integration.test_exchange_permissions import (
     COURSE,
     COURSE_DIR,
@@ -34,8 +35,9 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 RIGHT = "def square(x):\n    return x * x\n"
 
 # Writes a forged results archive (every student failed, "FORGED") to every descriptor it
-# holds but its own kernel's sockets and event descriptors (garbage there only wedges itself).
-FORGER = RIGHT + '''import io, json, os, tarfile
+# holds but its own kernel's sockets and event descriptors (garbage there only wedges itself),
+# and leaves its notebook a link to the sandbox's first free descriptor for nbgrader to write to.
+FORGER = RIGHT + '''import glob, io, json, os, tarfile
 forged = json.dumps({s: {"status": "failed", "detail": "FORGED"} for s in ("student1", "student2")})
 buf = io.BytesIO()
 with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -51,7 +53,10 @@ for fd in sorted(os.listdir("/proc/self/fd"), key=int):
         wrote.append(fd)
     except OSError:
         pass
-print("WROTE TO", wrote)'''
+print("WROTE TO", wrote)
+for notebook in glob.glob("*.ipynb"):
+    os.symlink("/proc/self/fd/3", notebook + ".link")
+    os.replace(notebook + ".link", notebook)'''
 ECHO = RIGHT + 'import os\nos.system("echo hello")'
 BANG_LS = RIGHT + "!ls"
 
@@ -188,14 +193,12 @@ def test_forged_archives_and_shell_output_reach_no_one_and_grading_ignores_the_t
     root, name = assignment
     submit(root, name, {"student1": FORGER, "student2": ECHO}, second={"student2": BANG_LS})
 
-    # One task grades both, started from the trainer's home (the grader cannot enter it).
-    proc = as_user("trainer1", "bash", "-c", f"cd ~ && {BIN}/aifactory grade {COURSE} {name} --tasks 1"
-                                             " --cell-timeout 20")
-    got = rows(proc.stdout)
+    out = grade(name, "--tasks", "1", "--cell-timeout", "20", home=True).stdout   # one task grades both
+    got = rows(out)
     # Every score is what the student's own notebooks earned (2 points a right notebook):
     # nothing forged, nothing unreadable.
-    assert got["student1"][1:3] == ["ok", "2"] and got["student2"][1:3] == ["ok", "4"], proc.stdout
-    assert "FORGED" not in proc.stdout and "unreadable" not in proc.stdout
+    assert got["student1"][1:3] == ["ok", "2"] and got["student2"][1:3] == ["ok", "4"], out
+    assert "FORGED" not in out and "unreadable" not in out
     assert "hello" in printed("student2", name)                          # shell output is the student's
     assert f"{name}.ipynb" in printed("student2", name, f"{name}_2")
     # The forger wrote to every descriptor it had; none was the result channel, and what it
@@ -208,9 +211,9 @@ def test_forged_archives_and_shell_output_reach_no_one_and_grading_ignores_the_t
 def test_a_kernel_sees_nothing_of_a_task_running_at_the_same_time(assignment):
     root, name = assignment
     submit(root, name, {"student1": VICTIM, "student2": ATTACKER})
-    proc = aifactory("trainer1", "grade", COURSE, name, "--tasks", "2")   # one task each
-    got = rows(proc.stdout)
-    assert got["student1"][1:3] == got["student2"][1:3] == ["ok", "2"], proc.stdout
+    out = grade(name, "--tasks", "2").stdout   # one task each
+    got = rows(out)
+    assert got["student1"][1:3] == got["student2"][1:3] == ["ok", "2"], out
 
     attacker, victim = printed("student2", name), printed("student1", name)
     assert "FOUND nothing" in attacker, attacker
@@ -221,11 +224,11 @@ def test_a_kernel_sees_nothing_of_a_task_running_at_the_same_time(assignment):
 def test_a_notebook_cannot_change_what_runs_after_it(assignment):
     root, name = assignment
     submit(root, name, {"student1": SPEC_WRITER}, second={"student1": RESULT_WRITER})
-    proc = aifactory("trainer1", "grade", COURSE, name)
-    got = rows(proc.stdout)
+    out = grade(name).stdout
+    got = rows(out)
     # Notebook 1 fails its test (0 of 2), notebook 2 passes (2): had notebook 2 run under the
     # forged spec or its rewrite of notebook 1's result counted, the total would differ.
-    assert got["student1"][1:3] == ["ok", "2"], proc.stdout
+    assert got["student1"][1:3] == ["ok", "2"], out
     assert "SPEC unchanged" in printed("student1", name, f"{name}_2")
     refused = printed("student1", name)
     assert "REFUSED" in refused and "OSError" in refused, refused      # the system and its own connection file

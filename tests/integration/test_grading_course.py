@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.grading import grade
 from tests.integration.test_exchange_permissions import (  # noqa: F401  (fixture)
     COURSE,
     COURSE_DIR,
@@ -54,7 +55,7 @@ def test_grade_feedback_and_rerun(released):
     subprocess.run(["chmod", "-R", "a+rX", str(sub_root)], check=True)
     aifactory("student2", "exchange", "submit", COURSE, name, "--dir", str(probe))
 
-    out = aifactory("trainer1", "grade", COURSE, name, "--tasks", "2").stdout
+    out = grade(name, "--tasks", "2").stdout
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:] if line.startswith("student")}
     assert rows["student1"][1:3] == ["ok", "2"]
     assert rows["student2"][1:3] == ["ok", "0"]
@@ -68,9 +69,9 @@ def test_grade_feedback_and_rerun(released):
     assert text.split("NET-BLOCKED")[1].split()[1] == grader_uid != "0"   # the grader, in its own namespaces
 
     # Re-running skips what is graded; --force grades again.
-    again = aifactory("trainer1", "grade", COURSE, name).stdout
+    again = grade(name).stdout
     assert again.count("skipped") == 2
-    assert "skipped" not in aifactory("trainer1", "grade", COURSE, name, "--force").stdout
+    assert "skipped" not in grade(name, "--force").stdout
     # Nothing submitted is lost: every submission is archived.
     archived = as_user("trainer1", "ls", str(COURSE_DIR / "archive" / "student1" / name)).stdout.split()
     assert len(archived) == 2

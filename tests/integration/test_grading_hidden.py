@@ -9,6 +9,7 @@ import subprocess
 import nbformat
 import pytest
 
+from tests.integration.grading import grade
 from tests.integration.test_exchange_permissions import (  # noqa: F401  (fixture)
     COURSE,
     COURSE_DIR,
@@ -42,7 +43,7 @@ def test_a_submission_cannot_read_the_hidden_tests_from_the_sandbox(released):
     answer(subs, "student1", name, PEEK)
     subprocess.run(["chmod", "-R", "a+rX", str(subs)], check=True)
     aifactory("student1", "exchange", "submit", COURSE, name, "--dir", str(subs / "student1"))
-    proc = aifactory("trainer1", "grade", COURSE, name)
+    proc = grade(name)
     assert "student1" in proc.stdout
 
     graded = nbformat.read(COURSE_DIR / "autograded" / "student1" / name / f"{name}.ipynb", 4)

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.conftest import BIN
+from tests.integration.grading import grade
 from tests.integration.test_exchange_permissions import (  # noqa: F401  (fixture)
     COURSE,
     COURSE_DIR,
@@ -63,7 +64,7 @@ def test_lateness_is_recorded_from_trusted_times_and_no_submission_is_lost(relea
     as_user("student2", "cp", "-r", str(subs / "student2" / name), str(forged))
     as_user("student2", "bash", "-c", f"echo '2020-01-01 00:00:00.000000 UTC' > {forged}/timestamp.txt")
 
-    out = aifactory("trainer1", "grade", COURSE, name).stdout
+    out = grade(name).stdout
     expected = HOURS_LATE * 3600
     late = late_column(out)
     for student in ("student1", "student2"):
@@ -80,7 +81,7 @@ def test_lateness_is_recorded_from_trusted_times_and_no_submission_is_lost(relea
 
     # A third, later hand-in: collected again, graded again, the earlier two still there.
     aifactory("student1", "exchange", "submit", COURSE, name, "--dir", str(subs / "student1"))
-    again = aifactory("trainer1", "grade", COURSE, name).stdout
+    again = grade(name).stdout
     assert late_column(again)["student1"] >= late["student1"]
     assert len(list((COURSE_DIR / "archive" / "student1" / name).iterdir())) == 3
     assert len(list((EXCHANGE / "inbound" / "student1").glob(f"{name}+*"))) == 3

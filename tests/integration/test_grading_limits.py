@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from tests.integration.grading import grade
 from tests.integration.test_exchange_permissions import (  # noqa: F401  (fixture)
     COURSE,
     aifactory,
@@ -37,7 +38,7 @@ def test_memory_and_time_overruns_are_reported_per_student_and_the_batch_goes_on
         aifactory(student, "exchange", "submit", COURSE, name, "--dir", str(subs / student))
 
     # One task grades both, the memory hog first: a 5 s cell limit, 1 GiB per kernel (the default).
-    proc = aifactory("trainer1", "grade", COURSE, name, "--tasks", "1", "--cell-timeout", "5", "--mem", "1024")
+    proc = grade(name, "--tasks", "1", "--cell-timeout", "5", "--mem", "1024")
     got = rows(proc.stdout)
     assert got["student1"][1:3] == ["memory", "2"], proc.stdout      # graded for what ran before the error
     assert "memory limit" in proc.stdout

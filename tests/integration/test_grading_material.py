@@ -13,6 +13,7 @@ import pytest
 
 from aifactory.courses.material import find_course
 from tests.conftest import BIN
+from tests.integration.grading import grade
 from tests.integration.test_exchange_permissions import COURSE, EXCHANGE, aifactory, shared_tmp
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -53,7 +54,7 @@ def test_shipped_assignment_released_submitted_graded_full_marks(cluster):
         subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
         aifactory("student1", "exchange", "submit", COURSE, ASSIGNMENT, "--dir", str(work))
 
-        out = aifactory("trainer1", "grade", COURSE, ASSIGNMENT, "--force").stdout
+        out = grade(ASSIGNMENT, "--force").stdout
         row = next(line.split() for line in out.splitlines() if line.startswith("student1 "))
         assert row[1] == "ok", out
         assert float(row[2]) == autograded_points(solution) > 0, out

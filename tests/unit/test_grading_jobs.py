@@ -60,7 +60,7 @@ def test_kernel_sees_a_read_only_system_its_own_folders_and_nothing_of_the_sandb
         "env", "--ignore-signal=INT",
         "bwrap", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL",
         "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-        "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm",
+        "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm", "--tmpfs", "/run",
         "--perms", "0000", "--tmpfs", "/w/private",
         "--bind", "/w/c1/autograded/s1/a1", "/w/c1/autograded/s1/a1", "--bind", "/w/c1/ipc", "/w/c1/ipc",
         "--ro-bind", "{connection_file}", "{connection_file}",
