@@ -25,6 +25,10 @@ grader account's Jupyter config directory at every start (`config_files`):
 * **Feedback without hidden tests.** The formgrader's "generate feedback" buttons run
   nbgrader's ``GenerateFeedback`` with the preprocessors of `aifactory feedback`
   (``courses/grading/feedback.py``).
+* **No configuration from elsewhere.** nbgrader's ``/formgrader?path=DIR`` makes the
+  formgrader load ``DIR/nbgrader_config.py``, Python run as the grader account, from any
+  folder, on a plain GET: a link in a submission would do. The formgrader serves its
+  course and nothing else (`CourseOnly`, answers 400 to ``path``).
 * **No autograding as the grader account.** The formgrader's autograde button would run
   the student's code as ``grader-<course>``, outside the sandbox of `aifactory grade`;
   its exporter (`RefuseAutograde`) fails before nbgrader touches the submission or
@@ -43,17 +47,14 @@ import re
 
 from nbconvert.exporters import Exporter
 
+from aifactory.courses.grading.feedback import PREPROCESSORS as FEEDBACK_PREPROCESSORS
+
 AUTOGRADE_MESSAGE = (
     "Autograding in the formgrader is off: it would run the student's code as the course's "
     "grader account, outside the grading sandbox. Grade on the cluster instead, as a trainer: "
     "aifactory grade {course} {assignment}"
 )
 
-FEEDBACK_PREPROCESSORS = [
-    "nbgrader.preprocessors.GetGrades",
-    "aifactory.courses.grading.feedback.HideHiddenTests",
-    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
-]
 
 # What a trainer still sees of a student's HTML: text formatting, tables, images by
 # relative URL (bleach allows http, https and mailto links only, never javascript:).
@@ -192,6 +193,22 @@ def _submission_transform(prefix: str):
     return SubmissionPolicy
 
 
+def _course_only_handler():
+    from nbgrader.server_extensions.formgrader.handlers import FormgraderHandler
+    from tornado import web
+
+    class CourseOnly(FormgraderHandler):
+        """nbgrader's entry page without its ``path`` argument (another folder's config)."""
+
+        @web.authenticated
+        def get(self):
+            if self.get_argument("path", ""):
+                raise web.HTTPError(400, "this formgrader serves its course's directory only")
+            return super().get()
+
+    return CourseOnly
+
+
 def _jupyter_server_extension_points():
     return [{"module": SERVER_EXTENSION}]
 
@@ -199,7 +216,11 @@ def _jupyter_server_extension_points():
 def _load_jupyter_server_extension(serverapp) -> None:
     from jupyter_server.utils import url_path_join
 
-    prefix = url_path_join(serverapp.web_app.settings["base_url"], "formgrader/submissions/")
+    base_url = serverapp.web_app.settings["base_url"]
+    # Jupyter server loads its extensions in alphabetical order, this one before nbgrader's, and
+    # tornado gives a path to the first rule added for it: this handler, not nbgrader's.
+    serverapp.web_app.add_handlers(".*$", [(url_path_join(base_url, "formgrader/?"), _course_only_handler())])
+    prefix = url_path_join(base_url, "formgrader/submissions/")
     # First of the transforms: it must see the page as written, before any compression.
     serverapp.web_app.transforms.insert(0, _submission_transform(prefix))
     serverapp.log.info("aifactory: Content-Security-Policy on %s*", prefix)

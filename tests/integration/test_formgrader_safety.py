@@ -17,6 +17,7 @@ import pwd
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -228,3 +229,19 @@ def test_the_formgraders_autograde_runs_nothing_and_points_to_aifactory_grade(hu
     assert f"aifactory grade {COURSE} {name}" in result["error"]
     assert not grader_marker.exists()                 # the student's code did not run as the grader
     assert autograded.read_bytes() == before          # what `aifactory grade` wrote is kept
+
+
+def test_the_formgrader_loads_no_config_from_another_folder(hub, trainer_api):
+    """nbgrader's /formgrader?path=DIR would run DIR/nbgrader_config.py as the grader account."""
+    folder = Path(tempfile.mkdtemp(prefix="aifactory-fgpath-"))
+    ran = folder / "ran"
+    try:
+        folder.chmod(0o777)
+        (folder / "nbgrader_config.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
+        (folder / "nbgrader_config.py").chmod(0o644)
+        reply = trainer_api.get(f"{hub}{FORMGRADER}?path={folder}", timeout=60)
+        assert reply.status_code == 400, reply.status_code
+        assert not ran.exists()
+    finally:
+        trainer_api.get(f"{hub}{FORMGRADER}", timeout=60)    # nbgrader's way back to the course's config
+        shutil.rmtree(folder, ignore_errors=True)
