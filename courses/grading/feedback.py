@@ -43,3 +43,12 @@ class HideHiddenTests(Preprocessor):
                 cell.source = source
                 cell.outputs = verdict(cell.get("outputs", []))
         return cell, resources
+
+
+# What every path that writes feedback runs (by name, as nbgrader's config takes it): the
+# formgrader's "generate feedback" button (hub/formgrader_safety.py) as `aifactory feedback`.
+PREPROCESSORS = [
+    "nbgrader.preprocessors.GetGrades",
+    f"{__name__}.HideHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
