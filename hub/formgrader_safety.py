@@ -3,8 +3,9 @@
 nbgrader's formgrader runs as the course's grader account on the hub's own origin, so
 a student's notebook is dangerous twice over: its outputs and Markdown are rendered
 into the trainer's page, and its code would run as ``grader-<course>`` if the
-formgrader autograded it. Three settings, written by ``hub/formgrader.py`` into the
-grader account's Jupyter config directory at every start (`config_files`):
+formgrader autograded it. What this module adds: the settings ``hub/formgrader.py``
+writes into the grader account's Jupyter config directory at every start
+(`config_files`), and the Jupyter server extension they enable (this module):
 
 * **Sanitised rendering.** nbgrader renders a submission with nbconvert's
   ``HTMLExporter`` and its own ``formgrade`` template, which renders Markdown cells

@@ -1,12 +1,13 @@
 """The course's formgrader (the hub's service, run as grader-intro-dl) is as safe as `aifactory grade`.
 
-student1 hands in a notebook whose Markdown and outputs carry scripts; student2 one whose code leaves a marker file. Both are graded
-by `aifactory grade`. Then trainer1, through the hub:
+student1 hands in a notebook whose Markdown and outputs carry scripts; student2 one whose
+code leaves a marker file. Both are graded by `aifactory grade`. Then trainer1, through the hub:
 
 * opens student1's submission in Chromium: nothing of the student's runs, the text shows,
   and grading by hand still works; a student's HTML file next to it is served sandboxed;
 * generates feedback with the formgrader's button (its REST endpoint): no hidden test in it;
-* presses autograde: the formgrader answers with `aifactory grade`, and runs nothing.
+* presses autograde: the formgrader answers with `aifactory grade`, and runs nothing;
+* cannot make it load another folder's nbgrader_config.py (``/formgrader?path=``).
 
 The assignment is removed from the course afterwards (gradebook, course folders, exchange).
 """
@@ -18,7 +19,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from tests.integration.test_exchange_permissions import COURSE, COURSE_DIR, EXCHANGE, aifactory, answer, release_tiny
 
 from .browser import chromium, login, wait
+from .grading import grade
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.slow]
 
@@ -70,18 +71,6 @@ def remove_assignment(name: str) -> None:
                 shutil.rmtree(path, ignore_errors=True)
             elif path.exists() or path.is_symlink():
                 path.unlink()
-
-
-def grade(name: str, patience_s: float = 600) -> None:
-    """`aifactory grade` as trainer1, waiting for another engineer's grading of the course to end."""
-    deadline = time.monotonic() + patience_s
-    while True:
-        proc = aifactory("trainer1", "grade", COURSE, name, check=False)
-        if proc.returncode == 0:
-            return
-        busy = "another `aifactory grade`" in proc.stdout + proc.stderr
-        assert busy and time.monotonic() < deadline, proc.stdout + proc.stderr
-        time.sleep(5)
 
 
 def listed_assignments() -> set[str]:
