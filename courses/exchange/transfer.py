@@ -164,10 +164,10 @@ def copy_tree(src_fd: int, dest_fd: int, *, file_mode: int, dir_mode: int | None
     judged by fstat of that descriptor. Links, FIFOs, devices and sockets are skipped
     and listed in `Copied.skipped`. More than `limit` bytes read in all raises
     TooLarge, as do more than MAX_ENTRIES entries or MAX_DEPTH levels: the caller
-    removes what was written. Modes are set explicitly (the
-    caller's umask is not trusted); dir_mode None leaves folders as mkdir made them
-    (0750 less the umask: a student must not chmod a folder in their inbound, Linux
-    would clear its setgid bit).
+    removes what was written. Modes are set explicitly (the caller's umask is not
+    trusted); dir_mode None leaves folders as mkdir made them (0750 less the umask:
+    a student must not chmod a folder in their inbound, Linux would clear its
+    setgid bit).
     """
     done = _done if _done is not None else Copied()
     if _prefix.count("/") >= MAX_DEPTH:
