@@ -91,9 +91,11 @@ class RefuseAutograde(Exporter):
     def __init__(self, *args, **kwargs):
         parent = kwargs.get("parent")
         coursedir = getattr(parent, "coursedir", None)
-        raise PermissionError(AUTOGRADE_MESSAGE.format(
-            course=getattr(coursedir, "course_id", "") or "<course>",
-            assignment=getattr(coursedir, "assignment_id", "") or "<assignment>"))
+        message = AUTOGRADE_MESSAGE.format(course=getattr(coursedir, "course_id", "") or "<course>",
+                                           assignment=getattr(coursedir, "assignment_id", "") or "<assignment>")
+        if parent is not None:   # the formgrader shows the log above the traceback
+            parent.log.error(message)
+        raise PermissionError(message)
 
 
 def nbgrader_settings() -> dict:
