@@ -136,7 +136,7 @@ def test_task_count_from_real_slots():
     assert plan_tasks(40, slots=2, requested=8) == 8
 
 
-def test_local_cluster_slots_are_the_machines_cores():
+def test_local_cluster_slots_are_two_per_core_of_the_machine():
     from aifactory.courses.grading.run import grading_slots
     from aifactory.hub.site import load_site
 
@@ -144,5 +144,5 @@ def test_local_cluster_slots_are_the_machines_cores():
     partition = site.partitions[0]
     declared = partition.nodes * partition.cpus_per_node
     if site.local is not None:
-        assert grading_slots(site, partition.name, 2) == min(2, declared)
+        assert grading_slots(site, partition.name, 2) == min(4, declared)
     assert grading_slots(site.model_copy(update={"local": None}), partition.name, 2) == declared
