@@ -46,9 +46,10 @@ def plan_tasks(students: int, slots: int, requested: int | None = None) -> int:
 
     `slots` is how many graders can really run at once: the partition's CPUs, or
     for the local cluster, whose node declares more CPUs than it has, what the
-    machine's cores keep busy (`run.grading_slots`). More tasks than slots only run in waves and each pays nbgrader's
-    start-up again; fewer than MIN_STUDENTS_PER_TASK students per task waste it.
-    An explicit `requested` count wins.
+    machine's cores keep busy (`run.grading_slots`). More tasks than slots only
+    run in waves and each pays nbgrader's start-up again; fewer than
+    MIN_STUDENTS_PER_TASK students per task waste it. An explicit `requested`
+    count wins.
     """
     if requested is not None:
         if requested < 1:
