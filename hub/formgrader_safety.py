@@ -30,6 +30,8 @@ writes into the grader account's Jupyter config directory at every start
   formgrader load ``DIR/nbgrader_config.py``, Python run as the grader account, from any
   folder, on a plain GET: a link in a submission would do. The formgrader serves its
   course and nothing else (`CourseOnly`, answers 400 to ``path``).
+* **No kernels, no terminals.** Nothing a trainer opens from the formgrader ("open live
+  notebook") runs as the grader account (`server_settings`).
 * **No autograding as the grader account.** The formgrader's autograde button would run
   the student's code as ``grader-<course>``, outside the sandbox of `aifactory grade`;
   its exporter (`RefuseAutograde`) fails before nbgrader touches the submission or
@@ -42,6 +44,7 @@ undo them: the trainers own their course's configuration.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -115,9 +118,40 @@ def nbgrader_settings() -> dict:
     }
 
 
+# No kernel spec has this name: the formgrader's server offers no kernel at all ...
+NO_KERNELS = ["no-kernels-in-the-formgrader"]
+
+
+@functools.cache
+def _no_kernels_manager():
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+    from tornado import web
+
+    class NoKernels(AsyncMappingKernelManager):
+        """... and starts none, whatever name it is asked for (the native kernel is always known)."""
+
+        async def start_kernel(self, *args, **kwargs):
+            raise web.HTTPError(403, "The formgrader runs no kernels: open the notebook in your own server.")
+
+    return NoKernels
+
+
+def __getattr__(name: str):  # the class is built on first use: jupyter_server is imported only in the formgrader
+    if name == "NoKernels":
+        return _no_kernels_manager()
+    raise AttributeError(name)
+
+
 def server_settings() -> dict:
-    """The Jupyter server's configuration in a course's formgrader (jupyter_server_config.json). Pure."""
-    return {"ServerApp": {"jpserver_extensions": {SERVER_EXTENSION: True}}}
+    """The Jupyter server's configuration in a course's formgrader (jupyter_server_config.json). Pure.
+
+    No terminals and no kernels: its "open live notebook" link would otherwise let a trainer
+    run a student's notebook, or anything else, as the grader account, outside the sandbox."""
+    return {
+        "ServerApp": {"jpserver_extensions": {SERVER_EXTENSION: True}, "terminals_enabled": False,
+                      "kernel_manager_class": f"{SERVER_EXTENSION}.NoKernels"},
+        "KernelSpecManager": {"allowed_kernelspecs": NO_KERNELS},
+    }
 
 
 def config_files() -> dict[str, str]:

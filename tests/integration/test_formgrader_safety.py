@@ -235,3 +235,12 @@ def test_the_formgrader_loads_no_config_from_another_folder(hub, trainer_api):
     finally:
         trainer_api.get(f"{hub}{FORMGRADER}", timeout=60)    # nbgrader's way back to the course's config
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_formgrader_runs_no_kernel_and_no_terminal(hub, trainer_api):
+    """Its "open live notebook" link must not become a way to run a student's code as the grader."""
+    server = FORMGRADER.rsplit("/formgrader", 1)[0]
+    assert trainer_api.get(f"{hub}{server}/api/kernelspecs", timeout=60).json()["kernelspecs"] == {}
+    started = trainer_api.post(f"{hub}{server}/api/kernels", json={"name": "python3"}, timeout=60)
+    assert started.status_code >= 400, started.text
+    assert trainer_api.post(f"{hub}{server}/api/terminals", timeout=60).status_code == 404
