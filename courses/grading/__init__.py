@@ -12,9 +12,11 @@ Flow of `aifactory grade <course> <assignment>` (run by a trainer):
    trainer's association: the grader identity has none and can submit nothing);
 4. each task pipes its archive into ``sudo -u aifactory-grader python -I -m
    aifactory.courses.grading.sandbox`` (the only command the sudo rule allows):
-   the grader runs nbgrader, and every student's kernel starts in fresh user,
-   network, PID and mount namespaces (no network at all, no view of other
-   processes) under an address-space and CPU-time limit;
+   the grader runs nbgrader, and every student's kernel starts in bubblewrap
+   (`jobs.kernel_argv`): fresh namespaces (no network, no view of other
+   processes), a read-only file system with its own /tmp, only its notebook's
+   folder writable, under an address-space and CPU-time limit; the results go
+   back on a descriptor no kernel holds;
 5. as each task finishes, the trainer's process imports its executed notebooks
    into the course gradebook with nbgrader's own ``--no-execute`` autograde:
    one writer, serial, so there are no lost updates, and the scores come from
