@@ -166,11 +166,14 @@ def _write_slurm_config(site: Site, node: slurmconf.LocalNode, db_password: str,
     etc = Path(layout.slurm_etc)
     changed = write_if_changed(etc / "slurm.conf", slurmconf.slurm_conf(site, node, layout))
     changed |= write_if_changed(etc / "gres.conf", slurmconf.gres_conf(site, node, layout))
-    for device in map(Path, slurmconf.gpu_devices(site, layout)):
-        if not device.is_char_device():
+    changed |= write_if_changed(etc / "cgroup.conf", slurmconf.cgroup_conf())
+    for path, major, minor in slurmconf.gpu_devices(site, layout):
+        device = Path(path)
+        if not device.is_char_device() or device.stat().st_rdev != os.makedev(major, minor):
             device.parent.mkdir(parents=True, exist_ok=True)
             device.unlink(missing_ok=True)
-            os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # behaves as /dev/null
+            os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+            os.chmod(device, 0o666)
     write_if_changed(etc / "slurmdbd.conf", slurmconf.slurmdbd_conf(db_password, layout), mode=0o600)
     for sub in ("ctld", "d"):
         Path(layout.slurm_state, sub).mkdir(parents=True, exist_ok=True)

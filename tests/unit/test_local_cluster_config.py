@@ -30,8 +30,9 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+ProctrackType=proctrack/cgroup
+TaskPlugin=task/cgroup
+PrivateData=jobs,usage
 ReturnToService=2
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
@@ -50,7 +51,7 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageEnforce=associations,limits,qos
 AccountingStorageTRES=gres/gpu
-JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherType=jobacct_gather/cgroup
 JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
 MinJobAge=300
@@ -69,7 +70,9 @@ def test_gres_conf_binds_each_gpu_to_a_stand_in_device(site, node):
         "AutoDetect=off\n"
         "NodeName=node1 Name=gpu Type=a100 File=/var/lib/aifactory/gpus/a100[0-1]\n"
     )
-    assert slurmconf.gpu_devices(site) == ["/var/lib/aifactory/gpus/a1000", "/var/lib/aifactory/gpus/a1001"]
+    # Each stand-in its own minor: the devices cgroup tells GPUs apart by major:minor.
+    assert slurmconf.gpu_devices(site) == [("/var/lib/aifactory/gpus/a1000", 240, 0),
+                                           ("/var/lib/aifactory/gpus/a1001", 240, 1)]
 
 
 def test_slurmdbd_conf():
@@ -127,3 +130,15 @@ def test_unix_accounts(site):
 def test_lmod_module_puts_the_shared_environment_on_path():
     text = accounts.lmod_modulefile("/opt/aifactory/venv")
     assert 'prepend_path("PATH", "/opt/aifactory/venv/bin")' in text
+
+
+def test_cgroup_conf_constrains_memory_and_devices_with_the_v1_plugin():
+    assert slurmconf.cgroup_conf().splitlines()[1:] == [
+        "CgroupPlugin=cgroup/v1",
+        "CgroupMountpoint=/sys/fs/cgroup",
+        "ConstrainCores=no",
+        "ConstrainRAMSpace=yes",
+        "ConstrainSwapSpace=yes",
+        "AllowedSwapSpace=0",
+        "ConstrainDevices=yes",
+    ]

@@ -1,0 +1,114 @@
+"""Slurm enforces what the spawn form promises (cgroup v1, `slurmconf.cgroup_conf`), tried as
+real users: a job gets the memory it asked for and no more, opens only the GPUs it was
+given, and sees only its owner's jobs (PrivateData)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from ..conftest import BIN
+from .test_spawner_slurm import Hub, cleanup, jobs_of
+
+pytestmark = [pytest.mark.slurm]
+
+PYTHON = str(BIN / "python")
+STUDENT_PROJECT, RESEARCH_PROJECT = "project_465000002", "project_465000001"
+
+
+def as_user(user: str, *argv: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["runuser", "-u", user, "--", *argv], input=stdin, capture_output=True, text=True,
+                          timeout=timeout, cwd="/")
+
+
+def submit(user: str, account: str, script: str, *options: str) -> str:
+    proc = as_user(user, "sbatch", "--parsable", f"--account={account}", "--chdir=/tmp", "--output=/dev/null",
+                   *options, stdin=script)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().split(";")[0]
+
+
+def final_state(job_id: str, timeout: float = 90) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"], capture_output=True,
+                             text=True).stdout.split()
+        if out and out[0] not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED"):
+            return out[0]
+        time.sleep(1)
+    pytest.fail(f"job {job_id} did not end within {timeout}s")
+
+
+HOG = textwrap.dedent("""\
+    #!/bin/bash
+    exec {python} -c 'x = bytearray(700 * 2**20); print("allocated", len(x))'
+    """).format(python=PYTHON)
+
+
+def test_a_job_past_its_memory_is_killed_out_of_memory(cluster):
+    job_id = submit("student1", STUDENT_PROJECT, HOG, "--partition=interactive", "--mem=200M", "--time=2")
+    assert final_state(job_id) == "OUT_OF_MEMORY"
+
+
+def test_within_a_running_server_a_step_past_the_servers_memory_is_killed_and_the_server_lives(hub, operator_token):
+    api, user, name = Hub(hub, operator_token), "student1", "oom"
+    try:
+        assert api.spawn(user, name, {"profile": "course", "memory": "1G"}).status_code in (201, 202)
+        api.wait_ready(user, name)
+        (job_id, _), = jobs_of(user, name)
+        hog = as_user(user, "srun", f"--jobid={job_id}", "--overlap", "--mem=0", PYTHON, "-c",
+                      "x = bytearray(1500 * 2**20); print('allocated')", timeout=120)
+        assert hog.returncode != 0 and "allocated" not in hog.stdout
+        assert "oom" in hog.stderr.lower() or "killed" in hog.stderr.lower(), hog.stderr
+        assert api.server(user, name)["ready"]  # the user's server and open notebooks go on
+    finally:
+        cleanup(api, user, name)
+
+
+GPU_PROBE = textwrap.dedent("""\
+    #!/bin/bash
+    exec {python} - <<'EOF'
+    import errno, glob, os
+    for path in sorted(glob.glob("/var/lib/aifactory/gpus/*")):
+        try:
+            os.close(os.open(path, os.O_RDONLY))
+            print(path, "opened")
+        except OSError as e:
+            print(path, errno.errorcode[e.errno])
+    EOF
+    """).format(python=PYTHON)
+
+
+def test_a_gpu_job_opens_only_the_gpu_it_was_given(cluster):
+    folder = Path(tempfile.mkdtemp(prefix="aifactory-gpu-probe-"))  # pytest's own is root's only
+    try:
+        folder.chmod(0o777)
+        out = folder / "probe.out"
+        job_id = submit("researcher1", RESEARCH_PROJECT, GPU_PROBE, "--partition=small-g", "--gres=gpu:mi250x:1",
+                        "--mem=256M", "--time=2", f"--output={out}")
+        assert final_state(job_id) == "COMPLETED"
+        results = dict(line.rsplit(" ", 1) for line in out.read_text().splitlines())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert len(results) == 4, results
+    # The stand-in of the job's own GPU has no driver (ENXIO); the cgroup refuses the others (EPERM).
+    assert sorted(results.values()) == ["ENXIO", "EPERM", "EPERM", "EPERM"], results
+
+
+def test_a_user_sees_only_their_own_jobs(cluster):
+    job_id = submit("student1", STUDENT_PROJECT, "#!/bin/bash\ntrue\n", "--partition=interactive", "--hold",
+                    "--mem=100M", "--time=1")
+    try:
+        assert job_id in as_user("student1", "squeue", "-h", "-o", "%i").stdout.split()
+        assert job_id not in as_user("student2", "squeue", "-h", "-o", "%i").stdout.split()
+        assert job_id not in as_user("student2", "sacct", "-n", "-X", "-a", "-o", "JobID").stdout.split()
+        # The hub (root) still sees every job: queue positions on the progress page come from it.
+        assert job_id in subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    finally:
+        subprocess.run(["scancel", job_id])
