@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from jupyterhub.utils import subdomain_hook_idna
+
 from .roles import CourseGroups, hub_groups, roles
 from .services import service_roles, services
 from .site.identity import blocked_names
@@ -90,6 +92,26 @@ def authenticator_config(site: Site, oidc_secret: str = "") -> dict[str, dict]:
     }
 
 
+def subdomain_hook(name: str, domain: str, kind: str) -> str:
+    """Each user's servers on their own origin; the site's services stay on the hub's.
+
+    The services with pages are the course formgraders: the platform's own code, made
+    safe for the hub's origin (`formgrader_safety`), that trainers, the CLI and the
+    tests reach at `<hub>/services/<name>/`. JupyterHub's default would move each to
+    `<name>--service.<domain>`, an address no resolver but a browser's knows locally.
+    """
+    if kind == "service":
+        return domain
+    return subdomain_hook_idna(name, domain, kind)
+
+
+def origin_config(site: Site) -> dict:
+    """Users' servers served from `<user>.<domain>` (JupyterHub adds CHP's --host-routing)."""
+    if site.hub.subdomain_host is None:
+        return {}
+    return {"subdomain_host": site.hub.subdomain_host, "subdomain_hook": subdomain_hook}
+
+
 def port_handlers() -> list[tuple]:
     from aifactory.spawners.port_api import handlers
 
@@ -132,6 +154,7 @@ def hub_config(
                 *service_roles(metrics_token),
                 *roles(site),
             ],
+            **origin_config(site),
         },
         "ConfigurableHTTPProxy": {
             "command": [paths.proxy],

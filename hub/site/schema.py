@@ -8,7 +8,9 @@ the file to another live in `checks.py`, so each problem can name its own path.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Union
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -229,11 +231,38 @@ class Limits(Model):
     max_session: Minutes = Field(12 * 60, description="Stop servers older than this.")
 
 
+def check_subdomain_host(url: str) -> str:
+    """`scheme://domain[:port]`, nothing more: JupyterHub serves each user from `<user>.<domain>`."""
+    wrong = ValueError(f"must be like 'https://ai.example.org' or 'http://localhost:8000', not {url!r}")
+    try:
+        parsed = urlsplit(url)
+        parsed.port  # noqa: B018  (a port that is no number raises here)
+    except ValueError:
+        raise wrong from None
+    domain = parsed.hostname or ""
+    if (
+        parsed.scheme not in ("http", "https")
+        or not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", domain)
+        or "@" in parsed.netloc
+        or parsed.path not in ("", "/")
+        or parsed.query
+        or parsed.fragment
+    ):
+        raise wrong
+    return url.rstrip("/")
+
+
 class HubSettings(Model):
     ip: str = Field("127.0.0.1", pattern=r"^[0-9.]+$|^[0-9a-fA-F:]+$")
     port: int = Field(8000, ge=1, le=65535)
     hub_port: int = Field(8081, ge=1, le=65535)
     min_uid: int = Field(1000, ge=1, description="Accounts below this uid (system accounts) never get a server.")
+    subdomain_host: Annotated[str, AfterValidator(check_subdomain_host)] | None = Field(
+        None,
+        description="Public URL of the hub whose subdomains serve users' servers (`<user>.<domain>`): each "
+        "server gets its own origin, so a page a user serves cannot script the hub or another server. "
+        "Needs wildcard DNS (and a wildcard TLS certificate) for `*.<domain>`.",
+    )
 
 
 class LocalCluster(Model):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from aifactory.hub.config import OPERATOR_SCOPES, TEMPLATES, HubPaths, hub_config
+from aifactory.hub.config import OPERATOR_SCOPES, TEMPLATES, HubPaths, hub_config, subdomain_hook
 from aifactory.hub.roles import CourseGroups, roles
 from aifactory.hub.services import idle_culler_command, service_roles
-from aifactory.hub.site import parse_site
+from aifactory.hub.site import SiteError, parse_site
 from aifactory.hub.site.load import read_yaml
 from aifactory.spawners.port_api import PortHandler
 
@@ -107,3 +107,24 @@ def test_a_metrics_token_adds_a_read_metrics_service():
     assert "read:metrics" in OPERATOR_SCOPES
 
 
+
+
+def test_users_servers_get_their_own_origins_and_services_stay_on_the_hubs():
+    data = read_yaml(SMALL_SITE)
+    data["hub"] = {"subdomain_host": "https://ai.example.org"}
+    config = hub_config(parse_site(yaml.safe_dump(data)), HubPaths(), "tok")["JupyterHub"]
+    plain = hub_config(parse_site(SMALL_SITE), HubPaths(), "tok")["JupyterHub"]
+    assert config == {**plain, "subdomain_host": "https://ai.example.org", "subdomain_hook": subdomain_hook}
+    assert subdomain_hook("alice", "ai.example.org", "user") == "alice.ai.example.org"
+    assert subdomain_hook("formgrader-ml101", "ai.example.org", "service") == "ai.example.org"
+
+
+@pytest.mark.parametrize("value", ["ai.example.org", "ftp://ai.example.org", "https://ai.example.org/hub",
+                                   "https://ai.example.org:http", "https://me@ai.example.org", "https://ai_x.org"])
+def test_a_bad_subdomain_host_is_refused_naming_the_field(value):
+    data = read_yaml(SMALL_SITE)
+    data["hub"] = {"subdomain_host": value}
+    with pytest.raises(SiteError) as err:
+        parse_site(yaml.safe_dump(data))
+    assert [str(p) for p in err.value.problems] == [
+        f"hub.subdomain_host: must be like 'https://ai.example.org' or 'http://localhost:8000', not {value!r}"]
