@@ -31,7 +31,9 @@ def metrics_token_file(paths: HubPaths = HubPaths()) -> Path:
 
 
 def url(site: Site) -> str:
-    return f"http://{site.hub.ip}:{site.hub.port}"
+    """Where people log in: with subdomains, the parent domain of the users' servers, whose
+    cookies and OAuth the servers share (the proxy's own address still reaches the hub)."""
+    return site.hub.subdomain_host or f"http://{site.hub.ip}:{site.hub.port}"
 
 
 def answers(site: Site) -> bool:
