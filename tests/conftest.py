@@ -5,12 +5,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from aifactory.hub.site import load_site
+from aifactory.hub.site.schema import Site
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "hub" / "sites" / "demo.yaml"
@@ -59,6 +62,35 @@ def passwords(cluster):
     from aifactory.hub.localcluster.provision import passwords_file
 
     return dict(line.split(" ", 1) for line in passwords_file().read_text().splitlines())
+
+
+def user_server_url(site: Site, user: str, name: str = "") -> str:
+    """A user's server through the proxy: `http://<user>.localhost:8000/user/<user>/[<name>/]` where the
+    site gives users subdomains (JupyterHub's name for plain user names), else under the hub's URL."""
+    path = f"/user/{user}/" + (f"{name}/" if name else "")
+    if site.hub.subdomain_host is None:
+        return f"http://{site.hub.ip}:{site.hub.port}{path}"
+    parts = urlsplit(site.hub.subdomain_host)
+    return f"{parts.scheme}://{user}.{parts.netloc}{path}"
+
+
+def _loopback_for_localhost_subdomains(real_getaddrinfo):
+    """Resolve `*.localhost` to loopback as browsers do (RFC 6761); the system resolver does not."""
+
+    def getaddrinfo(host, *args, **kwargs):
+        if isinstance(host, str) and host.endswith(".localhost"):
+            host = "127.0.0.1"
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    return getaddrinfo
+
+
+@pytest.fixture(scope="session")
+def server_url(hub, cluster):
+    """`server_url(user, name="")`: where tests reach a user's server, requests resolving its host."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "getaddrinfo", _loopback_for_localhost_subdomains(socket.getaddrinfo))
+        yield lambda user, name="": user_server_url(cluster, user, name)
 
 
 def pytest_collection_modifyitems(items):

@@ -25,7 +25,7 @@ def row_button(driver, panel: str, name: str, label: str):
     return wait(driver, 90).until(EC.element_to_be_clickable((By.XPATH, xpath)))
 
 
-def test_a_student_fetches_and_submits_from_the_assignments_panel(hub, passwords, operator_token, released,
+def test_a_student_fetches_and_submits_from_the_assignments_panel(hub, passwords, operator_token, server_url, released,
                                                                   other_release):
     _, name = released
     api = Hub(hub, operator_token)
@@ -35,7 +35,7 @@ def test_a_student_fetches_and_submits_from_the_assignments_panel(hub, passwords
         with chromium(1400, 1000) as driver:
             login(driver, hub, USER, passwords[USER])
             wait(driver).until(EC.url_contains("/hub/"))
-            driver.get(f"{hub}/user/{USER}/{SERVER}/lab?reset")
+            driver.get(f"{server_url(USER, SERVER)}lab?reset")
             menu = wait(driver, 120).until(EC.element_to_be_clickable(
                 (By.XPATH, "//li[contains(@class, 'lm-MenuBar-item')][.//*[text()='Nbgrader']]")))
             menu.click()

@@ -111,7 +111,7 @@ def test_jupyter_server_proxy_is_enabled():
     assert "aifactory.extensions.dask.server_cleanup enabled" in text, text
 
 
-def test_dashboard_link_works_through_the_hub(hub, server, program):
+def test_dashboard_link_works_through_the_hub(server_url, server, program):
     cluster = program(
         server["job"],
         """
@@ -123,7 +123,8 @@ def test_dashboard_link_works_through_the_hub(hub, server, program):
     )
     link = cluster.wait_for("LINK")
     assert link.startswith(f"/user/{USER}/proxy/") and link.endswith("/status"), link
-    response = requests.get(f"{hub}{link}", headers=server["headers"], timeout=30)
+    dashboard = server_url(USER) + link.removeprefix(f"/user/{USER}/")  # the link is relative to the server
+    response = requests.get(dashboard, headers=server["headers"], timeout=30)
     assert response.status_code == 200, response.text[:500]
     assert "<title>Dask Diagnostic UI</title>" in response.text and "bokeh" in response.text, response.text[:500]
     # ... although the dashboard listens on loopback only: the owner's server proxies to it there.

@@ -124,7 +124,7 @@ def notebooks(contents_url: str, headers: dict) -> set[str]:
     return {item["name"] for item in listing.json()["content"] if item["type"] == "notebook"}
 
 
-def test_a_student_starts_a_course_server_and_runs_a_cell_in_a_slurm_job(hub, passwords, api):
+def test_a_student_starts_a_course_server_and_runs_a_cell_in_a_slurm_job(hub, passwords, api, server_url):
     name = "br-course"
     with chromium(1400, 1000) as driver:
         try:
@@ -141,8 +141,8 @@ def test_a_student_starts_a_course_server_and_runs_a_cell_in_a_slurm_job(hub, pa
             assert any("Submitting course on interactive" in line for line in events), events
             ((job_id, state),) = jobs_of(USER, name)
             assert state == "RUNNING"
-            driver.get(f"{hub}/user/{USER}/{name}/lab?reset")  # a fresh workspace, whatever earlier runs left open
-            contents = f"{hub}/user/{USER}/{name}/api/contents"
+            driver.get(f"{server_url(USER, name)}lab?reset")  # a fresh workspace, whatever earlier runs left open
+            contents = f"{server_url(USER, name)}api/contents"
             before = notebooks(contents, api.headers)
             output = run_cell(driver, 'import os, getpass; print(getpass.getuser(), os.environ["SLURM_JOB_ID"])')
             assert output.strip() == f"{USER} {job_id}"

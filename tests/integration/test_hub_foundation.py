@@ -54,7 +54,7 @@ def test_operator_token_has_admin_scopes(hub, operator_token):
 
 
 @pytest.mark.slow
-def test_a_spawned_server_is_a_slurm_job_of_the_user(hub, operator_token):
+def test_a_spawned_server_is_a_slurm_job_of_the_user(hub, operator_token, server_url):
     api = f"{hub}/hub/api/users/student2"
     headers = {"Authorization": f"token {operator_token}"}
     assert requests.post(f"{api}/server", headers=headers, timeout=120).status_code in (201, 202)
@@ -70,7 +70,7 @@ def test_a_spawned_server_is_a_slurm_job_of_the_user(hub, operator_token):
         jobs = subprocess.run(["squeue", "-h", "-u", "student2", "-o", "%j %T %a"], capture_output=True,
                               text=True).stdout.split()
         assert jobs == ["jupyter-student2", "RUNNING", "project_465000002"]
-        api_through_proxy = requests.get(f"{hub}/user/student2/api/status", headers=headers, timeout=10)
+        api_through_proxy = requests.get(f"{server_url('student2')}api/status", headers=headers, timeout=10)
         assert api_through_proxy.status_code == 200
     finally:
         requests.delete(f"{api}/server", headers=headers, timeout=60)

@@ -19,7 +19,7 @@ def api(hub, operator_token) -> Hub:
     return Hub(hub, operator_token)
 
 
-def test_a_cpu_and_a_gpu_session_run_side_by_side_and_a_third_is_refused(api, demo_site):
+def test_a_cpu_and_a_gpu_session_run_side_by_side_and_a_third_is_refused(api, demo_site, server_url):
     assert demo_site.limits.servers_per_user == 2
     sessions = {"ns-cpu": {"profile": "cpu", "memory": "1G"},
                 "ns-gpu": {"profile": "gpu", "gpus": "1", "cpus": "1", "memory": "2G"}}
@@ -37,7 +37,7 @@ def test_a_cpu_and_a_gpu_session_run_side_by_side_and_a_third_is_refused(api, de
         assert placed[gpu_job][0] == "small-g" and placed[gpu_job][1].endswith("gpu:mi250x:1")
         # Both answer through the hub, each at its own URL.
         for name in sessions:
-            reach = requests.get(f"{api.url}/user/{USER}/{name}/api/status", headers=api.headers, timeout=30)
+            reach = requests.get(f"{server_url(USER, name)}api/status", headers=api.headers, timeout=30)
             assert reach.status_code == 200, (name, reach.status_code)
         third = api.spawn(USER, "ns-third", {"profile": "cpu"})
         assert third.status_code == 400

@@ -19,6 +19,7 @@ from tests.integration.test_exchange_permissions import (  # noqa: F401  (fixtur
     EXCHANGE,
     as_user,
     release_tiny,
+    remove_assignment,
     released,
 )
 from tests.integration.test_spawner_slurm import Hub, cleanup, wait_no_job
@@ -36,16 +37,17 @@ def other_release(cluster):
     root, name = release_tiny(OTHER, "d")
     yield name
     shutil.rmtree(root, ignore_errors=True)
+    remove_assignment(OTHER, name)
 
 
 @pytest.fixture
-def student1_server(hub, operator_token):
+def student1_server(hub, operator_token, server_url):
     api = Hub(hub, operator_token)
     assert api.spawn("student1", SERVER, {"profile": "course"}).status_code in (201, 202)
     try:
         api.wait_ready("student1", SERVER, timeout=180)
         yield lambda method, path, **kw: requests.request(
-            method, f"{hub}/user/student1/{SERVER}{path}", headers=api.headers, timeout=120, **kw).json()
+            method, f"{server_url('student1', SERVER)}{path.lstrip('/')}", headers=api.headers, timeout=120, **kw).json()
     finally:
         cleanup(api, "student1", SERVER)
         wait_no_job("student1", SERVER)

@@ -115,7 +115,7 @@ def server_token(user: str, port: int) -> str:
     ("student1", "sp-py", {"profile": "cpu", "memory": "1G"}, "aifactory"),
     ("student1", "sp-lmod", {"profile": "course"}, "aifactory-module"),
 ])
-def test_spawn_in_each_environment_and_reach_the_server(api, user, name, options, expect_env):
+def test_spawn_in_each_environment_and_reach_the_server(api, server_url, user, name, options, expect_env):
     try:
         assert api.spawn(user, name, options).status_code in (201, 202)
         server = api.wait_ready(user, name)
@@ -125,7 +125,7 @@ def test_spawn_in_each_environment_and_reach_the_server(api, user, name, options
         script = subprocess.run(["scontrol", "write", "batch_script", job_id, "-"], capture_output=True,
                                 text=True).stdout
         assert ("module load aifactory/1.0" in script) == (expect_env == "aifactory-module")
-        reach = requests.get(f"{api.url}/user/{user}/{name}/api/status", headers=api.headers, timeout=10)
+        reach = requests.get(f"{server_url(user, name)}api/status", headers=api.headers, timeout=10)
         assert reach.status_code == 200
         session = json.loads(Path(f"/home/{user}/.aifactory/session-{job_id}.json").read_text())
         assert session["ends_at"] > time.time() + 30 * 60
@@ -248,7 +248,7 @@ def aifactory(*args: str) -> None:
 
 
 @pytest.mark.slow
-def test_hub_killed_and_restarted_reattaches_every_server(api):
+def test_hub_killed_and_restarted_reattaches_every_server(api, server_url):
     names = ["sp-r1", "sp-r2"]
     try:
         for name in names:
@@ -260,7 +260,7 @@ def test_hub_killed_and_restarted_reattaches_every_server(api):
         for name in names:
             assert api.wait_ready("student1", name, timeout=60)
             assert jobs_of("student1", name) == before[name]
-            reach = requests.get(f"{api.url}/user/student1/{name}/api/status", headers=api.headers, timeout=10)
+            reach = requests.get(f"{server_url('student1', name)}api/status", headers=api.headers, timeout=10)
             assert reach.status_code == 200
     finally:
         for name in names:
@@ -303,7 +303,7 @@ def restart_hub_with_kill9() -> None:
 
 
 @pytest.mark.slow
-def test_a_start_still_queued_when_the_hub_is_killed_completes_after_restart_with_the_same_job(api):
+def test_a_start_still_queued_when_the_hub_is_killed_completes_after_restart_with_the_same_job(api, server_url):
     user, name, account = "admin1", "sp-resume", "project_465000001"
     hold_jobs_of(user, account, True)
     try:
@@ -319,7 +319,7 @@ def test_a_start_still_queued_when_the_hub_is_killed_completes_after_restart_wit
         hold_jobs_of(user, account, False)  # the queue frees up
         api.wait_ready(user, name, timeout=240)  # Slurm may take a backfill round or two on a shared node
         assert jobs_of(user, name) == [(job_id, "RUNNING")]
-        reach = requests.get(f"{api.url}/user/{user}/{name}/api/status", headers=api.headers, timeout=10)
+        reach = requests.get(f"{server_url(user, name)}api/status", headers=api.headers, timeout=10)
         assert reach.status_code == 200
     finally:
         hold_jobs_of(user, account, False)
@@ -395,7 +395,7 @@ def test_metrics_count_failed_spawns_by_reason_and_the_queue_wait_of_a_real_spaw
 
 @pytest.mark.slow
 @pytest.mark.restarts_cluster
-def test_slurmctld_down_for_a_minute_removes_no_server(api):
+def test_slurmctld_down_for_a_minute_removes_no_server(api, server_url):
     names = ["sp-c1", "sp-c2"]
     try:
         for name in names:
@@ -414,7 +414,7 @@ def test_slurmctld_down_for_a_minute_removes_no_server(api):
         time.sleep(15)  # two shared polls with the controller back
         for name in names:
             assert api.server("student3", name)["ready"]
-            reach = requests.get(f"{api.url}/user/student3/{name}/api/status", headers=api.headers, timeout=10)
+            reach = requests.get(f"{server_url('student3', name)}api/status", headers=api.headers, timeout=10)
             assert reach.status_code == 200
     finally:
         for name in names:
