@@ -40,6 +40,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- (($site.hub | default dict).port | default 8000) -}}
 {{- end -}}
 
+{{/* The domain whose subdomains serve users' servers (site `hub.subdomain_host`); empty: none. */}}
+{{- define "aifactory.subdomainHost" -}}
+{{- $site := include "aifactory.site" . | fromYaml -}}
+{{- with ($site.hub | default dict).subdomain_host -}}
+{{- $domain := (urlParse .).hostname -}}
+{{- if and $.Values.ingress.enabled (ne $domain $.Values.ingress.host) -}}
+{{- fail (printf "site: hub.subdomain_host %s is not on ingress.host %s: users' servers are served from *.%s" . $.Values.ingress.host $.Values.ingress.host) -}}
+{{- end -}}
+{{- $domain -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "aifactory.image" -}}
 {{ printf "%s:%s" .Values.image.repository .Values.image.tag }}
 {{- end -}}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import re
 import stat
 from pathlib import Path
 
@@ -28,7 +29,9 @@ from aifactory.hub.site import parse_site  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm"
-DEMO_SITE = (REPO / "hub" / "sites" / "demo.yaml").read_text()
+# The demo site as a centre at ai.example.org would write it: users' servers on *.ai.example.org.
+DEMO_SITE = re.sub(r"(?m)^  subdomain_host: .*\n", "", (REPO / "hub" / "sites" / "demo.yaml").read_text()).replace(
+    "\nhub:\n", "\nhub:\n  subdomain_host: https://ai.example.org\n", 1)
 RELEASE, NAMESPACE = "af", "aifactory"
 FULLNAME = "af-aifactory"
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
@@ -131,12 +134,35 @@ def test_the_chart_deploys_what_the_issue_lists(chart):
     }
 
 
-def test_ingress_serves_the_proxy_over_tls(chart):
-    ingress = find(render(chart, VALUES), "Ingress", FULLNAME)
+def test_ingress_serves_the_hub_and_the_users_subdomains_to_the_proxy_over_tls(chart):
+    assert parse_site(DEMO_SITE).hub.subdomain_host == "https://ai.example.org"
+    docs = render(chart, VALUES)
+    ingress = find(docs, "Ingress", FULLNAME)
+    assert ingress["spec"]["tls"] == [{"hosts": ["ai.example.org", "*.ai.example.org"], "secretName": "ai-example-org-tls"}]
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["ai.example.org", "*.ai.example.org"]
+    for rule in ingress["spec"]["rules"]:
+        assert rule["http"]["paths"][0]["backend"]["service"] == {"name": f"{FULLNAME}-proxy-public",
+                                                                   "port": {"name": "http"}}
+    # The proxy runs in its own pod: the chart gives it the host routing JupyterHub would.
+    proxy = find(docs, "Deployment", f"{FULLNAME}-proxy")["spec"]["template"]["spec"]["containers"][0]
+    assert "--host-routing" in proxy["args"]
+
+
+def test_without_subdomains_one_host_and_path_routing(chart):
+    site = DEMO_SITE.replace("  subdomain_host: https://ai.example.org\n", "")
+    assert parse_site(site).hub.subdomain_host is None
+    docs = render(chart, merged({"site": site}))
+    ingress = find(docs, "Ingress", FULLNAME)
     assert ingress["spec"]["tls"] == [{"hosts": ["ai.example.org"], "secretName": "ai-example-org-tls"}]
-    (rule,) = ingress["spec"]["rules"]
-    assert rule["host"] == "ai.example.org"
-    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": f"{FULLNAME}-proxy-public", "port": {"name": "http"}}
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["ai.example.org"]
+    proxy = find(docs, "Deployment", f"{FULLNAME}-proxy")["spec"]["template"]["spec"]["containers"][0]
+    assert "--host-routing" not in proxy["args"]
+
+
+def test_subdomains_of_another_host_than_the_ingress_are_refused(chart):
+    site = DEMO_SITE.replace("https://ai.example.org", "https://jupyter.example.org")
+    with pytest.raises(Exception, match="hub.subdomain_host https://jupyter.example.org is not on ingress.host ai.example.org"):
+        render(chart, merged({"site": site}))
 
 
 def test_secrets_hold_generated_tokens_and_the_slurm_credential(chart):
