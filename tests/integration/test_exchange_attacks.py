@@ -26,6 +26,7 @@ from tests.integration.test_exchange_permissions import (
     answer,
     as_user,
     release_tiny,
+    remove_assignment,
 )
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -80,41 +81,6 @@ def walk(root: Path):
             yield Path(dirpath) / name
 
 
-def remove_everything_of(name: str) -> None:
-    """What a test made: files named after its assignment in the course and exchange trees,
-    the students' work folders, its gradebook entry."""
-    for base in (COURSE_DIR, EXCHANGE):
-        for path in sorted(walk_shallow(base, 3), key=lambda p: -len(p.parts)):
-            if name in path.name:
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-    for home in Path("/home").glob("student*"):
-        for path in home.glob(f"{name}*"):
-            shutil.rmtree(path, ignore_errors=True)
-    code = ("import sys\nfrom nbgrader.api import Gradebook\n"
-            f"with Gradebook('sqlite:///{COURSE_DIR}/gradebook.db', '{COURSE}') as gb:\n"
-            "    gb.remove_assignment(sys.argv[1])\n")
-    as_user("trainer1", str(BIN / "python"), "-c", code, name, check=False)
-
-
-def walk_shallow(root: Path, depth: int):
-    level = [root]
-    for _ in range(depth):
-        nxt = []
-        for folder in level:
-            try:
-                entries = list(os.scandir(folder))
-            except OSError:
-                continue
-            for entry in entries:
-                path = Path(entry.path)
-                yield path
-                if entry.is_dir(follow_symlinks=False):
-                    nxt.append(path)
-        level = nxt
-
 
 @pytest.fixture
 def fresh(cluster):
@@ -124,7 +90,7 @@ def fresh(cluster):
         yield root, name
     finally:
         shutil.rmtree(root, ignore_errors=True)
-        remove_everything_of(name)
+        remove_assignment(COURSE, name)
         subprocess.run([str(BIN / "aifactory"), "course", "setup", COURSE], check=True, capture_output=True)
 
 

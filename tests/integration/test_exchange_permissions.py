@@ -85,12 +85,53 @@ def release_tiny(course: str, prefix: str) -> tuple[Path, str]:
     return root, name
 
 
+def remove_assignment(course: str, name: str) -> None:
+    """Everything a test's assignment left: files named after it in the course and exchange
+    trees (walked shallowly, never through a student's link), the students' work folders,
+    its gradebook entry; the trainers' formgrader then lists what it listed before."""
+    course_dir, exchange = Path("/srv/aifactory/courses") / course, Path("/srv/aifactory/exchange") / course
+    for base in (course_dir, exchange):
+        for path in sorted(_walk_shallow(base, 3), key=lambda p: -len(p.parts)):
+            if name in path.name:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+    for home in Path("/home").glob("student*"):
+        for path in home.glob(f"{name}*"):
+            shutil.rmtree(path, ignore_errors=True)
+    code = ("import sys\nfrom nbgrader.api import Gradebook, MissingEntry\n"
+            f"with Gradebook('sqlite:///{course_dir}/gradebook.db', '{course}') as gb:\n"
+            "    try:\n        gb.remove_assignment(sys.argv[1])\n    except MissingEntry:\n        pass\n")
+    if (course_dir / "gradebook.db").exists():
+        as_user("trainer1", str(BIN / "python"), "-c", code, name, check=False)  # the file stays the trainers'
+
+
+def _walk_shallow(root: Path, depth: int) -> list[Path]:
+    found, level = [], [root]
+    for _ in range(depth):
+        nxt = []
+        for folder in level:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                path = Path(entry.path)
+                found.append(path)
+                if entry.is_dir(follow_symlinks=False):
+                    nxt.append(path)
+        level = nxt
+    return found
+
+
 @pytest.fixture(scope="module")
 def released(cluster):
-    """A fresh tiny assignment of intro-dl, released by trainer1."""
+    """A fresh tiny assignment of intro-dl, released by trainer1, removed afterwards."""
     root, name = release_tiny(COURSE, "t")
     yield root, name
     shutil.rmtree(root, ignore_errors=True)
+    remove_assignment(COURSE, name)
 
 
 def test_student_cannot_reach_another_students_submission(released):

@@ -31,6 +31,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 
 from tests.integration.test_exchange_permissions import COURSE, COURSE_DIR, EXCHANGE, aifactory, answer, release_tiny
+from tests.integration.test_exchange_permissions import remove_assignment
 
 from .browser import chromium, login, wait
 from .grading import grade
@@ -54,23 +55,6 @@ MARKER_CODE = f'''def square(x):
     return x * x
 import os
 open("{MARKER}." + str(os.getuid()), "w").close()'''
-
-
-def remove_assignment(name: str) -> None:
-    """Everything an assignment left in the course: gradebook, course folders, exchange."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    with Gradebook(f"sqlite:///{COURSE_DIR}/gradebook.db", COURSE) as gb:
-        try:
-            gb.remove_assignment(name)
-        except MissingEntry:
-            pass
-    for base in (COURSE_DIR, EXCHANGE):
-        for path in sorted(base.rglob(f"{name}*"), key=lambda p: len(p.parts)):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
 
 
 def listed_assignments() -> set[str]:
@@ -101,7 +85,7 @@ def graded(cluster, hub):
         grade(name)
         yield name
     finally:
-        remove_assignment(name)
+        remove_assignment(COURSE, name)
         shutil.rmtree(root, ignore_errors=True)
         for left in MARKER.parent.glob(MARKER.name + ".*"):
             left.unlink()

@@ -26,6 +26,7 @@ from tests.integration.test_exchange_permissions import (
     aifactory,
     answer,
     as_user,
+    remove_assignment,
     shared_tmp,
     tiny_assignment,
 )
@@ -159,19 +160,14 @@ def gradebook_students() -> list[str]:
 
 
 def remove(name: str, students: set[str]) -> None:
-    """The assignment in the gradebook, course folders and exchange; the students added."""
+    """The assignment (gradebook, course folders, exchange), then the students the test added."""
+    remove_assignment(COURSE, name)
     code = ("import sys\nfrom nbgrader.api import Gradebook\n"
             f"with Gradebook('sqlite:///{COURSE_DIR}/gradebook.db', '{COURSE}') as gb:\n"
-            "    gb.remove_assignment(sys.argv[1])\n"
-            "    for s in sys.argv[2:]:\n"
+            "    for s in sys.argv[1:]:\n"
             "        gb.remove_student(s)\n")
-    as_user("trainer1", str(BIN / "python"), "-c", code, name, *sorted(students), check=False)
-    for base in (COURSE_DIR, EXCHANGE):
-        for path in [*base.glob(f"*/{name}*"), *base.glob(f"*/*/{name}*")]:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+    if students:
+        as_user("trainer1", str(BIN / "python"), "-c", code, *sorted(students), check=False)
 
 
 def submit(root: Path, name: str, answers: dict[str, str], second: dict[str, str] | None = None) -> None:
