@@ -16,7 +16,7 @@ EDITABLE := $(shell runuser -u nobody -- test -r $(CURDIR)/pyproject.toml 2>/dev
 .PHONY: help install system python node cluster hub demo test down bench lock images
 
 help:
-	@echo "make demo   - install, start the local Slurm cluster and JupyterHub on http://127.0.0.1:8000"
+	@echo "make demo   - install, start the local Slurm cluster and JupyterHub on http://localhost:8000"
 	@echo "make test   - install, start everything and run the whole test suite"
 	@echo "make down   - stop the hub and the cluster"
 	@echo "make bench  - benchmarks against the tools this platform replaces"
@@ -59,7 +59,8 @@ hub: cluster
 
 demo: hub
 	@echo
-	@echo "  The AI factory runs: http://127.0.0.1:8000"
+	@echo "  The AI factory runs: http://localhost:8000 (log in there; the API also answers on 127.0.0.1:8000)"
+	@echo "  Each user's server has its own origin: http://<user>.localhost:8000 (a browser resolves *.localhost)"
 	@echo "  Demo accounts (students, trainer, researcher, admin) and their passwords:"
 	@echo "      /var/lib/aifactory/secrets/demo-passwords   (root only)"
 	@echo "  Operator API token (admin scopes, service aifactory-operator):"
