@@ -19,7 +19,7 @@ def test_adding_a_course_the_hub_serves_keeps_the_hub_running(hub):
     out = subprocess.run([str(BIN / "aifactory"), "course", "add", "intro-dl", "--site", str(DEMO)],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    assert "formgrader at http://127.0.0.1:8000/services/formgrader-intro-dl/formgrader" in out.stdout
+    assert f"formgrader at {hub}/services/formgrader-intro-dl/formgrader" in out.stdout  # the hub's public URL
     assert "restarting" not in out.stdout
     assert PIDFILE.read_text() == pid
 
