@@ -71,6 +71,48 @@ def test_within_a_running_server_a_step_past_the_servers_memory_is_killed_and_th
         cleanup(api, user, name)
 
 
+def _server_pid(user: str, job_id: str) -> int:
+    """The pid of jupyterhub-singleuser in the user's job (read as root)."""
+    pids = subprocess.run(["pgrep", "-u", user, "-f", "jupyterhub-singleuser"], capture_output=True,
+                          text=True).stdout.split()
+    for pid in pids:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if f"SLURM_JOB_ID={job_id}".encode() in environ:
+            return int(pid)
+    pytest.fail(f"no server process of {user} in job {job_id}")
+
+
+def test_a_server_killed_for_memory_tells_its_user_it_ran_out_of_memory(hub, operator_token):
+    """What a notebook that grows past the server's memory does: the kernel here is a process of the
+    user's in the server's cgroup, and the server (its oom_score_adj raised, as a user may) is what
+    the kernel's OOM killer takes; the job ends OUT_OF_MEMORY and the hub says so."""
+    api, user, name = Hub(hub, operator_token), "student1", "oomserver"
+    hog = None
+    try:
+        assert api.spawn(user, name, {"profile": "course", "memory": "1G"}).status_code in (201, 202)
+        api.wait_ready(user, name)
+        (job_id, _), = jobs_of(user, name)
+        server = _server_pid(user, job_id)
+        as_user(user, "sh", "-c", f"echo 1000 > /proc/{server}/oom_score_adj")
+        # setpriv execs (no forked child): the pid is the user's process itself, waiting for a line.
+        hog = subprocess.Popen(["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--", PYTHON, "-c",
+                                "import sys; sys.stdin.readline(); x = bytearray(1500 * 2**20)"],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+        memory = next(line.split(":", 2)[2] for line in Path(f"/proc/{server}/cgroup").read_text().splitlines()
+                      if line.split(":", 2)[1] == "memory")
+        step = Path("/sys/fs/cgroup/memory") / memory.lstrip("/")   # the server's step cgroup
+        (step / "cgroup.procs").write_text(f"{hog.pid}\n")   # into the server's memory, as its kernels are
+        hog.stdin.write("go\n")
+        hog.stdin.flush()
+        stopped = api.wait_stopped(user, name, timeout=90)
+        assert "[OUT_OF_MEMORY]" in stopped["state"]["stop_reason"], stopped["state"]
+        assert "ran out of memory" in stopped["state"]["stop_reason"]
+    finally:
+        if hog is not None and hog.poll() is None:
+            hog.kill()
+        cleanup(api, user, name)
+
+
 GPU_PROBE = textwrap.dedent("""\
     #!/bin/bash
     exec {python} - <<'EOF'
