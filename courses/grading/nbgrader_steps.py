@@ -109,15 +109,13 @@ def import_results(course_dir: Path, course_id: str, assignment: str, student: s
 
 def generate_feedback(course_dir: Path, course_id: str, assignment: str, student: str = "*") -> None:
     """nbgrader generate_feedback with hidden tests removed (see feedback.py)."""
-    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     from nbgrader.converters import GenerateFeedback
     from nbgrader.coursedir import CourseDirectory
-    from nbgrader.preprocessors import GetGrades
 
-    from .feedback import HideHiddenTests
+    from .feedback import PREPROCESSORS
 
     c = _config(course_dir, course_id, BaseConverter__force=True)
-    c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+    c.GenerateFeedback.preprocessors = list(PREPROCESSORS)  # the formgrader's buttons run the same
     coursedir = CourseDirectory(config=c)
     coursedir.assignment_id = assignment
     coursedir.student_id = student
