@@ -20,9 +20,9 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from aifactory.hub.site.checks import Problem
-from aifactory.hub.site.load import ConfigError, read_yaml
-from aifactory.hub.site.schema import Model, Name, Site
+from aifactory.site.checks import Problem
+from aifactory.site.load import ConfigError, read_yaml
+from aifactory.site.schema import Model, Name, Site
 
 from .exchange.layout import trainers_group
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .site import INSTALLED_SITE, SiteError, load_site
+from aifactory.site import INSTALLED_SITE, SiteError, load_site
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -57,7 +57,7 @@ def _hub(args: argparse.Namespace) -> int:
     if args.action == "sudoers":  # for a hub or login-node account that is not root
         import shutil
 
-        from .site.identity import hub_sudoers
+        from aifactory.site.identity import hub_sudoers
 
         print(hub_sudoers(load_site(args.site), args.account, shutil.which("sbatch") or "/usr/bin/sbatch"), end="")
         return 0

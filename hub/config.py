@@ -13,8 +13,8 @@ from jupyterhub.utils import subdomain_hook_idna
 
 from .roles import CourseGroups, hub_groups, roles
 from .services import service_roles, services
-from .site.identity import blocked_names
-from .site.schema import OidcAuth, PamAuth, Site
+from aifactory.site.identity import blocked_names
+from aifactory.site.schema import OidcAuth, PamAuth, Site
 
 OPERATOR_SERVICE = "aifactory-operator"
 TEMPLATES = str(Path(__file__).resolve().parent / "templates")

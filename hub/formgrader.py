@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .site.schema import Course, Site
+from aifactory.site.schema import Course, Site
 
 # Below Linux's ephemeral ports (32768-60999), where servers, kernels and Dask bind by chance:
 # a formgrader that cannot bind its port would stop the hub.

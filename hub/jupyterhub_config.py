@@ -5,7 +5,7 @@ from pathlib import Path
 
 from aifactory.hub.config import HubPaths, hub_config
 from aifactory.hub.metrics import register_server_counts
-from aifactory.hub.site import load_site
+from aifactory.site import load_site
 
 c = get_config()  # noqa: F821  (provided by JupyterHub)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .formgrader import service_name as formgrader_service
-from .site.schema import Course, Site
+from aifactory.site.schema import Course, Site
 
 SITE_ADMIN_ROLE = "site-admin"
 # What an admin may do through the API and the admin page; the same as JupyterHub's

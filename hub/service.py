@@ -9,8 +9,8 @@ from pathlib import Path
 
 from .config import HubPaths
 from .localcluster.system import ProvisionError, pid_from, secret_file, spawn_daemon, stop_pid, wait_for
-from .site import INSTALLED_SITE
-from .site.schema import Site
+from aifactory.site import INSTALLED_SITE
+from aifactory.site.schema import Site
 
 LOG = Path("/var/log/aifactory/jupyterhub.log")
 CONFIG = Path(__file__).resolve().parent / "jupyterhub_config.py"

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from .formgrader import formgrader_services
-from .site.schema import Site
+from aifactory.site.schema import Site
 
 IDLE_CULLER = "idle-culler"
 METRICS_SERVICE = "aifactory-metrics"

@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .site.schema import Site
+from aifactory.site.schema import Site
 
 SACCT_FIELDS = ["JobIDRaw", "Account", "User", "Start", "End", "AllocTRES"]
 SACCT_TIME = "%Y-%m-%dT%H:%M:%S"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable
 
-from aifactory.hub.site.schema import Site
+from aifactory.site.schema import Site
 from aifactory.hub.usage import parse_sacct, sacct_argv, summarize
 
 from . import slurmcli

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shlex
 
-from aifactory.hub.site.schema import ContainerEnvironment, LmodEnvironment, PythonEnvironment
+from aifactory.site.schema import ContainerEnvironment, LmodEnvironment, PythonEnvironment
 
 LMOD_INIT = "/usr/share/lmod/lmod/init/bash"
 SERVER = "jupyterhub-singleuser"

@@ -13,7 +13,7 @@ import json
 from html import escape
 from typing import Mapping
 
-from aifactory.hub.site.units import format_memory, format_walltime
+from aifactory.site.units import format_memory, format_walltime
 
 from .cluster_state import AllocationUse, PartitionState
 from .options import ProfileOffer

@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from aifactory.hub.site.schema import Profile, Site
-from aifactory.hub.site.units import format_memory, format_walltime, parse_memory_mib, parse_walltime_minutes
+from aifactory.site.schema import Profile, Site
+from aifactory.site.units import format_memory, format_walltime, parse_memory_mib, parse_walltime_minutes
 
 # The fields a payload may carry; anything else is refused.
 FIELDS = ("profile", "partition", "account", "cpus", "memory", "gpus", "gpu_type", "walltime", "reservation",

@@ -24,7 +24,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from aifactory.hub.site.units import format_memory, format_walltime
+from aifactory.site.units import format_memory, format_walltime
 
 from .environments import Environment, LMOD_INIT, server_argv, setup_lines
 from .options import ValidatedOptions

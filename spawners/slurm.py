@@ -28,8 +28,8 @@ from tornado import web
 from traitlets import Bool, Float, Integer, List, Unicode, default
 
 from aifactory.hub import metrics
-from aifactory.hub.site import identity, load_site_cached
-from aifactory.hub.site.schema import Site
+from aifactory.site import identity, load_site_cached
+from aifactory.site.schema import Site
 
 from . import slurmcli
 from .environments import LMOD_INIT

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from aifactory.hub.site import load_site
-from aifactory.hub.site.schema import Site
+from aifactory.site import load_site
+from aifactory.site.schema import Site
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "hub" / "sites" / "demo.yaml"

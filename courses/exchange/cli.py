@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from aifactory.hub.site import load_site
+from aifactory.site import load_site
 
 from .layout import CoursePaths, course_of
 
@@ -35,7 +35,7 @@ def _add(args) -> int:
     from aifactory.hub import service
     from aifactory.hub.cli import _site_install
     from aifactory.hub.formgrader import hub_step, running_services, wait_until_served
-    from aifactory.hub.site import INSTALLED_SITE
+    from aifactory.site import INSTALLED_SITE
 
     if args.site and _site_install(_argparse.Namespace(file=args.site)) != 0:
         return 1

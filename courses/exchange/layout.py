@@ -36,8 +36,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from aifactory.hub.site.identity import FORMGRADER_PREFIX, GRADER_USER
-from aifactory.hub.site.schema import Course, Site
+from aifactory.site.identity import FORMGRADER_PREFIX, GRADER_USER
+from aifactory.site.schema import Course, Site
 
 Argv = list[str]
 

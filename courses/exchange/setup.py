@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from aifactory.hub.localcluster.system import ProvisionError, run
-from aifactory.hub.site.schema import Site
+from aifactory.site.schema import Site
 
 from .layout import (
     ACL_XATTR,

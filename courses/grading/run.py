@@ -22,7 +22,7 @@ from pathlib import Path
 
 from aifactory.courses.exchange.layout import CoursePaths, course_of, default_python
 from aifactory.courses.exchange.transfer import collect
-from aifactory.hub.site.schema import Site
+from aifactory.site.schema import Site
 
 from . import nbgrader_steps
 from .jobs import Limits, chunks, job_script, parse_array_states, plan_tasks, sbatch_argv, task_minutes

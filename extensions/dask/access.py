@@ -12,7 +12,7 @@ import os
 import pwd
 import subprocess
 
-from aifactory.hub.site.schema import Profile, Site
+from aifactory.site.schema import Profile, Site
 
 
 class AccessRefused(PermissionError):

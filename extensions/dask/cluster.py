@@ -27,8 +27,8 @@ from typing import Any
 from dask_jobqueue import SLURMCluster
 from distributed.security import Security
 
-from aifactory.hub.site import load_site
-from aifactory.hub.site.schema import Site
+from aifactory.site import load_site
+from aifactory.site.schema import Site
 
 from . import access, job_registry, tls
 from .job_states import JobState, WorkerSummary, explain, query_job_states, summarize

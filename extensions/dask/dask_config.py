@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from aifactory.hub.site import load_site
-from aifactory.hub.site.schema import Site
+from aifactory.site import load_site
+from aifactory.site.schema import Site
 
 from .jobqueue_config import site_jobqueue_config
 from .tls import security_client_config

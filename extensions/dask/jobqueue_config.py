@@ -11,8 +11,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from aifactory.hub.site.schema import ContainerEnvironment, LmodEnvironment, Partition, Profile, PythonEnvironment, Site
-from aifactory.hub.site.units import format_memory, format_walltime
+from aifactory.site.schema import ContainerEnvironment, LmodEnvironment, Partition, Profile, PythonEnvironment, Site
+from aifactory.site.units import format_memory, format_walltime
 
 from .options import DaskOptions, choose_options
 

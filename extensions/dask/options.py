@@ -11,8 +11,8 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aifactory.hub.site.schema import Partition, Profile
-from aifactory.hub.site.units import format_memory, format_walltime, parse_memory_mib, parse_walltime_minutes
+from aifactory.site.schema import Partition, Profile
+from aifactory.site.units import format_memory, format_walltime, parse_memory_mib, parse_walltime_minutes
 
 FIELDS = ("workers", "cores", "memory", "gpus", "walltime", "adaptive_min", "adaptive_max", "project")
 

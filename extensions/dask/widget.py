@@ -16,9 +16,9 @@ from typing import Any, Callable
 
 import ipywidgets as w
 
-from aifactory.hub.site import load_site
-from aifactory.hub.site.schema import Profile, Site
-from aifactory.hub.site.units import format_memory, format_walltime
+from aifactory.site import load_site
+from aifactory.site.schema import Profile, Site
+from aifactory.site.units import format_memory, format_walltime
 
 from . import access
 from .job_states import WorkerSummary

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..site.schema import Site
+from aifactory.site.schema import Site
 
 Argv = list[str]
 

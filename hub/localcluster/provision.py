@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..site.schema import Site
+from aifactory.site.schema import Site
 from . import accounts, slurmconf
 from .slurmconf import Layout
 from .system import (

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..site.schema import Site
-from ..site.units import format_walltime
+from aifactory.site.schema import Site
+from aifactory.site.units import format_walltime
 
 
 @dataclass(frozen=True)

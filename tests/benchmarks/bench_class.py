@@ -33,7 +33,7 @@ from pathlib import Path
 from benchlib import (LABELS, BenchHub, bench_names, bench_partition, bench_users, cancel_jobs_of, class_site,
                       cleanup_on_signals, job_times, table, wait_for_room)
 
-from aifactory.hub.site.units import parse_memory_mib
+from aifactory.site.units import parse_memory_mib
 
 PARTITION = "bench-class"
 SHARE = 4  # servers per core in the bench partition

@@ -30,7 +30,7 @@ TRAINER = "trainer1"
 GRADE = """
 import sys
 from pathlib import PurePosixPath
-from aifactory.hub.site import load_site
+from aifactory.site import load_site
 from aifactory.courses.exchange.layout import CoursePaths
 from aifactory.courses.grading.run import grade
 root = PurePosixPath(sys.argv[1])

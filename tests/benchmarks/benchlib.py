@@ -29,9 +29,9 @@ import requests
 import yaml
 
 from aifactory.hub.localcluster import accounts
-from aifactory.hub.site import INSTALLED_SITE, load_site
-from aifactory.hub.site.load import read_yaml
-from aifactory.hub.site.schema import User
+from aifactory.site import INSTALLED_SITE, load_site
+from aifactory.site.load import read_yaml
+from aifactory.site.schema import User
 
 PREFIX = Path(os.environ.get("AIFACTORY_PREFIX", "/opt/aifactory"))
 VENV = PREFIX / "venv"

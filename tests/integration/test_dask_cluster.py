@@ -236,8 +236,8 @@ def test_a_failing_worker_job_is_explained_from_accounting(programs):
     program = programs(
         "researcher1",
         """
-        from aifactory.hub.site import load_site
-        from aifactory.hub.site.schema import PythonEnvironment
+        from aifactory.site import load_site
+        from aifactory.site.schema import PythonEnvironment
         site = load_site()
         broken = PythonEnvironment(kind="python", name="aifactory", path="/nonexistent/venv")
         site = site.model_copy(update={"environments": [broken, *site.environments[1:]]})

@@ -20,7 +20,7 @@ import requests
 import yaml
 
 from aifactory.hub.config import HubPaths
-from aifactory.hub.site.load import read_yaml
+from aifactory.site.load import read_yaml
 
 from ..conftest import BIN, DEMO
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aifactory.hub.site.identity import hub_sudoers
+from aifactory.site.identity import hub_sudoers
 
 pytestmark = [pytest.mark.slurm]
 

@@ -34,7 +34,7 @@ import pytest
 import requests
 
 from aifactory.spawners import slurmcli
-from aifactory.hub.site.identity import hub_sudoers
+from aifactory.site.identity import hub_sudoers
 from aifactory.spawners.facts import gather_facts
 from aifactory.spawners.options import validate
 from aifactory.spawners.poller import SlurmPoller

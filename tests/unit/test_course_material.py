@@ -20,7 +20,7 @@ from aifactory.courses.material import (
     list_courses,
     parse_course_info,
 )
-from aifactory.hub.site.checks import Problem
+from aifactory.site.checks import Problem
 
 COURSES = list_courses()
 NOTEBOOKS = [(a, a.source / name) for c in COURSES for a in c.assignments for name in a.notebooks]

@@ -9,8 +9,8 @@ from aifactory.extensions.dask.access import (
     parse_accounts,
     usable_profiles,
 )
-from aifactory.hub.site import load_site
-from aifactory.hub.site.load import DEMO_SITE
+from aifactory.site import load_site
+from aifactory.site.load import DEMO_SITE
 
 SITE = load_site(DEMO_SITE)
 

@@ -8,9 +8,9 @@ from aifactory.extensions.dask.jobqueue_config import (
     worker_python,
 )
 from aifactory.extensions.dask.options import choose_options
-from aifactory.hub.site import load_site
-from aifactory.hub.site.load import DEMO_SITE
-from aifactory.hub.site.schema import ContainerEnvironment, LmodEnvironment
+from aifactory.site import load_site
+from aifactory.site.load import DEMO_SITE
+from aifactory.site.schema import ContainerEnvironment, LmodEnvironment
 
 SITE = load_site(DEMO_SITE)
 
@@ -128,8 +128,8 @@ def test_interface_and_scratch_directory_can_be_overridden():
 def test_partition_interface_and_scratch_come_from_the_site_file():
     import yaml
 
-    from aifactory.hub.site import parse_site
-    from aifactory.hub.site.load import read_yaml
+    from aifactory.site import parse_site
+    from aifactory.site.load import read_yaml
 
     data = read_yaml(DEMO_SITE.read_text())
     data["partitions"][0].update(network_interface="hsn0", local_scratch="/local/scratch/")

@@ -3,8 +3,8 @@
 import pytest
 
 from aifactory.extensions.dask.options import DaskOptions, OptionsRefused, choose_options, max_workers
-from aifactory.hub.site import load_site
-from aifactory.hub.site.load import DEMO_SITE
+from aifactory.site import load_site
+from aifactory.site.load import DEMO_SITE
 
 SITE = load_site(DEMO_SITE)
 CPU = SITE.profile("cpu")

@@ -10,8 +10,8 @@ from distributed.security import Security
 from aifactory.extensions.dask import tls
 from aifactory.extensions.dask.cluster import dashboard_address
 from aifactory.extensions.dask.dask_config import site_dask_config
-from aifactory.hub.site import load_site
-from aifactory.hub.site.load import DEMO_SITE
+from aifactory.site import load_site
+from aifactory.site.load import DEMO_SITE
 
 SITE = load_site(DEMO_SITE)
 DIR = Path("/home/student1/.aifactory/dask-tls/dask-cpu-1")

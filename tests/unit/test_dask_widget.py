@@ -4,8 +4,8 @@ from aifactory.extensions.dask.access import AccessRefused
 from aifactory.extensions.dask.job_states import WorkerSummary
 from aifactory.extensions.dask.options import OptionsRefused, choose_options
 from aifactory.extensions.dask.widget import Launcher, error_sentence, form_values, requested_options, status_html
-from aifactory.hub.site import load_site
-from aifactory.hub.site.load import DEMO_SITE
+from aifactory.site import load_site
+from aifactory.site.load import DEMO_SITE
 
 SITE = load_site(DEMO_SITE)
 

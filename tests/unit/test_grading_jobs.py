@@ -138,7 +138,7 @@ def test_task_count_from_real_slots():
 
 def test_local_cluster_slots_are_two_per_core_of_the_machine():
     from aifactory.courses.grading.run import grading_slots
-    from aifactory.hub.site import load_site
+    from aifactory.site import load_site
 
     site = load_site()
     partition = site.partitions[0]

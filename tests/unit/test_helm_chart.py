@@ -25,7 +25,7 @@ from traitlets.config.loader import PyFileConfigLoader  # noqa: E402
 
 from aifactory.hub.config import HubPaths, hub_config  # noqa: E402
 from aifactory.hub.services import IDLE_CULLER, METRICS_SERVICE, idle_culler_command  # noqa: E402
-from aifactory.hub.site import parse_site  # noqa: E402
+from aifactory.site import parse_site  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aifactory.hub.config import OPERATOR_SCOPES, TEMPLATES, HubPaths, hub_config, subdomain_hook
 from aifactory.hub.roles import CourseGroups, roles
 from aifactory.hub.services import idle_culler_command, service_roles
-from aifactory.hub.site import SiteError, parse_site
-from aifactory.hub.site.load import read_yaml
+from aifactory.site import SiteError, parse_site
+from aifactory.site.load import read_yaml
 from aifactory.spawners.port_api import PortHandler
 
 import pytest

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aifactory.hub.site import parse_site
-from aifactory.hub.site.identity import blocked_names, hub_sudoers, refusal
+from aifactory.site import parse_site
+from aifactory.site.identity import blocked_names, hub_sudoers, refusal
 
 from .sites import SMALL_SITE
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aifactory.hub.localcluster import accounts, slurmconf
-from aifactory.hub.site import parse_site
+from aifactory.site import parse_site
 
 from .sites import SMALL_SITE
 

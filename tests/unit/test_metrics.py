@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from aifactory.hub import metrics
 from aifactory.hub.services import idle_culler_command, service_roles, services
-from aifactory.hub.site import parse_site
+from aifactory.site import parse_site
 
 from .sites import SMALL_SITE
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import yaml
 
 from aifactory.hub.roles import ADMIN_SCOPES, CourseGroups, course_groups, hub_groups, roles
-from aifactory.hub.site import parse_site
-from aifactory.hub.site.load import read_yaml
+from aifactory.site import parse_site
+from aifactory.site.load import read_yaml
 
 from .sites import SMALL_SITE
 

@@ -9,9 +9,9 @@ import sys
 import pytest
 import yaml
 
-from aifactory.hub.site import SiteError, load_site_cached, parse_site
-from aifactory.hub.site.load import read_yaml
-from aifactory.hub.site.units import format_walltime, parse_memory_mib, parse_walltime_minutes
+from aifactory.site import SiteError, load_site_cached, parse_site
+from aifactory.site.load import read_yaml
+from aifactory.site.units import format_walltime, parse_memory_mib, parse_walltime_minutes
 
 from .sites import SMALL_SITE
 

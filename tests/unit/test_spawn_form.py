@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime
 from html.parser import HTMLParser
 
-from aifactory.hub.site import parse_site
+from aifactory.site import parse_site
 from aifactory.spawners import cluster_state
 from aifactory.spawners.cluster_state import (
     AllocationUse,

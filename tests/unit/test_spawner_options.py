@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aifactory.hub.site import parse_site
+from aifactory.site import parse_site
 from aifactory.spawners.facts import parse_associations, parse_id, parse_reservations
 from aifactory.spawners.options import (
     FIELDS,

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from aifactory.hub.site.schema import ContainerEnvironment, LmodEnvironment, PythonEnvironment
+from aifactory.site.schema import ContainerEnvironment, LmodEnvironment, PythonEnvironment
 from aifactory.spawners.environments import server_argv, setup_lines
 from aifactory.spawners.options import ValidatedOptions
 from aifactory.spawners.script import build_job, job_name, signal_seconds

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from aifactory.hub.site import parse_site
+from aifactory.site import parse_site
 from aifactory.hub.usage import (
     JobUsage, UsageRow, format_table, parse_sacct, parse_since, plot, sacct_argv, summarize,
 )

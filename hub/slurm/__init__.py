@@ -1,0 +1,1 @@
+"""The one way this platform talks to Slurm (the base layer; see README, Architecture)."""
