@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from aifactory.hub.config import HubPaths, hub_config
-from aifactory.hub.metrics import register_server_counts
+from aifactory.spawners.metrics import register_server_counts
 from aifactory.site import load_site
 
 c = get_config()  # noqa: F821  (provided by JupyterHub)

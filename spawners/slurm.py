@@ -27,7 +27,7 @@ from batchspawner import SlurmSpawner
 from tornado import web
 from traitlets import Bool, Float, Integer, List, Unicode, default
 
-from aifactory.hub import metrics
+from . import metrics
 from aifactory.site import identity, load_site_cached
 from aifactory.site.schema import Site
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from aifactory.hub import metrics
+from aifactory.spawners import metrics
 from aifactory.hub.services import idle_culler_command, service_roles, services
 from aifactory.site import parse_site
 

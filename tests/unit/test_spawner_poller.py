@@ -9,7 +9,7 @@ import pytest
 
 from aifactory.spawners import slurmcli
 from aifactory.spawners.poller import SlurmPoller, parse_sacct, parse_squeue, pending_positions
-from aifactory.hub.metrics import SPAWN_FAILURE_REASONS
+from aifactory.spawners.metrics import SPAWN_FAILURE_REASONS
 from aifactory.spawners.port_api import parse_port_body, token_digest
 from aifactory.spawners.progress import FINAL_STATES, job_failure, pending_message, reason_words, stop_message
 from aifactory.spawners.slurm import interrupted_reason
