@@ -161,3 +161,33 @@ def find_course(course_id: str, root: Path = MATERIAL_ROOT) -> CourseMaterial:
         known = ", ".join(c.id for c in list_courses(root)) or "none"
         raise MaterialError(course_id, [Problem("", f"no course material for {course_id!r} (available: {known})")])
     return load_course(folder)
+
+
+def shipped_assignments(course_id: str) -> list[str]:
+    """The assignments in the platform's material for this course (courses/<id>/source), in release order."""
+    try:
+        return [a.id for a in find_course(course_id).assignments]
+    except MaterialError:
+        return []
+
+
+def shipped_source(course_id: str, assignment: str) -> Path | None:
+    try:
+        material = find_course(course_id)
+    except MaterialError:
+        return None
+    return next((a.source for a in material.assignments if a.id == assignment), None)
+
+
+def release_source(explicit: str | None, shipped: Path | None, in_course_dir: bool) -> Path | None:
+    """Which folder to copy into the course's source/ before generating, or None to use it as is.
+
+    An explicit --source wins; otherwise the shipped material, but only when the
+    course directory has no source of that assignment yet, so a trainer's edits
+    to their copy are never overwritten. Pure.
+    """
+    if explicit:
+        return Path(explicit)
+    if shipped is not None and not in_course_dir:
+        return shipped
+    return None

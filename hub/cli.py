@@ -1,47 +1,36 @@
-"""`aifactory`: the operator's and trainer's command line."""
+"""`aifactory`: the operator's and trainer's command line.
+
+Commands that need JupyterHub or Dask import them when they run, so that `aifactory exchange`
+in a student's terminal starts in a fraction of a second."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
-from pathlib import Path
+from datetime import datetime
 
 from aifactory.site import INSTALLED_SITE, SiteError, load_site
+from aifactory.site.identity import hub_sudoers
+
+from . import usage
+from .course_cli import add_commands as add_course_commands
+from .localcluster import provision
 
 
 def _validate(args: argparse.Namespace) -> int:
-    try:
-        site = load_site(args.file)
-    except SiteError as exc:
-        print(f"{exc.source}: invalid site configuration ({len(exc.problems)} problem(s))", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 1
-    print(
-        f"{args.file}: valid site '{site.cluster.name}': {len(site.partitions)} partitions, "
-        f"{len(site.projects)} projects, {len(site.profiles)} profiles, {len(site.courses)} courses"
-    )
-    return 0
+    from .site_install import validate_file
+
+    return validate_file(args.file)
 
 
 def _site_install(args: argparse.Namespace) -> int:
-    from .localcluster.system import write_if_changed
+    from .site_install import site_install
 
-    if _validate(args) != 0:
-        return 1
-    write_if_changed(INSTALLED_SITE, Path(args.file).read_text(), mode=0o644)
-    INSTALLED_SITE.parent.chmod(0o755)
-    print(f"installed as {INSTALLED_SITE}")
-    # Dask defaults (and dask-labextension's "new cluster") follow the site too.
-    from aifactory.extensions.dask.dask_config import write_site_dask_config
-
-    print(f"Dask defaults for this site in {write_site_dask_config(load_site(args.file))}")
-    return 0
+    return site_install(args.file)
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from .localcluster import provision
-
     if args.action == "up":
         provision.up(load_site(args.site))
         return 0
@@ -55,10 +44,6 @@ def _hub(args: argparse.Namespace) -> int:
     from . import service
 
     if args.action == "sudoers":  # for a hub or login-node account that is not root
-        import shutil
-
-        from aifactory.site.identity import hub_sudoers
-
         print(hub_sudoers(load_site(args.site), args.account, shutil.which("sbatch") or "/usr/bin/sbatch"), end="")
         return 0
     if args.action == "up":
@@ -71,10 +56,6 @@ def _hub(args: argparse.Namespace) -> int:
 
 
 def _usage(args: argparse.Namespace) -> int:
-    from datetime import datetime
-
-    from . import usage
-
     now = datetime.now().replace(microsecond=0)
     try:
         since = usage.parse_since(args.since, now)
@@ -121,8 +102,6 @@ def parser() -> argparse.ArgumentParser:
     usage.add_argument("--output", help="also write a PNG plot to this file")
     usage.add_argument("--site", help="site file, for the projects' allocations (default: the installed one)")
     usage.set_defaults(func=_usage)
-
-    from aifactory.courses.exchange.cli import add_commands as add_course_commands
 
     add_course_commands(sub)
     return top

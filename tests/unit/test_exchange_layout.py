@@ -124,7 +124,7 @@ def test_timestamp_round_trip():
 def test_release_takes_the_shipped_material_unless_told_otherwise():
     from pathlib import Path
 
-    from aifactory.courses.exchange.cli import release_source, shipped_assignments, shipped_source
+    from aifactory.courses.material import release_source, shipped_assignments, shipped_source
 
     shipped = shipped_source("intro-dl", "tensors-and-gradients")
     assert shipped is not None and (shipped / "tensors-and-gradients.ipynb").is_file()

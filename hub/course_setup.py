@@ -5,13 +5,9 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import sys
 from pathlib import Path
 
-from aifactory.hub.localcluster.system import ProvisionError, run
-from aifactory.site.schema import Site
-
-from .layout import (
+from aifactory.courses.exchange.layout import (
     ACL_XATTR,
     SUDOERS_DIR,
     CoursePaths,
@@ -25,6 +21,9 @@ from .layout import (
     sudoers_file,
     wanted_members,
 )
+from aifactory.site.schema import Site
+
+from .localcluster.system import ProvisionError, run
 
 
 def existing_groups(names) -> dict[str, set[str]]:

@@ -1,16 +1,27 @@
-"""`aifactory course|exchange|grade|feedback`: the course commands, wired into hub/cli.py."""
+"""`aifactory course|exchange|grade|feedback`: the course commands, wired into hub/cli.py.
+
+The CLI is the hub's assembly: it may use every layer, so it lives in hub/, not in courses/.
+What needs JupyterHub (the hub's service and formgrader) or Slurm grading is imported when its
+command runs, so that a student's `aifactory exchange` starts fast."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
 from pathlib import Path
 
-from aifactory.site import load_site
+from aifactory.courses.exchange import transfer
+from aifactory.courses.exchange.layout import CoursePaths, course_of
+from aifactory.courses.grading import nbgrader_steps
+from aifactory.courses.grading.jobs import Limits
+from aifactory.courses.grading.report import write_report
+from aifactory.courses.material import release_source, shipped_assignments, shipped_source
+from aifactory.site import INSTALLED_SITE, load_site
 
-from .layout import CoursePaths, course_of
+from .course_setup import setup_course
+from .course_sync import sync
+from .roles import students_group, trainers_group
 
 
 def _site(args):
@@ -18,8 +29,6 @@ def _site(args):
 
 
 def _setup(args) -> int:
-    from .setup import setup_course
-
     changes = setup_course(_site(args), args.course)
     for change in changes:
         print(f"  {change}")
@@ -30,14 +39,11 @@ def _setup(args) -> int:
 def _add(args) -> int:
     """Site file -> active site, the course's Unix side, then the hub: restarted only when it lacks the
     course's formgrader, otherwise its course groups are updated through its API."""
-    import argparse as _argparse
+    from . import service
+    from .formgrader import hub_step, running_services, wait_until_served
+    from .site_install import site_install
 
-    from aifactory.hub import service
-    from aifactory.hub.cli import _site_install
-    from aifactory.hub.formgrader import hub_step, running_services, wait_until_served
-    from aifactory.site import INSTALLED_SITE
-
-    if args.site and _site_install(_argparse.Namespace(file=args.site)) != 0:
+    if args.site and site_install(args.site) != 0:
         return 1
     site = load_site(INSTALLED_SITE)
     course_of(site, args.course)
@@ -56,9 +62,6 @@ def _add(args) -> int:
         service.up(site, site_file=str(INSTALLED_SITE))
     else:
         # Enrolment changes reach the running hub's groups through its API, without a restart.
-        from aifactory.hub.course_sync import sync
-        from aifactory.hub.roles import students_group, trainers_group
-
         course = course_of(site, args.course)
         for method, path, body in sync(service.url(site), token, {
                 students_group(course): sorted(course.students), trainers_group(course): sorted(course.trainers)}):
@@ -69,46 +72,8 @@ def _add(args) -> int:
     return 0
 
 
-def shipped_assignments(course_id: str) -> list[str]:
-    """The assignments in the platform's material for this course (courses/<id>/source), in release order."""
-    from aifactory.courses.material import MaterialError, find_course
-
-    try:
-        return [a.id for a in find_course(course_id).assignments]
-    except MaterialError:
-        return []
-
-
-def shipped_source(course_id: str, assignment: str) -> Path | None:
-    from aifactory.courses.material import MaterialError, find_course
-
-    try:
-        material = find_course(course_id)
-    except MaterialError:
-        return None
-    return next((a.source for a in material.assignments if a.id == assignment), None)
-
-
-def release_source(explicit: str | None, shipped: Path | None, in_course_dir: bool) -> Path | None:
-    """Which folder to copy into the course's source/ before generating, or None to use it as is.
-
-    An explicit --source wins; otherwise the shipped material, but only when the
-    course directory has no source of that assignment yet, so a trainer's edits
-    to their copy are never overwritten. Pure.
-    """
-    if explicit:
-        return Path(explicit)
-    if shipped is not None and not in_course_dir:
-        return shipped
-    return None
-
-
 def _release(args) -> int:
     os.umask(0o007)  # co-trainers share the course directory through its group
-    from aifactory.courses.grading import nbgrader_steps
-
-    from .transfer import release
-
     course = course_of(_site(args), args.course)
     paths = CoursePaths(course.id)
     course_dir = Path(paths.course_dir)
@@ -123,13 +88,11 @@ def _release(args) -> int:
             shutil.rmtree(dest)
         shutil.copytree(source, dest)
     nbgrader_steps.generate(course_dir, course.id, args.assignment)
-    print(f"released {release(paths, args.assignment)}")
+    print(f"released {transfer.release(paths, args.assignment)}")
     return 0
 
 
 def _report(args) -> int:
-    from aifactory.courses.grading.report import write_report
-
     course = course_of(_site(args), args.course)
     course_dir = Path(CoursePaths(course.id).course_dir)
     if not os.access(course_dir / "gradebook.db", os.R_OK):
@@ -141,8 +104,6 @@ def _report(args) -> int:
 
 
 def _exchange(args) -> int:
-    from . import transfer
-
     course_of(_site(args), args.course)
     paths = CoursePaths(args.course)
     where = Path(args.dir) if args.dir else Path.home() / args.course
@@ -158,7 +119,6 @@ def _exchange(args) -> int:
 
 def _grade(args) -> int:
     os.umask(0o007)
-    from aifactory.courses.grading.jobs import Limits
     from aifactory.courses.grading.run import grade
 
     limits = Limits(cell_timeout_s=args.cell_timeout, memory_mib=args.mem)
@@ -172,14 +132,10 @@ def _grade(args) -> int:
 
 def _feedback(args) -> int:
     os.umask(0o007)
-    from aifactory.courses.grading import nbgrader_steps
-
-    from .transfer import release_feedback
-
     course = course_of(_site(args), args.course)
     paths = CoursePaths(course.id)
     nbgrader_steps.generate_feedback(Path(paths.course_dir), course.id, args.assignment)
-    students = release_feedback(paths, args.assignment)
+    students = transfer.release_feedback(paths, args.assignment)
     print(f"feedback released to {len(students)} student(s): {', '.join(students)}")
     return 0
 
