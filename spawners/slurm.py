@@ -1,18 +1,20 @@
-"""The site's Slurm spawner: validated profiles, one poll for all, no lost servers, honest progress.
+"""The site's Slurm spawner: JupyterHub's Spawner hooks, wired to the steps in the modules beside it.
 
-Built on batchspawner's SlurmSpawner (its traits and names), with its weak
-points replaced (see ANCHORS.md, batchspawner):
+Built on batchspawner's SlurmSpawner (its traits and names), with its weak points replaced
+(see ANCHORS.md, batchspawner):
 
-- options: `options.validate` against the site and the user's real Slurm
-  associations before anything is submitted; the script is `script.build_job`;
-- state: one `poller.SlurmPoller` per hub; no answer means unknown, never gone;
-  a job that left the queue is stopped with its final state (sacct) as reason;
-- restarts: the job id is saved as soon as sbatch answers, so a hub killed at any
-  point reattaches the job; a start that was still pending (queued, or running
-  without a reported port) is picked up again by the restarted hub's first `poll`
-  and completes with the same job (`_resume_start`);
-- every stop path, a cancelled pending spawn included, runs scancel (retried by
-  the poller until Slurm answers);
+- options: `options.validate` against the site and the user's real Slurm associations before
+  anything is submitted; a refused form comes back on that server's next form (`refused_forms`);
+- state: one `job_state.ServerJob`, saved as soon as sbatch answers, so a hub killed at any
+  point reattaches the job; a start still pending (queued, or running without a reported port)
+  is picked up again by the restarted hub's first `poll` and completes with the same job;
+- Slurm: every command through the spawner's one `SlurmRunner` (`slurm_runner`, here or over
+  ssh), sbatch and scancel in `job_control`, one shared `poller.SlurmPoller` per hub; no answer
+  means unknown, never gone; a job that left the queue is stopped with its final state as reason;
+- every stop path, a cancelled pending spawn included, runs scancel (retried by the poller
+  until Slurm answers);
+- the wait for a server (`start_wait`) and its steps in words (`start_log`);
+- JupyterHub's private spawn state only through `jupyterhub_internals`;
 - the port comes only through `port_api.PortHandler`.
 """
 
@@ -21,30 +23,33 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from datetime import datetime
+from dataclasses import replace
 
 from batchspawner import SlurmSpawner
+from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Bool, Float, Integer, List, Unicode, default
+from traitlets import Any, Float, Integer, List, Unicode, default
 
-from . import metrics
 from aifactory.site import identity, load_site_cached
 from aifactory.site.schema import Site
+from aifactory.slurm.runner import LOCAL, Refused, Route, SlurmError, SlurmRunner
 
-from . import slurmcli
-from .environments import LMOD_INIT
+from . import metrics
 from .cluster_state import allocation_use, cached, partition_states
+from .environments import LMOD_INIT
 from .facts import gather_facts
 from .form import options_form_html
-from .options import OptionsError, ValidatedOptions, offers, payload_from_form, validate
+from .job_control import cancel_by_name, cancel_job, submit
+from .job_state import ServerJob, from_state, to_state
+from .jupyterhub_internals import internals
+from .options import OptionsError, ValidatedOptions, offers, payload_from_form, refusal_message, validate
 from .poller import JobView, SlurmPoller, shared_poller
 from .port_api import token_digest
-from .progress import job_failure, pending_message, stop_message
-from .script import build_job, job_name
-
-
-# {user: (monotonic time, payload, (field, message))}: the last refused form, shown again with the error.
-_REFUSED: dict = {}
+from .progress import job_failure, stop_message
+from .refused_forms import REFUSED
+from .script import build_job
+from .start_log import StartLog
+from .start_wait import JobEnded, until_port, until_running
 
 
 class SiteSlurmSpawner(SlurmSpawner):
@@ -76,10 +81,16 @@ class SiteSlurmSpawner(SlurmSpawner):
         120.0, config=True,
         help="How long a user's Slurm accounts and reservations are reused before sacctmgr is asked again.",
     )
-    stop_reason = Unicode("", help="Why the last server of this spawner stopped, in words (kept in the state).")
-    token_sha256 = Unicode("", help="SHA-256 of the running job's API token: the port handler's proof of ownership.")
-    submitted_at = Float(0.0, help="Epoch seconds of the job's submission (start_timeout counts from it).")
-    awaiting_port = Bool(False, help="The job is submitted but its server has not reported its port yet.")
+    slurm_runner = Any(
+        help="The SlurmRunner every Slurm command of this spawner goes through (along `slurm_route()`); "
+        "the hub's shared poller takes the first spawner's.",
+    )
+
+    job = ServerJob()  # this server's job; replaced (never mutated) as the start goes on
+    start_log = None  # StartLog of this spawner, made on first use
+    _port_event: asyncio.Event | None = None  # set when the server reports its port; None before any start
+    _options: ValidatedOptions | None = None  # checked by apply_user_options, taken by start
+    _failure = ""  # metrics label of the current start's failure, where it is known
 
     @default("launcher")
     def _launcher_default(self) -> list[str]:
@@ -99,6 +110,24 @@ class SiteSlurmSpawner(SlurmSpawner):
     def _options_form_default(self):
         return self._render_options_form
 
+    @default("slurm_runner")
+    def _slurm_runner_default(self) -> SlurmRunner:
+        return SlurmRunner(route=self.slurm_route(), timeout=self.slurm_timeout)
+
+    def slurm_route(self) -> Route:
+        """Where Slurm's commands run: here (the hub is on a login node)."""
+        return LOCAL
+
+    @property
+    def job_id(self) -> str:
+        """batchspawner's name for the job's id (kept in `job`)."""
+        return self.job.job_id
+
+    @property
+    def who(self) -> str:
+        """'alice' or 'alice:gpu', for the hub's log."""
+        return f"{self.user.name}:{self.name}" if self.name else self.user.name
+
     # -- site, facts, poller -------------------------------------------------
     def _site(self) -> Site:
         return load_site_cached(self.site_file or None)  # one parse per change of the file, for all spawners
@@ -107,15 +136,16 @@ class SiteSlurmSpawner(SlurmSpawner):
     def poller(self) -> SlurmPoller:
         return shared_poller(interval=self.slurm_poll_interval, jitter=self.slurm_poll_jitter,
                              timeout=self.slurm_timeout, startup_interval=self.startup_poll_interval,
-                             partitions=tuple(p.name for p in self._site().partitions), log=self.log)
+                             partitions=tuple(p.name for p in self._site().partitions), log=self.log,
+                             runner=self.slurm_runner)
 
     async def _facts(self):
         """The user's uid, groups and Slurm facts; HTTP 403 for root, system and service accounts,
         so that nothing is ever submitted through sudo as them, whichever authenticator let them in."""
         try:  # hub-wide, like the partition state: one lookup per user per facts_cache_seconds
             facts = await cached(("facts", self.user.name), self.facts_cache_seconds,
-                                 lambda: gather_facts(self.user.name, self.slurm_timeout))
-        except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
+                                 lambda: gather_facts(self.user.name, site=self._site(), runner=self.slurm_runner))
+        except SlurmError as error:
             raise web.HTTPError(503, f"Could not look up your groups and Slurm projects ({error}); try again in a minute")
         why = identity.refusal(facts.name, facts.uid, self._site().hub.min_uid)
         if why:
@@ -124,26 +154,26 @@ class SiteSlurmSpawner(SlurmSpawner):
             raise web.HTTPError(403, f"No server for this account: {why}")
         return facts
 
+    # -- options -------------------------------------------------------------
     async def _render_options_form(self, spawner=None) -> str:
         """Profile cards with live partition state and allocation use; a refused attempt comes back with its error."""
         site = self._site()
         user_offers = offers(site, await self._facts())
         accounts = user_offers[0].accounts if user_offers else ()
-        states, uses = await asyncio.gather(partition_states(self.slurm_timeout),
-                                            allocation_use(site, accounts, self.slurm_timeout), return_exceptions=True)
-        refused = _REFUSED.pop(self.user.name, None)
-        values, error = (refused[1], refused[2]) if refused and time.monotonic() - refused[0] < 300 else ({}, None)
+        states, uses = await asyncio.gather(partition_states(runner=self.slurm_runner),
+                                            allocation_use(site, accounts, runner=self.slurm_runner),
+                                            return_exceptions=True)
+        refused = REFUSED.take(self.user.name, self.name)
         return options_form_html(user_offers, None if isinstance(states, BaseException) else states,
-                                 None if isinstance(uses, BaseException) else uses, values, error)
+                                 None if isinstance(uses, BaseException) else uses,
+                                 refused.values if refused else {}, refused.errors if refused else ())
 
     def _refuse(self, payload, error: OptionsError) -> web.HTTPError:
-        """Remember the refused form for the page shown next; the HTTP error names the field."""
+        """Remember the refused form for this server's next form; the HTTP error names the field."""
         metrics.spawn_failed("options")
         self._failure = "options"
-        if isinstance(payload, dict):
-            kept = {k: v for k, v in payload.items() if isinstance(k, str) and isinstance(v, str) and len(v) <= 64}
-            _REFUSED[self.user.name] = (time.monotonic(), kept, (error.field, error.message))
-        return web.HTTPError(400, f"Invalid option '{error.field}': {error.message}")
+        REFUSED.remember(self.user.name, self.name, payload, error.problems)
+        return web.HTTPError(400, refusal_message(error))
 
     def options_from_form(self, formdata):
         """Form fields -> a flat payload; checked in full (with the user's Slurm facts) in `start`."""
@@ -160,62 +190,44 @@ class SiteSlurmSpawner(SlurmSpawner):
         except OptionsError as error:
             raise self._refuse(self.user_options, error) from None
 
-    # -- state ---------------------------------------------------------------
-    def load_state(self, state):
-        super().load_state(state)
-        self.stop_reason = state.get("stop_reason", "")
-        self.token_sha256 = state.get("token_sha256", "")
-        self.submitted_at = float(state.get("submitted_at", 0.0))
-        self.awaiting_port = bool(state.get("awaiting_port", False))
-        if state.get("port"):
-            self.ip, self.port = state.get("ip", ""), int(state["port"])
-        if self.job_id:
-            try:
-                self.poller.watch(self.job_id, submitted=False)
-            except RuntimeError:  # no running loop yet; poll() watches
-                pass
-
-    def get_state(self):
-        state = super().get_state()
-        if self.stop_reason:
-            state["stop_reason"] = self.stop_reason
-        if self.job_id:
-            state.update(token_sha256=self.token_sha256, submitted_at=self.submitted_at)
-            if self.awaiting_port:
-                state["awaiting_port"] = True
-            elif self.port:
-                state.update(ip=self.ip, port=self.port)
-        return state
-
-    def clear_state(self):
-        super().clear_state()  # stop_reason survives: the user sees it
-        self.port = 0
-        self.token_sha256, self.submitted_at, self.awaiting_port = "", 0.0, False
-
     def _record_profile(self, profile: str) -> None:
         """Write the validated profile back into user_options (the servers-per-profile gauge reads it)."""
         if (self.user_options or {}).get("profile") != profile:
             self.user_options = {**(self.user_options or {}), "profile": profile}
-            if self.orm_spawner is not None:
-                self.orm_spawner.user_options = self.user_options
+            internals(self).save()
 
-    def _save_state(self) -> None:
-        if self.orm_spawner is not None:
-            self.orm_spawner.state = self.get_state()
-            self.db.commit()
+    # -- state (batchspawner's job_id and job_status live in `job`) ----------
+    def load_state(self, state):
+        Spawner.load_state(self, state)
+        self.job = from_state(state)
+        if self.job.port:
+            self.ip, self.port = self.job.node, self.job.port
+        if self.job.job_id:
+            try:
+                self.poller.watch(self.job.job_id, submitted=False)
+            except RuntimeError:  # no running loop yet; poll() watches
+                pass
 
-    # -- start ---------------------------------------------------------------
+    def get_state(self):
+        return {**Spawner.get_state(self), **to_state(self.job)}
+
+    def clear_state(self):
+        Spawner.clear_state(self)
+        self.job = self.job.cleared()  # the stop reason survives: the user sees it
+        self.port = 0
+
+    # -- the port ------------------------------------------------------------
     def owns_token(self, token: str) -> bool:
         """Whether `token` is the API token of this spawner's job (also after a hub restart)."""
-        digest = self.token_sha256 or (token_digest(self.api_token) if self.api_token else "")
+        digest = self.job.token_sha256 or (token_digest(self.api_token) if self.api_token else "")
         return bool(digest and token) and hmac.compare_digest(digest, token_digest(token))
 
     def report_port(self, port: int) -> bool:
         """Called by the port handler; only a spawner waiting for its port takes one (the same port again is fine)."""
-        event = getattr(self, "_port_event", None)
+        event = self._port_event
         if event is not None and event.is_set() and port == self.port:
             return True
-        if event is None or event.is_set() or not self.job_id:
+        if event is None or event.is_set() or not self.job.job_id:
             return False
         self.port = port
         event.set()
@@ -227,12 +239,7 @@ class SiteSlurmSpawner(SlurmSpawner):
             return f"http://{self.ip}:{self.port}"
         return await super().get_url()
 
-    async def _submit(self, job) -> str:
-        env = self.get_env()
-        self.log.info("Submitting the server of %s: %s", self.user.name, " ".join(job.argv))
-        out = await slurmcli.run(job.argv, max(self.slurm_timeout, 60), input=job.script, env=env)
-        return self.parse_job_id(out.strip())
-
+    # -- start ---------------------------------------------------------------
     async def start(self):
         """Submit the server's job and wait for it; each failure is counted by reason in the hub's metrics."""
         began = time.monotonic()
@@ -245,50 +252,56 @@ class SiteSlurmSpawner(SlurmSpawner):
                 metrics.spawn_failed(reason)
             raise
 
-    async def _start(self):
+    def _begin(self, first_step: tuple[str, int]) -> StartLog:
+        """A new attempt: a fresh port event and step log (the previous server's stop reason shown once)."""
         self._port_event = asyncio.Event()
-        self._events = []
-        self._phase = ("Checking your options", 5)
-        self._view = None
+        self.start_log = self.start_log or StartLog()
+        self.start_log.begin(previous_stop=self.job.stop_reason)
+        self.start_log.step(*first_step)
+        return self.start_log
+
+    async def _start(self):
+        log = self._begin(("Checking your options", 5))
         self.port = 0
-        if self.stop_reason:
-            self._previous_stop = self.stop_reason
-        self.stop_reason = ""
+        self.job = replace(self.job, stop_reason="")
         # Checked by the apply_user_options hook before start (HTTP 400 there); again if called directly.
-        options = getattr(self, "_options", None) or await self.validated_options()
+        options = self._options or await self.validated_options()
         self._options = None
         self._record_profile(options.profile)
         site = self._site()
         # The job finds the user's home and makes ~/.aifactory itself (script.HOME_LINES): no user lookup here.
         partition = site.partition(options.partition)
+        env = self.get_env()
         job = build_job(
             options, site.environment(options.environment), user=self.user.name,
-            env_names=list(self.get_env()), launcher=self.launcher, server_args=self.get_args(),
+            env_names=list(env), launcher=self.launcher, server_args=self.get_args(),
             gpu_vendor=partition.gpus.vendor if partition.gpus else None, server_name=self.name,
             warn_minutes=self.walltime_warning_minutes, lmod_init=self.lmod_init,
         )
-        self._phase = (f"Submitting {options.summary()}", 10)
-        submission = asyncio.ensure_future(self._submit(job))
+        log.step(f"Submitting {options.summary()}", 10)
+        self.log.info("Submitting the server of %s: %s", self.user.name, " ".join(job.argv))
+        submission = asyncio.ensure_future(
+            submit(self.slurm_runner, job.argv, job.script, env, timeout=max(self.slurm_timeout, 60)))
         try:
-            self.job_id = await asyncio.shield(submission)
+            job_id = await asyncio.shield(submission)
         except asyncio.CancelledError:
             await self._cancel_submission(submission)
             raise
-        except slurmcli.CommandFailed as error:
+        except Refused as error:
             self._failure = "submit"
             raise web.HTTPError(400, f"Slurm refused the job: {error.stderr}") from None
-        except slurmcli.SchedulerUnavailable as error:
+        except SlurmError as error:  # no answer, or one without a job id: a job may be queued
             self._failure = "submit"
-            await self._cancel_by_name()
+            await cancel_by_name(self.slurm_runner, self.user.name, self.name, self.log)
             raise web.HTTPError(503, f"Slurm did not answer the submission ({error}); nothing is left queued")
-        self.poller.watch(self.job_id)
-        self.token_sha256, self.submitted_at, self.awaiting_port = token_digest(self.api_token), time.time(), True
-        self._save_state()  # a hub killed from here on finds the job and resumes this start
+        self.poller.watch(job_id)
+        self.job = self.job.submitted(job_id, token_digest(self.api_token), time.time())
+        internals(self).save()  # a hub killed from here on finds the job and resumes this start
         try:
             return await self._wait_until_up()
         except BaseException:
-            self.log.warning("Start of %s's job %s did not complete; cancelling it", self.user.name, self.job_id)
-            await self._cancel_job(self.job_id)
+            self.log.warning("Start of %s's job %s did not complete; cancelling it", self.user.name, job_id)
+            await self._cancel_job(job_id)
             raise
 
     async def _cancel_submission(self, submission: asyncio.Future) -> None:
@@ -296,138 +309,96 @@ class SiteSlurmSpawner(SlurmSpawner):
         try:
             job_id = await asyncio.wait_for(submission, max(self.slurm_timeout, 60))
         except Exception:
-            await self._cancel_by_name()
+            await cancel_by_name(self.slurm_runner, self.user.name, self.name, self.log)
             return
         await self._cancel_job(job_id)
 
-    async def _cancel_by_name(self) -> None:
-        """After a submission without answer: cancel any job of this server (none can be legitimately running)."""
-        argv = ["scancel", f"--user={self.user.name}", f"--name={job_name(self.user.name, self.name)}"]
-        try:
-            await slurmcli.run(argv, self.slurm_timeout)
-        except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
-            self.log.error("Could not cancel jobs of %s after a failed submission: %s", self._log_name, error)
+    def _ended(self, state: str) -> str:
+        """The job left the queue during the start: its reason kept for the user and the metrics."""
+        self.job = replace(self.job, stop_reason=stop_message(state, self.job.job_id))
+        self._failure = job_failure(state)
+        return self.job.stop_reason
 
     async def _wait_until_up(self):
-        job_id = self.job_id
-        while True:
-            view = await self.poller.fresh_view(job_id)
-            self._view = view
-            if view.kind == "running":
-                if view.queue_seconds is not None:
-                    metrics.observe_queue_wait(view.partition, view.queue_seconds)
-                break
-            if view.kind == "gone":
-                self.stop_reason, self._failure = stop_message(view.state, job_id), job_failure(view.state)
-                raise web.HTTPError(500, self.stop_reason)
-            if view.kind == "pending":
-                self._phase = (pending_message(view.reason, view.position, view.pending_total, view.partition,
-                                               view.start_estimate, datetime.now()), 30)
-            else:
-                self._phase = ("Waiting for Slurm to answer (the controller is busy or restarting)", 30)
-            # Sleep until the next shared snapshot, or until the server reports its port (it runs then).
-            try:
-                await asyncio.wait_for(self._port_event.wait(), self.startup_poll_interval)
-            except asyncio.TimeoutError:
-                pass
+        job_id, log = self.job.job_id, self.start_log
+        try:
+            view = await until_running(self.poller, job_id, self._port_event, self.startup_poll_interval, log)
+        except JobEnded as ended:
+            raise web.HTTPError(500, self._ended(ended.state)) from None
+        if view.queue_seconds is not None:
+            metrics.observe_queue_wait(view.partition, view.queue_seconds)
         self.ip = view.node
-        self._phase = (f"Running on {view.node}; the server is starting", 60)
-        while not self._port_event.is_set():
-            try:
-                await asyncio.wait_for(self._port_event.wait(), max(2.0, self.startup_poll_interval))
-            except asyncio.TimeoutError:
-                view = await self.poller.fresh_view(job_id)
-                if view.kind == "gone":
-                    self.stop_reason, self._failure = stop_message(view.state, job_id), job_failure(view.state)
-                    raise web.HTTPError(500, f"{self.stop_reason} before it reported its port") from None
-        self._phase = (f"Server starting on {self.ip}:{self.port}", 80)
-        self.awaiting_port = False
-        self._save_state()
+        log.step(f"Running on {view.node}; the server is starting", 60)
+        try:
+            await until_port(self.poller, job_id, self._port_event, self.startup_poll_interval)
+        except JobEnded as ended:
+            raise web.HTTPError(500, f"{self._ended(ended.state)} before it reported its port") from None
+        log.step(f"Server starting on {self.ip}:{self.port}", 80)
+        self.job = self.job.listening(self.ip, self.port)
+        internals(self).save()
         self.log.info("Server of %s: job %s on %s:%s", self.user.name, job_id, self.ip, self.port)
         return self.ip, self.port
 
     async def progress(self):
         """Pending reason, position and estimated start; then running on a node, server starting."""
-        previous = getattr(self, "_previous_stop", "")
-        if previous:
-            yield {"progress": 1, "message": f"Previous server: {previous}"}
-            self._previous_stop = ""
-        seen = 0
-        while True:
-            events = getattr(self, "_events", [])
-            for message, percent in events[seen:]:  # every step, also those before the page connected
-                seen += 1
-                yield {"progress": percent, "message": message}
-                if percent >= 80:
-                    return
-            await asyncio.sleep(0.5)
+        self.start_log = self.start_log or StartLog()
+        async for event in self.start_log.follow():
+            yield event
 
-    @property
-    def _phase(self) -> tuple[str, int] | None:
-        """The latest step of this start, as (message, percent)."""
-        events = getattr(self, "_events", None)
-        return events[-1] if events else None
-
-    @_phase.setter
-    def _phase(self, phase: tuple[str, int]) -> None:
-        events = self.__dict__.setdefault("_events", [])
-        if not events or events[-1] != phase:
-            events.append(phase)
-
-    # -- poll and stop -------------------------------------------------------
+    # -- poll, resume and stop -----------------------------------------------
     async def poll(self):
         """None while the job is queued, running or unknown; 1 (with a reason) once it has left the queue."""
-        if not self.job_id:
+        job_id = self.job.job_id
+        if not job_id:
             return 0
-        if self.awaiting_port and getattr(self, "_port_event", None) is None:
+        if self.job.awaiting_port and self._port_event is None:
             return await self._resume_start()  # JupyterHub's first check after a restart
         poller = self.poller
-        poller.watch(self.job_id, submitted=False)
-        view = poller.view(self.job_id)
+        poller.watch(job_id, submitted=False)
+        view = poller.view(job_id)
         if view.kind == "unknown" and not poller.has_snapshot:
-            view = await poller.fresh_view(self.job_id)  # first poll after a hub start: one shared query
+            view = await poller.fresh_view(job_id)  # first poll after a hub start: one shared query
         if view.kind != "gone":
             return None
-        self.stop_reason = stop_message(view.state, self.job_id)
-        self.log.warning("%s: %s", self._log_name, self.stop_reason)
-        self.job_status = view.state
+        self.job = replace(self.job, stop_reason=stop_message(view.state, job_id), job_status=view.state)
+        self.log.warning("%s: %s", self.who, self.job.stop_reason)
         return 1
 
     async def _resume_start(self):
         """Finish a start the previous hub process left pending: same job, same token, same deadline.
 
         Called as JupyterHub's startup check polls this server. While the job waits, the
-        server shows as a pending spawn (JupyterHub's `_spawn_pending`/`_spawn_future`), so
-        the progress page follows it and a stop cancels it; once the port is reported the
-        check resumes and takes the address from `get_url`.
+        server shows as a pending spawn, so the progress page follows it and a stop cancels
+        it; once the port is reported the check resumes and takes the address from `get_url`.
         None: the server runs; 1: the job ended, timed out or was stopped meanwhile.
         """
-        self._port_event, self._events, self._failure = asyncio.Event(), [], ""
-        self.log.info("%s: resuming the start of Slurm job %s after a hub restart", self._log_name, self.job_id)
-        self._phase = (f"The hub restarted; following your Slurm job {self.job_id} again", 20)
+        self._failure = ""
+        self._begin((f"The hub restarted; following your Slurm job {self.job.job_id} again", 20))
+        self.log.info("%s: resuming the start of Slurm job %s after a hub restart", self.who, self.job.job_id)
         up = asyncio.ensure_future(self._resumed_wait())
-        resumed = asyncio.ensure_future(self._resumed_ready(up))
-        resumed.add_done_callback(self._resumed_done)
-        self._check_pending, self._spawn_pending, self._spawn_future = False, True, resumed
+        hub = internals(self)
+        hub.follow_resumed_start(asyncio.ensure_future(self._resumed_ready(up)))
         await asyncio.wait([up])
         if not up.cancelled() and up.exception() is None:
-            self._spawn_pending, self._check_pending = False, True  # JupyterHub's check verifies the server
+            hub.hand_to_startup_check()
             return None
         metrics.spawn_failed("cancelled" if up.cancelled() else self._failure or "other")
-        self.log.warning("%s: %s", self._log_name, "start cancelled" if up.cancelled() else self.stop_reason)
+        self.log.warning("%s: %s", self.who, "start cancelled" if up.cancelled() else self.job.stop_reason)
         deadline = time.monotonic() + 5  # the stop that cancelled it runs first, so the check finds no server
-        while self.server is not None and (self._stop_pending or time.monotonic() < deadline):
+        while self.server is not None and (self.pending == "stop" or time.monotonic() < deadline):
             await asyncio.sleep(0.2)
         return 1
 
     async def _resumed_wait(self):
-        job_id, left = self.job_id, self.submitted_at + self.start_timeout - time.time()
+        job_id, submitted_at = self.job.job_id, self.job.submitted_at
+        left = submitted_at + self.start_timeout - time.time()
         try:
-            return await asyncio.wait_for(self._wait_until_up(), max(left, 1.0) if self.submitted_at else None)
+            return await asyncio.wait_for(self._wait_until_up(), max(left, 1.0) if submitted_at else None)
         except asyncio.TimeoutError:
-            self.stop_reason, self._failure = f"Your server (Slurm job {job_id}) did not start in time", "timeout"
+            self.job = replace(self.job, stop_reason=f"Your server (Slurm job {job_id}) did not start in time")
+            self._failure = "timeout"
             await self._cancel_job(job_id)
-            raise web.HTTPError(500, self.stop_reason) from None
+            raise web.HTTPError(500, self.job.stop_reason) from None
 
     async def _resumed_ready(self, up: asyncio.Future) -> None:
         """The resumed start as JupyterHub's spawn future: done when the server is ready and routed."""
@@ -437,40 +408,19 @@ class SiteSlurmSpawner(SlurmSpawner):
             if self.server is None or time.monotonic() > deadline:
                 raise web.HTTPError(500, "the resumed server did not answer")
             await asyncio.sleep(0.5)
-        # JupyterHub routes a server when its spawn finishes, not after its startup check.
-        await self.user.settings["proxy"].add_user(self.user, self.name)
-        self.log.info("%s: resumed server ready and routed at %s", self._log_name, self.proxy_spec)
-
-    def _resumed_done(self, future: asyncio.Future) -> None:
-        """As JupyterHub does when a spawn future ends: a failure stays readable for the progress page."""
-        if future.cancelled() or future.exception() is None:
-            self._spawn_future = None
-        self._spawn_pending = False
+        await internals(self).route()
+        self.log.info("%s: resumed server ready and routed at %s", self.who, self.proxy_spec)
 
     async def _cancel_job(self, job_id: str) -> None:
-        """scancel, retried; if Slurm does not answer, the poller keeps retrying."""
-        if not job_id:
-            return
-        for attempt in range(3):
-            try:
-                await slurmcli.run(["scancel", job_id], self.slurm_timeout)
-                return
-            except slurmcli.CommandFailed as error:
-                if "already completed" in error.stderr or "Invalid job id" in error.stderr:
-                    return
-                self.log.warning("scancel %s: %s", job_id, error)
-            except slurmcli.SchedulerUnavailable as error:
-                self.log.warning("scancel %s: no answer (%s)", job_id, error)
-            await asyncio.sleep(2 ** attempt)
-        self.poller.cancel_later(job_id)
+        await cancel_job(self.slurm_runner, job_id, self.poller, self.log)
 
     async def stop(self, now=False):
-        job_id = self.job_id
+        job_id = self.job.job_id
         if not job_id:
             return
         view = self.poller.view(job_id)
         if view.kind != "gone":
-            self.log.info("Stopping %s: scancel %s", self._log_name, job_id)
+            self.log.info("Stopping %s: scancel %s", self.who, job_id)
             await self._cancel_job(job_id)
             if not now:
                 deadline = time.monotonic() + 15

@@ -19,6 +19,7 @@ afterwards.
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import re
@@ -33,9 +34,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from aifactory.spawners import slurmcli
 from aifactory.site.identity import hub_sudoers
+from aifactory.slurm.runner import NoAnswer
 from aifactory.spawners.facts import gather_facts
+from aifactory.spawners.job_control import cancel_job
 from aifactory.spawners.options import validate
 from aifactory.spawners.poller import SlurmPoller
 from aifactory.spawners.remote import RemoteSlurmSpawner
@@ -145,12 +147,11 @@ def login_node(cluster):
 
 
 @pytest.fixture
-def over_ssh(login_node, monkeypatch):
-    """The hub's Slurm commands go through the login node for this test only."""
-    monkeypatch.setattr(slurmcli, "via", None)
-    spawner = RemoteSlurmSpawner(**login_node)
-    assert slurmcli.via is not None
-    return spawner
+def over_ssh(login_node):
+    """The runner of a spawner with the chart's settings: its Slurm commands go through the login node."""
+    runner = RemoteSlurmSpawner(**login_node).slurm_runner
+    assert runner.route.argv(["squeue"], [])[0] == "ssh"
+    return runner
 
 
 async def wait_for(poller: SlurmPoller, job_id: str, kind: str, timeout: float):
@@ -165,7 +166,7 @@ async def wait_for(poller: SlurmPoller, job_id: str, kind: str, timeout: float):
 
 
 async def test_a_server_job_is_submitted_followed_and_cancelled_through_the_login_node(cluster, over_ssh):
-    facts = await gather_facts(USER, 30)  # id and sacctmgr on the login node, as the service account
+    facts = await gather_facts(USER, site=cluster, timeout=30, runner=over_ssh)  # on the login node
     assert facts.accounts and facts.accounts[0] == "project_465000002"
     assert {"students", "course-dask-scaling"} <= facts.groups  # what picks the profiles offered
     options = validate(cluster, facts, {"profile": "cpu", "memory": "1G", "walltime": "10"})
@@ -179,10 +180,10 @@ async def test_a_server_job_is_submitted_followed_and_cancelled_through_the_logi
     job_id = ""
     home = Path(pwd.getpwnam(USER).pw_dir)
     try:
-        job_id = (await slurmcli.run(job.argv, 60, input=job.script, env=env)).strip()  # sudo -E -u student3 sbatch
+        job_id = (await over_ssh.run(job.argv, timeout=60, input=job.script, env=env)).strip()  # sudo -E -u USER sbatch
         assert job_id.isdigit(), job_id
         assert run("squeue", "-h", "-j", job_id, "-o", "%u %j").stdout.split() == [USER, f"jupyter-{USER}-{SERVER}"]
-        poller = SlurmPoller(interval=2.0, startup_interval=0.2, timeout=30)  # squeue and sacct over ssh
+        poller = SlurmPoller(interval=2.0, startup_interval=0.2, timeout=30, runner=over_ssh)  # squeue, sacct over ssh
         poller.watch(job_id)
         running = await wait_for(poller, job_id, "running", timeout=180)
         assert running.partition == "standard"
@@ -195,7 +196,7 @@ async def test_a_server_job_is_submitted_followed_and_cancelled_through_the_logi
             time.sleep(0.5)
         assert log.read_text() == f"token={token} pwd={home}\n"
         assert log.stat().st_uid == pwd.getpwnam(USER).pw_uid
-        await over_ssh._cancel_job(job_id)  # scancel on the login node, as the operator account
+        await cancel_job(over_ssh, job_id, poller, logging.getLogger(__name__))  # scancel there, as the operator
         gone = await wait_for(poller, job_id, "gone", timeout=60)
         assert gone.state == "CANCELLED"
     finally:
@@ -205,8 +206,7 @@ async def test_a_server_job_is_submitted_followed_and_cancelled_through_the_logi
 
 
 @pytest.mark.parametrize("problem", ["another host key", "no login node"])
-async def test_a_login_node_that_cannot_be_trusted_or_reached_means_no_answer(login_node, tmp_path, monkeypatch,
-                                                                              problem):
+async def test_a_login_node_that_cannot_be_trusted_or_reached_means_no_answer(login_node, tmp_path, problem):
     settings = dict(login_node)
     if problem == "another host key":
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other"))
@@ -215,10 +215,8 @@ async def test_a_login_node_that_cannot_be_trusted_or_reached_means_no_answer(lo
         settings["ssh_known_hosts_file"] = str(tmp_path / "known_hosts")
     else:
         settings["ssh_port"] = free_port()
-    monkeypatch.setattr(slurmcli, "via", None)
-    RemoteSlurmSpawner(**settings)
-    with pytest.raises(slurmcli.SchedulerUnavailable):
-        await slurmcli.run(["squeue", "--noheader"], 20)
+    with pytest.raises(NoAnswer):
+        await RemoteSlurmSpawner(**settings).slurm_runner.run(["squeue", "--noheader"], timeout=20)
 
 
 # -- a whole hub as the Helm chart runs it ------------------------------------------------
