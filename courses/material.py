@@ -21,10 +21,10 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from aifactory.site.checks import Problem
+from aifactory.site.identity import trainers_group
 from aifactory.site.load import ConfigError, read_yaml
 from aifactory.site.schema import Model, Name, Site
 
-from .exchange.layout import trainers_group
 
 MATERIAL_ROOT = Path(__file__).resolve().parent
 COURSE_FILE = "course.yaml"

@@ -18,10 +18,10 @@ from aifactory.courses.grading.jobs import Limits
 from aifactory.courses.grading.report import write_report
 from aifactory.courses.material import release_source, shipped_assignments, shipped_source
 from aifactory.site import INSTALLED_SITE, load_site
+from aifactory.site.identity import students_group, trainers_group
 
 from .course_setup import setup_course
 from .course_sync import sync
-from .roles import students_group, trainers_group
 
 
 def _site(args):
@@ -64,7 +64,7 @@ def _add(args) -> int:
         # Enrolment changes reach the running hub's groups through its API, without a restart.
         course = course_of(site, args.course)
         for method, path, body in sync(service.url(site), token, {
-                students_group(course): sorted(course.students), trainers_group(course): sorted(course.trainers)}):
+                students_group(course.id): sorted(course.students), trainers_group(course.id): sorted(course.trainers)}):
             print(f"  hub: {method} {path} {' '.join(next(iter(body.values())))}")
     seconds = wait_until_served(service.url(site), args.course)
     print(f"course {args.course}: formgrader at {service.url(site)}/services/formgrader-{args.course}/formgrader"

@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run by the hub (as root): become the grader account and serve the formgrader."""
     import pwd
 
-    from aifactory.courses.exchange.layout import CoursePaths, formgrader_user
+    from aifactory.courses.exchange.layout import CoursePaths
+    from aifactory.site.identity import formgrader_user
 
     from .culler import die_with_parent
 

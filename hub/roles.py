@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .formgrader import service_name as formgrader_service
+from aifactory.site.identity import students_group, trainers_group
 from aifactory.site.schema import Course, Site
+
+from .formgrader import service_name as formgrader_service
 
 SITE_ADMIN_ROLE = "site-admin"
 # What an admin may do through the API and the admin page; the same as JupyterHub's
@@ -40,20 +42,12 @@ ADMIN_SCOPES = [
 ]
 
 
-def students_group(course: Course) -> str:
-    return f"course-{course.id}-students"
-
-
-def trainers_group(course: Course) -> str:
-    return f"course-{course.id}-trainers"
-
-
 def course_groups(site: Site) -> dict[str, list[str]]:
     """The two groups of every course, with their members from the course's lists."""
     groups: dict[str, list[str]] = {}
     for course in site.courses:
-        groups[students_group(course)] = sorted(course.students)
-        groups[trainers_group(course)] = sorted(course.trainers)
+        groups[students_group(course.id)] = sorted(course.students)
+        groups[trainers_group(course.id)] = sorted(course.trainers)
     return groups
 
 
@@ -74,7 +68,7 @@ def course_groups_of(site: Site, user: str) -> list[str]:
 
 def trainer_scopes(course: Course) -> list[str]:
     """A course's trainers: read their students; open their servers only if the course allows it."""
-    students = f"group={students_group(course)}"
+    students = f"group={students_group(course.id)}"
     scopes = [
         f"list:users!{students}",
         f"read:users!{students}",
@@ -91,10 +85,10 @@ def roles(site: Site) -> list[dict]:
     """JupyterHub `load_roles` entries for the people of the site (services have their own)."""
     result = [
         {
-            "name": trainers_group(course),
+            "name": trainers_group(course.id),
             "description": f"Trainers of {course.title}",
             "scopes": trainer_scopes(course),
-            "groups": [trainers_group(course)],
+            "groups": [trainers_group(course.id)],
         }
         for course in site.courses
     ]

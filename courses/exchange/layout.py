@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from aifactory.site.identity import FORMGRADER_PREFIX, GRADER_USER
+from aifactory.site.identity import GRADER_USER, formgrader_user, members_group, trainers_group
 from aifactory.site.schema import Course, Site
 
 Argv = list[str]
@@ -45,33 +45,6 @@ COURSES_ROOT = PurePosixPath("/srv/aifactory/courses")
 EXCHANGE_ROOT = PurePosixPath("/srv/aifactory/exchange")
 FORMGRADER_HOMES = PurePosixPath("/var/lib/aifactory/formgrader")
 SUDOERS_DIR = PurePosixPath("/etc/sudoers.d")
-# Unix group names are limited to 32 characters.
-MAX_GROUP = 32
-
-
-class LayoutError(ValueError):
-    """A course that cannot be laid out (a name too long for Unix)."""
-
-
-def members_group(course_id: str) -> str:
-    return _checked(f"course-{course_id}")
-
-
-def trainers_group(course_id: str) -> str:
-    return _checked(f"course-{course_id}-trainers")
-
-
-def formgrader_user(course_id: str) -> str:
-    """The Unix account of the course's formgrader."""
-    return _checked(f"{FORMGRADER_PREFIX}{course_id}")
-
-
-def _checked(group: str) -> str:
-    if len(group) > MAX_GROUP:
-        raise LayoutError(f"group name {group!r} is longer than {MAX_GROUP} characters; shorten the course id")
-    return group
-
-
 @dataclass(frozen=True)
 class CoursePaths:
     """Where one course lives on the shared file system."""

@@ -1,4 +1,6 @@
-"""Which accounts never get a server or a job: root, system and service accounts.
+"""The names of the site's accounts and groups, and which accounts never get a server or a job.
+
+Every course's Unix groups, hub groups and formgrader account are named here, once, from its id.
 
 The hub runs `sudo -u <name> sbatch`. A login name comes from PAM or from an
 OIDC provider's claim, and either can name an account that is not a person's:
@@ -17,6 +19,40 @@ from .schema import Site
 GRADER_USER = "aifactory-grader"
 # Each course's formgrader runs as `grader-<course id>` (hub/formgrader.py).
 FORMGRADER_PREFIX = "grader-"
+
+
+# Unix (shadow-utils) refuses longer group names.
+MAX_GROUP = 32
+
+
+class NameTooLong(ValueError):
+    """A course id that makes a Unix group or account name too long; the message says which."""
+
+
+def _checked(name: str) -> str:
+    if len(name) > MAX_GROUP:
+        raise NameTooLong(f"group name {name!r} is longer than {MAX_GROUP} characters; shorten the course id")
+    return name
+
+
+def members_group(course_id: str) -> str:
+    """The Unix group of everyone in the course (trainers, students, the grader)."""
+    return _checked(f"course-{course_id}")
+
+
+def trainers_group(course_id: str) -> str:
+    """The Unix group of the course's trainers, which is also their JupyterHub group."""
+    return _checked(f"course-{course_id}-trainers")
+
+
+def students_group(course_id: str) -> str:
+    """The JupyterHub group of the course's students (a hub group only: students share members_group)."""
+    return f"course-{course_id}-students"
+
+
+def formgrader_user(course_id: str) -> str:
+    """The Unix account of the course's formgrader."""
+    return _checked(f"{FORMGRADER_PREFIX}{course_id}")
 
 
 def service_accounts(site: Site) -> list[str]:

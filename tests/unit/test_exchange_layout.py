@@ -6,20 +6,17 @@ import pytest
 
 from aifactory.courses.exchange.layout import (
     DirSpec,
-    LayoutError,
     UnknownCourse,
     access_acl,
     course_of,
     directory_plan,
-    formgrader_user,
     formgrader_user_command,
     grader_user_command,
     group_commands,
-    members_group,
     sudoers_file,
-    trainers_group,
 )
 from aifactory.courses.exchange.transfer import format_timestamp, parse_timestamp
+from aifactory.site.identity import NameTooLong, formgrader_user, members_group, trainers_group
 
 
 def test_directory_plan_keeps_students_apart(demo_site):
@@ -80,7 +77,7 @@ def test_group_commands_add_and_remove_members(demo_site):
 def test_group_names_fit_unix():
     assert members_group("intro-dl") == "course-intro-dl"
     assert trainers_group("intro-dl") == "course-intro-dl-trainers"
-    with pytest.raises(LayoutError):
+    with pytest.raises(NameTooLong):
         trainers_group("a-very-long-course-identifier")
 
 
@@ -96,7 +93,7 @@ def test_each_course_has_a_locked_formgrader_account():
     assert formgrader_user_command("intro-dl", set()) == [[
         "useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
         "/var/lib/aifactory/formgrader/intro-dl", "--shell", "/usr/sbin/nologin", "grader-intro-dl"]]
-    with pytest.raises(LayoutError):
+    with pytest.raises(NameTooLong):
         formgrader_user("a-course-id-much-too-long-for-unix")
 
 
