@@ -15,7 +15,13 @@ from .schema import PATTERN_HELP, Site
 
 # Where `aifactory site install` puts the active site file; readable by every user.
 INSTALLED_SITE = Path("/etc/aifactory/site.yaml")
+# The packaged demo site, used only when asked for by its name (a path, $AIFACTORY_SITE, --site).
+DEMO = "demo"
 DEMO_SITE = Path(__file__).resolve().parent.parent / "sites" / "demo.yaml"
+NOT_INSTALLED = (
+    "no site file is installed on this machine: install one with `aifactory site install FILE`, "
+    f"or name one with AIFACTORY_SITE=FILE (AIFACTORY_SITE={DEMO} for the packaged demo site)"
+)
 # Tags of the discriminated unions: pydantic puts them in the error path.
 _UNION_TAGS = {"python", "lmod", "container", "pam", "oidc"}
 
@@ -112,17 +118,23 @@ def parse_site(text: str, source: str = "<site>") -> Site:
 
 
 def site_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """The site file in use: the given path, else $AIFACTORY_SITE, else the installed one, else the demo."""
-    return Path(path or os.environ.get("AIFACTORY_SITE") or (INSTALLED_SITE if INSTALLED_SITE.exists() else DEMO_SITE))
+    """The site file in use: the given path, else $AIFACTORY_SITE, else the installed one.
+
+    `demo` names the packaged demo site. It is never a fallback: a node without a site file
+    would run a centre's jobs with the demo's partitions and projects.
+    """
+    chosen = path or os.environ.get("AIFACTORY_SITE") or INSTALLED_SITE
+    return DEMO_SITE if str(chosen) == DEMO else Path(chosen)
 
 
 def load_site(path: str | os.PathLike[str] | None = None) -> Site:
-    """Load a site file (see `site_path` for which)."""
+    """Load a site file (see `site_path` for which); SiteError saying how to install one if there is none."""
     chosen = site_path(path)
     try:
         text = chosen.read_text()
     except OSError as exc:
-        raise SiteError(str(chosen), [Problem("", f"cannot read: {exc.strerror}")]) from None
+        missing = isinstance(exc, FileNotFoundError) and chosen == INSTALLED_SITE
+        raise SiteError(str(chosen), [Problem("", NOT_INSTALLED if missing else f"cannot read: {exc.strerror}")]) from None
     return parse_site(text, str(chosen))
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import time
+from contextlib import contextmanager
 
+import pamela
 import pytest
 import requests
+
+from aifactory.hub.service import LOG as HUB_LOG
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
@@ -40,8 +45,53 @@ def test_pam_login_with_a_wrong_password_is_refused(hub, passwords):
     assert "Invalid username or password" in response.text
 
 
-def test_system_accounts_cannot_log_in(hub):
-    assert login(hub, "root", "root").status_code == 403
+@contextmanager
+def known_password(user: str):
+    """A random password for `user` while the test runs; the account's old hash comes back after.
+
+    Passwords and hashes go through chpasswd's stdin, never argv."""
+    old_hash = subprocess.run(["getent", "shadow", user], capture_output=True, text=True, check=True).stdout.split(":")[1]
+    password = secrets.token_urlsafe(24)
+    subprocess.run(["chpasswd"], input=f"{user}:{password}\n", text=True, check=True)
+    try:
+        yield password
+    finally:
+        subprocess.run(["chpasswd", "-e"], input=f"{user}:{old_hash}\n", text=True, check=True)
+
+
+def hub_log_after(offset: int, wanted: str, timeout: float = 10) -> str:
+    """The hub's log written since `offset`, once it holds `wanted` (or the timeout passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with HUB_LOG.open() as log:
+            log.seek(offset)
+            text = log.read()
+        if wanted in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("account", ["root", "aifactory-grader", "grader-intro-dl"])
+def test_root_and_service_accounts_cannot_log_in_with_their_right_password(hub, account):
+    """PAM accepts the password; the hub refuses the account for its name (blocked_users)."""
+    with known_password(account) as password:
+        pamela.authenticate(account, password, service="login")  # raises if the password were wrong
+        offset = HUB_LOG.stat().st_size
+        response = login(hub, account, password)
+    assert response.status_code == 403
+    blocked = f"User {account!r} blocked"
+    assert blocked in hub_log_after(offset, blocked)
+
+
+def test_a_system_account_in_none_of_the_sites_groups_cannot_log_in_with_its_right_password(hub):
+    """daemon (uid 1): PAM accepts the password; the hub refuses whoever is in none of the site's groups."""
+    with known_password("daemon") as password:
+        pamela.authenticate("daemon", password, service="login")
+        offset = HUB_LOG.stat().st_size
+        response = login(hub, "daemon", password)
+    assert response.status_code == 403
+    refused = "User 'daemon' not allowed"
+    assert refused in hub_log_after(offset, refused)
 
 
 def test_operator_token_has_admin_scopes(hub, operator_token):

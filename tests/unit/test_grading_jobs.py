@@ -140,7 +140,7 @@ def test_local_cluster_slots_are_two_per_core_of_the_machine():
     from aifactory.courses.grading.run import grading_slots
     from aifactory.site import load_site
 
-    site = load_site()
+    site = load_site("demo")
     partition = site.partitions[0]
     declared = partition.nodes * partition.cpus_per_node
     if site.local is not None:
