@@ -21,6 +21,7 @@ from aifactory.courses.exchange.layout import (
     sudoers_file,
     wanted_members,
 )
+from aifactory.site.files import atomic_write
 from aifactory.site.schema import Site
 
 from .localcluster.system import ProvisionError, run
@@ -72,10 +73,6 @@ def setup_course(site: Site, course_id: str, paths: CoursePaths | None = None,
     name, text = sudoers_file(course, python or default_python())
     target = Path(SUDOERS_DIR) / name
     if not target.exists() or target.read_text() != text:
-        tmp = target.with_suffix(".new")
-        tmp.write_text(text)
-        tmp.chmod(0o440)
-        run(["visudo", "-c", "-q", "-f", str(tmp)])
-        tmp.replace(target)
+        atomic_write(target, text, 0o440, check=lambda tmp: run(["visudo", "-c", "-q", "-f", str(tmp)]))
         changes.append(f"wrote {target}")
     return changes

@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import sys
 
+from aifactory.site.files import atomic_write
 from aifactory.site.schema import Course, Site
 
 # Below Linux's ephemeral ports (32768-60999), where servers, kernels and Dask bind by chance:
@@ -163,10 +164,7 @@ def write_jupyter_config(directory: str) -> None:
 
     os.makedirs(directory, mode=0o700, exist_ok=True)
     for name, text in config_files().items():
-        path = os.path.join(directory, name)
-        with open(path + ".new", "w") as out:
-            out.write(text)
-        os.replace(path + ".new", path)
+        atomic_write(os.path.join(directory, name), text, 0o600)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,6 +33,8 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlparse, urlunparse
 
+from aifactory.site.files import atomic_write
+
 # Starts of the server on a fresh port when the last one was taken meanwhile.
 PORT_ATTEMPTS = 5
 # Seconds the server may take to listen on its port.
@@ -157,10 +159,7 @@ def report_port(port: int, seconds: float = REPORT_SECONDS) -> None:
 
 
 def write_session(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as out:
-        json.dump(data, out)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data), 0o600)
 
 
 def main(argv: list[str] | None = None) -> int:

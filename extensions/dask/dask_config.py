@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from aifactory.site import load_site
+from aifactory.site.files import atomic_write
 from aifactory.site.schema import Site
 
 from .jobqueue_config import site_jobqueue_config
@@ -44,11 +45,8 @@ def write_site_dask_config(site: Site, prefix: str | Path = sys.prefix) -> Path:
     """Write the config where dask reads it for this environment: PREFIX/etc/dask/."""
     target = Path(prefix) / "etc" / "dask" / CONFIG_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(
-        "# Generated from the site file by aifactory.extensions.dask.dask_config; do not edit.\n"
-        + yaml.safe_dump(site_dask_config(site), sort_keys=False)
-    )
-    return target
+    return atomic_write(target, "# Generated from the site file by aifactory.extensions.dask.dask_config; "
+                        "do not edit.\n" + yaml.safe_dump(site_dask_config(site), sort_keys=False))
 
 
 if __name__ == "__main__":

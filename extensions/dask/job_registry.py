@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from aifactory.site.files import atomic_write
+
 DEFAULT_DIRECTORY = "~/.aifactory/dask-jobs"
 
 
@@ -52,10 +54,7 @@ def orphaned(records: list[dict], server_job: str | None, host: str, alive) -> l
 def register(directory: Path, entry: dict) -> Path:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     target = directory / f"{entry['job_name']}.json"
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entry))
-    os.replace(tmp, target)
-    return target
+    return atomic_write(target, json.dumps(entry), 0o600)
 
 
 def unregister(directory: Path, job_name: str) -> None:

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from aifactory.site.files import atomic_write
+
 
 class ProvisionError(RuntimeError):
     """A step of bringing the local cluster up failed; the message says which and why."""
@@ -88,12 +90,7 @@ def write_if_changed(path: str | Path, text: str, mode: int = 0o644) -> bool:
         os.chmod(path, mode)
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    atomic_write(path, text, mode)
     return True
 
 
