@@ -14,6 +14,7 @@ from jupyterhub.utils import subdomain_hook_idna
 from .roles import CourseGroups, hub_groups, roles
 from .services import service_roles, services
 from aifactory.site.identity import blocked_names
+from aifactory.site.install import install_prefix
 from aifactory.site.schema import OidcAuth, PamAuth, Site
 
 OPERATOR_SERVICE = "aifactory-operator"
@@ -38,7 +39,7 @@ class HubPaths:
     """Where the hub keeps its state and finds its programs."""
 
     state: str = "/var/lib/aifactory/hub"
-    prefix: str = "/opt/aifactory"
+    prefix: str = str(install_prefix())
 
     @property
     def venv(self) -> str:

@@ -13,7 +13,6 @@ from aifactory.courses.exchange.layout import (
     CoursePaths,
     access_acl,
     course_of,
-    default_python,
     directory_plan,
     formgrader_user_command,
     grader_user_command,
@@ -22,6 +21,7 @@ from aifactory.courses.exchange.layout import (
     wanted_members,
 )
 from aifactory.site.files import atomic_write
+from aifactory.site.install import shared_python
 from aifactory.site.schema import Site
 
 from .localcluster.system import ProvisionError, run
@@ -70,7 +70,7 @@ def setup_course(site: Site, course_id: str, paths: CoursePaths | None = None,
     if gradebook.exists() and gradebook.stat().st_mode & 0o060 != 0o060:
         gradebook.chmod(0o660)   # SQLite made it 0644: co-trainers and the formgrader write it too
         changes.append(f"made {gradebook} writable by the course's trainers")
-    name, text = sudoers_file(course, python or default_python())
+    name, text = sudoers_file(course, python or shared_python())
     target = Path(SUDOERS_DIR) / name
     if not target.exists() or target.read_text() != text:
         atomic_write(target, text, 0o440, check=lambda tmp: run(["visudo", "-c", "-q", "-f", str(tmp)]))

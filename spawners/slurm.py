@@ -31,12 +31,13 @@ from tornado import web
 from traitlets import Any, Float, Integer, List, Unicode, default
 
 from aifactory.site import identity, load_site_cached
+from aifactory.site.install import shared_environment
+from aifactory.site.launch import LMOD_INIT
 from aifactory.site.schema import Site
 from aifactory.slurm.runner import LOCAL, Refused, Route, SlurmError, SlurmRunner
 
 from . import metrics
 from .cluster_state import allocation_use, cached, partition_states
-from .environments import LMOD_INIT
 from .facts import gather_facts
 from .form import options_form_html
 from .job_control import cancel_by_name, cancel_job, submit
@@ -59,8 +60,9 @@ class SiteSlurmSpawner(SlurmSpawner):
         "", config=True, help="Site configuration file; empty means $AIFACTORY_SITE or /etc/aifactory/site.yaml."
     )
     venv = Unicode(
-        "/opt/aifactory/venv", config=True,
-        help="Shared environment on the nodes that holds the launcher (aifactory.spawners.singleuser).",
+        str(shared_environment()), config=True,
+        help="Shared environment on the nodes that holds the launcher (aifactory.spawners.singleuser); "
+        "default: the one the hub runs from, mounted at the same path on every node.",
     )
     launcher = List(
         Unicode(), config=True,

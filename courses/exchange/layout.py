@@ -192,14 +192,6 @@ def formgrader_user_command(course_id: str, existing_users: set[str]) -> list[Ar
              "--home-dir", str(FORMGRADER_HOMES / course_id), "--shell", "/usr/sbin/nologin", user]]
 
 
-def default_python() -> str:
-    """The shared environment's interpreter, spelled the same on both sides of the sudo rule."""
-    import os
-    import sys
-
-    return os.path.join(sys.prefix, "bin", "python3")
-
-
 def sandbox_argv(python: str) -> Argv:
     """The one command a trainer may run as the grader (see grading/sandbox.py)."""
     return [python, "-I", "-m", "aifactory.courses.grading.sandbox"]

@@ -11,13 +11,14 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from aifactory.site.install import shared_environment
+
 
 def _venv_on_path() -> None:
     """nbgrader runs `alembic` from PATH when it creates a gradebook; sudo's PATH lacks the venv."""
     import os
-    import sys
 
-    bin_dir = os.path.join(sys.prefix, "bin")
+    bin_dir = str(shared_environment() / "bin")
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 

@@ -19,6 +19,7 @@ import yaml
 
 from aifactory.site import load_site
 from aifactory.site.files import atomic_write
+from aifactory.site.install import shared_environment
 from aifactory.site.schema import Site
 
 from .jobqueue_config import site_jobqueue_config
@@ -41,13 +42,13 @@ def site_dask_config(site: Site) -> dict[str, Any]:
     return {**labextension_config(), **security_client_config(), **site_jobqueue_config(site)}
 
 
-def write_site_dask_config(site: Site, prefix: str | Path = sys.prefix) -> Path:
+def write_site_dask_config(site: Site, prefix: str | Path | None = None) -> Path:
     """Write the config where dask reads it for this environment: PREFIX/etc/dask/."""
-    target = Path(prefix) / "etc" / "dask" / CONFIG_NAME
+    target = Path(prefix or shared_environment()) / "etc" / "dask" / CONFIG_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(target, "# Generated from the site file by aifactory.extensions.dask.dask_config; "
                         "do not edit.\n" + yaml.safe_dump(site_dask_config(site), sort_keys=False))
 
 
 if __name__ == "__main__":
-    print(write_site_dask_config(load_site(), sys.argv[1] if len(sys.argv) > 1 else sys.prefix))
+    print(write_site_dask_config(load_site(), sys.argv[1] if len(sys.argv) > 1 else None))
