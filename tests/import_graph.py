@@ -1,0 +1,81 @@
+"""Which layer imports which, counting every import (also those inside functions).
+
+    python -m tests.import_graph                 # this checkout
+    git worktree add /tmp/old <rev> && python -m tests.import_graph --tree /tmp/old
+
+Prints one line per pair of layers with the number of importing lines, then each import that
+goes upwards (against the layers of README "Architecture"). The contracts that fail the tests
+are in `.importlinter` (tests/unit/test_architecture.py); this is the picture behind them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+import grimp
+
+# Top first; a module belongs to the longest prefix that names it. aifactory.hub.site and
+# aifactory.hub.usage are where the base lived before it was packaged on its own.
+LAYERS = ["hub", "extensions", "spawners", "courses", "slurm", "site"]
+GROUPS = {
+    "aifactory.hub": "hub", "aifactory.extensions": "extensions", "aifactory.spawners": "spawners",
+    "aifactory.courses": "courses", "aifactory.slurm": "slurm", "aifactory.site": "site",
+    "aifactory.hub.site": "site",
+}
+RANK = {"hub": 0, "extensions": 1, "spawners": 2, "courses": 2, "slurm": 3, "site": 4}
+
+
+def group(module: str) -> str | None:
+    best = max((prefix for prefix in GROUPS if module == prefix or module.startswith(prefix + ".")),
+               key=len, default=None)
+    return GROUPS.get(best)
+
+
+def package_root(tree: Path) -> Path:
+    """A folder where `import aifactory` finds `tree`'s packages, mapped as its pyproject.toml says."""
+    mapping = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    root = Path(tempfile.mkdtemp(prefix="import-graph-"))
+    for package, folder in sorted(mapping.items()):
+        target = root.joinpath(*package.split("."))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            target.symlink_to((tree / folder).resolve(), target_is_directory=True)
+    return root
+
+
+def edges(graph) -> dict[tuple[str, str], list[str]]:
+    found: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+    for importer in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            pair = (group(importer), group(imported))
+            if None not in pair and pair[0] != pair[1]:
+                found[pair].append(f"{importer} -> {imported}")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", type=Path, help="a checkout other than the installed one")
+    args = parser.parse_args(argv)
+    if args.tree:
+        sys.path.insert(0, str(package_root(args.tree)))
+        sys.modules.pop("aifactory", None)
+    found = edges(grimp.build_graph("aifactory", cache_dir=None))
+    upwards = 0
+    for (source, target), imports in sorted(found.items(), key=lambda item: (RANK[item[0][0]], item[0])):
+        wrong = RANK[target] < RANK[source] or (RANK[target] == RANK[source])
+        upwards += len(imports) if wrong else 0
+        print(f"{source:>10} -> {target:<10} {len(imports):3d} {'UPWARDS' if wrong else ''}")
+        if wrong:
+            print("".join(f"{'':14}{line}\n" for line in imports), end="")
+    print(f"{upwards} imports against the layers")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
