@@ -39,11 +39,6 @@ import sys
 from aifactory.site.files import atomic_write
 from aifactory.site.schema import Course, Site
 
-# Below Linux's ephemeral ports (32768-60999), where servers, kernels and Dask bind by chance:
-# a formgrader that cannot bind its port would stop the hub.
-FORMGRADER_PORT_BASE = 18100
-# Jupyter server with nbgrader imports in a few seconds, much slower on a loaded node.
-START_TIMEOUT_S = 120
 SERVICE_PREFIX = "formgrader-"
 
 
@@ -61,11 +56,11 @@ def formgrader_services(site: Site, python: str) -> list[dict]:
     return [
         {
             "name": service_name(course),
-            "url": f"http://127.0.0.1:{FORMGRADER_PORT_BASE + index}",
+            "url": f"http://127.0.0.1:{site.hub.formgrader_port_base + index}",
             "command": [python, "-m", "aifactory.hub.formgrader", course.id],
             "display": True,
             "oauth_no_confirm": True,
-            "timeout": START_TIMEOUT_S,
+            "timeout": site.hub.formgrader_start_timeout,
         }
         for index, course in enumerate(site.courses)
     ]

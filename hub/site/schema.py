@@ -263,6 +263,17 @@ class HubSettings(Model):
         "server gets its own origin, so a page a user serves cannot script the hub or another server. "
         "Needs wildcard DNS (and a wildcard TLS certificate) for `*.<domain>`.",
     )
+    formgrader_port_base: int = Field(
+        18100, ge=1024, le=32000,
+        description="Loopback port of the first course's formgrader; each further course takes the next one. "
+        "Keep it below the ephemeral ports (32768-60999), where servers, kernels and Dask bind by chance: a "
+        "formgrader that cannot bind its port stops the hub.",
+    )
+    formgrader_start_timeout: int = Field(
+        120, ge=10, le=3600,
+        description="Seconds a course's formgrader may take to start (Jupyter server with nbgrader imports in a "
+        "few seconds, much slower on a loaded node).",
+    )
 
 
 class LocalCluster(Model):
