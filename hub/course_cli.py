@@ -74,8 +74,9 @@ def _add(args) -> int:
 
 def _release(args) -> int:
     os.umask(0o007)  # co-trainers share the course directory through its group
-    course = course_of(_site(args), args.course)
-    paths = CoursePaths(course.id)
+    site = _site(args)
+    course = course_of(site, args.course)
+    paths = CoursePaths.of(site, course.id)
     course_dir = Path(paths.course_dir)
     dest = course_dir / "source" / args.assignment
     source = release_source(args.source, shipped_source(course.id, args.assignment), dest.exists())
@@ -93,8 +94,9 @@ def _release(args) -> int:
 
 
 def _report(args) -> int:
-    course = course_of(_site(args), args.course)
-    course_dir = Path(CoursePaths(course.id).course_dir)
+    site = _site(args)
+    course = course_of(site, args.course)
+    course_dir = Path(CoursePaths.of(site, course.id).course_dir)
     if not os.access(course_dir / "gradebook.db", os.R_OK):
         raise RuntimeError(f"cannot read the gradebook of {course.id}: only its trainers can, once something is "
                            "released")
@@ -104,8 +106,9 @@ def _report(args) -> int:
 
 
 def _exchange(args) -> int:
-    course_of(_site(args), args.course)
-    paths = CoursePaths(args.course)
+    site = _site(args)
+    course_of(site, args.course)
+    paths = CoursePaths.of(site, args.course)
     where = Path(args.dir) if args.dir else Path.home() / args.course
     if args.action == "fetch":
         print(f"fetched into {transfer.fetch(paths, args.assignment, where)}")
@@ -132,8 +135,9 @@ def _grade(args) -> int:
 
 def _feedback(args) -> int:
     os.umask(0o007)
-    course = course_of(_site(args), args.course)
-    paths = CoursePaths(course.id)
+    site = _site(args)
+    course = course_of(site, args.course)
+    paths = CoursePaths.of(site, course.id)
     nbgrader_steps.generate_feedback(Path(paths.course_dir), course.id, args.assignment)
     students = transfer.release_feedback(paths, args.assignment)
     print(f"feedback released to {len(students)} student(s): {', '.join(students)}")

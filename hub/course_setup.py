@@ -65,8 +65,9 @@ def setup_course(site: Site, course_id: str, paths: CoursePaths | None = None,
     for argv in commands:
         run(argv)
         changes.append(" ".join(argv))
+    paths = paths or CoursePaths.of(site, course.id)
     apply_directories(directory_plan(course, paths))
-    gradebook = Path((paths or CoursePaths(course.id)).gradebook)
+    gradebook = Path(paths.gradebook)
     if gradebook.exists() and gradebook.stat().st_mode & 0o060 != 0o060:
         gradebook.chmod(0o660)   # SQLite made it 0644: co-trainers and the formgrader write it too
         changes.append(f"made {gradebook} writable by the course's trainers")

@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import sys
 
+from aifactory.site import load_site
 from aifactory.site.files import atomic_write
 from aifactory.site.schema import Course, Site
 
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
 
     die_with_parent()
     (course_id,) = argv if argv is not None else sys.argv[1:]
-    course_dir = str(CoursePaths(course_id).course_dir)
+    course_dir = str(CoursePaths.of(load_site(), course_id).course_dir)
     user = formgrader_user(course_id)
     try:
         pwd.getpwnam(user)

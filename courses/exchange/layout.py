@@ -41,8 +41,6 @@ from aifactory.site.schema import Course, Site
 
 Argv = list[str]
 
-COURSES_ROOT = PurePosixPath("/srv/aifactory/courses")
-EXCHANGE_ROOT = PurePosixPath("/srv/aifactory/exchange")
 FORMGRADER_HOMES = PurePosixPath("/var/lib/aifactory/formgrader")
 SUDOERS_DIR = PurePosixPath("/etc/sudoers.d")
 @dataclass(frozen=True)
@@ -50,8 +48,14 @@ class CoursePaths:
     """Where one course lives on the shared file system."""
 
     course_id: str
-    courses_root: PurePosixPath = COURSES_ROOT
-    exchange_root: PurePosixPath = EXCHANGE_ROOT
+    courses_root: PurePosixPath
+    exchange_root: PurePosixPath
+
+    @classmethod
+    def of(cls, site: Site, course_id: str) -> CoursePaths:
+        """Where the site keeps this course (`course_storage` in the site file)."""
+        storage = site.course_storage
+        return cls(course_id, PurePosixPath(storage.courses_root), PurePosixPath(storage.exchange_root))
 
     @property
     def course_dir(self) -> PurePosixPath:
@@ -121,9 +125,8 @@ def access_acl(mode: int, readers: dict[int, int]) -> bytes:
     ])
 
 
-def directory_plan(course: Course, paths: CoursePaths | None = None) -> list[DirSpec]:
+def directory_plan(course: Course, paths: CoursePaths) -> list[DirSpec]:
     """Every directory of the course with its owner, group and mode, parents first."""
-    paths = paths or CoursePaths(course.id)
     members, trainers = members_group(course.id), trainers_group(course.id)
     plan = [
         DirSpec(paths.courses_root, "root", "root", 0o755),

@@ -276,6 +276,17 @@ class HubSettings(Model):
     )
 
 
+class CourseStorage(Model):
+    """Where courses live on the file system that the hub, the login nodes and every compute node mount."""
+
+    courses_root: AbsolutePath = Field(
+        "/srv/aifactory/courses", description="The courses' nbgrader folders (source, release, gradebook, "
+        "autograded, feedback), one per course; trainers only.")
+    exchange_root: AbsolutePath = Field(
+        "/srv/aifactory/exchange", description="The per-course exchange (outbound, inbound/<student>, "
+        "feedback/<student>) through which students fetch and submit.")
+
+
 class LocalCluster(Model):
     """The one-node cluster `aifactory cluster up` builds on this machine."""
 
@@ -295,6 +306,7 @@ class Site(Model):
     auth: Auth
     limits: Limits = Limits()
     hub: HubSettings = HubSettings()
+    course_storage: CourseStorage = CourseStorage()
     local: LocalCluster | None = Field(None, description="Present when the site is the embedded local cluster.")
 
     # Lookups by name; the checks guarantee names are unique and references resolve.

@@ -39,6 +39,7 @@ COLLECT = """
 import json, os, sys, time
 from aifactory.courses.exchange import transfer
 from aifactory.courses.exchange.layout import CoursePaths
+from aifactory.site import load_site
 os.umask(0o007)
 name, rounds, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 if limit:
@@ -46,7 +47,7 @@ if limit:
 out = []
 for _ in range(rounds):
     started = time.monotonic()
-    got = transfer.collect(CoursePaths("intro-dl"), name)
+    got = transfer.collect(CoursePaths.of(load_site(), "intro-dl"), name)
     out.append({"seconds": time.monotonic() - started,
                 "students": {c.submission.student: {"refused": c.refused, "accepted": c.accepted,
                                                     "source": c.submission.path.name} for c in got}})
@@ -58,10 +59,11 @@ RELEASE_FEEDBACK = """
 import json, os, sys, time
 from aifactory.courses.exchange import transfer
 from aifactory.courses.exchange.layout import CoursePaths
+from aifactory.site import load_site
 os.umask(0o007)
 out = []
 for _ in range(int(sys.argv[2])):
-    out.append(transfer.release_feedback(CoursePaths("intro-dl"), sys.argv[1]))
+    out.append(transfer.release_feedback(CoursePaths.of(load_site(), "intro-dl"), sys.argv[1]))
     time.sleep(0.05)
 print(json.dumps(out))
 """

@@ -5,6 +5,7 @@ from pathlib import PurePosixPath as P
 import pytest
 
 from aifactory.courses.exchange.layout import (
+    CoursePaths,
     DirSpec,
     UnknownCourse,
     access_acl,
@@ -21,7 +22,7 @@ from aifactory.site.identity import NameTooLong, formgrader_user, members_group,
 
 def test_directory_plan_keeps_students_apart(demo_site):
     course = course_of(demo_site, "intro-dl")
-    plan = directory_plan(course)
+    plan = directory_plan(course, CoursePaths.of(demo_site, course.id))
     t = "course-intro-dl-trainers"
     assert plan == [
         DirSpec(P("/srv/aifactory/courses"), "root", "root", 0o755),
