@@ -24,9 +24,9 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from aifactory.site.launch import LMOD_INIT, Environment, launch
 from aifactory.site.units import format_memory, format_walltime
 
-from .environments import Environment, LMOD_INIT, server_argv, setup_lines
 from .options import ValidatedOptions
 
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -43,6 +43,7 @@ HOME_LINES = [
 ]
 
 JOB_NAME_PREFIX = "jupyter-"
+SERVER = "jupyterhub-singleuser"
 
 
 @dataclass(frozen=True)
@@ -123,14 +124,15 @@ def build_job(
         f"--export={','.join(sorted(env_names))}",
         *sbatch_options(options, warn_minutes),
     ]
-    command = [*launcher, "--", *server_argv(environment, server_args, options.gpus, gpu_vendor)]
+    server = launch(environment, SERVER, gpus=options.gpus, gpu_vendor=gpu_vendor, lmod_init=lmod_init)
+    command = [*launcher, "--", *server.argv, *server_args]
     lines = [
         "#!/bin/bash",
         *(f"#SBATCH {option}" for option in header),
         "set -eo pipefail",
         *HOME_LINES,
         f"export AIFACTORY_WALLTIME_MINUTES={options.walltime_minutes}",
-        *setup_lines(environment, lmod_init),
+        *server.setup,
         f"exec {shlex.join(command)}",
         "",
     ]

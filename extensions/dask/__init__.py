@@ -1,10 +1,12 @@
 """Dask on the supercomputer from a notebook: site-aware Slurm clusters and their launcher widget."""
 
-from .access import AccessRefused
-from .cluster import SiteCluster
-from .options import DaskOptions, OptionsRefused
+from aifactory.site.access import AccessRefused
+from aifactory.site.options import OptionsError
 
-__all__ = ["SiteCluster", "DaskOptions", "OptionsRefused", "AccessRefused", "launcher"]
+from .cluster import SiteCluster
+from .options import DaskOptions
+
+__all__ = ["SiteCluster", "DaskOptions", "OptionsError", "AccessRefused", "launcher"]
 
 
 def launcher(**kwargs):

@@ -28,7 +28,10 @@ from dask_jobqueue import SLURMCluster
 from distributed.security import Security
 
 from aifactory.site import load_site
+from aifactory.site.access import check_profile, project_to_charge
+from aifactory.site.options import dask_spec
 from aifactory.site.schema import Site
+from aifactory.slurm.projects import user_projects_sync
 
 from . import access, job_registry, tls
 from .job_states import JobState, WorkerSummary, explain, query_job_states, summarize
@@ -75,8 +78,8 @@ class SiteCluster(SLURMCluster):
 
     Parameters: `profile` (name; default the user's first usable one), then the
     options `workers`, `cores`, `memory`, `gpus`, `walltime`, `adaptive_min`,
-    `adaptive_max`, `project`, each checked against the profile. Raises
-    `OptionsRefused` or `AccessRefused` with sentences.
+    `adaptive_max`, `project` of the site's options spec (`dask_spec`), each checked
+    against the profile. Raises `OptionsError` or `AccessRefused` with sentences.
 
     `interface` (network interface of scheduler and workers) and
     `local_directory` (workers' spill directory) override the site's defaults;
@@ -100,11 +103,11 @@ class SiteCluster(SLURMCluster):
     ):
         site = site or load_site()
         user = access.current_user()
-        chosen = access.check_profile(site, profile, user, access.unix_groups(user))
-        options = choose_options(chosen, site.partition(chosen.partition), requested)
-        project = access.choose_project(site, user, access.slurm_accounts(user), options.project)
+        chosen = check_profile(site, profile, user, access.unix_groups(user))
+        self.options_spec = dask_spec(site, chosen)
+        options = choose_options(self.options_spec, requested)
+        project = project_to_charge(user, user_projects_sync(user, site), options.project)
         self.site_profile = chosen
-        self._site_partition = site.partition(chosen.partition)
         self.options: DaskOptions = options
         self.user = user
         self.project = project
@@ -200,11 +203,7 @@ class SiteCluster(SLURMCluster):
 
     def adapt(self, minimum: int = 0, maximum: int = 1, **kwargs):
         """Adaptive scaling between `minimum` and `maximum` workers, checked against the profile."""
-        choose_options(
-            self.site_profile,
-            self._partition(),
-            {"cores": self.options.cores, "adaptive_min": minimum, "adaptive_max": maximum},
-        )
+        choose_options(self.options_spec, {"cores": self.options.cores, "adaptive_min": minimum, "adaptive_max": maximum})
         kwargs.setdefault("wait_count", ADAPTIVE_WAIT_COUNT)
         return super().adapt(minimum=minimum, maximum=maximum, **kwargs)
 
@@ -214,7 +213,7 @@ class SiteCluster(SLURMCluster):
         After repeated job failures no new jobs start (see `why_missing`) until `resume()`.
         """
         if n is not None:
-            choose_options(self.site_profile, self._partition(), {"cores": self.options.cores, "workers": n})
+            choose_options(self.options_spec, {"cores": self.options.cores, "workers": n})
             if self.replacing_stopped:
                 n = min(n, len(self.workers))
         return super().scale(n, jobs=jobs, memory=memory, cores=cores)
@@ -223,9 +222,6 @@ class SiteCluster(SLURMCluster):
         """Start new jobs again after `why_missing` said that starting them was stopped."""
         self.failures_in_a_row = 0
         self.replacing_stopped = None
-
-    def _partition(self):
-        return self._site_partition
 
     # ---- the watch loop: job states and replacing ended workers ----
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from aifactory.site.schema import ContainerEnvironment, LmodEnvironment, Partition, Profile, PythonEnvironment, Site
+from aifactory.site.launch import launch
+from aifactory.site.options import dask_spec
+from aifactory.site.schema import Partition, Profile, Site
 from aifactory.site.units import format_memory, format_walltime
 
 from .options import DaskOptions, choose_options
@@ -39,30 +41,6 @@ def network_interface(site: Site, partition: Partition) -> str | None:
     return "lo" if site.local is not None else None
 
 
-def container_gpu_flag(site: Site, profile: Profile, gpus: int) -> list[str]:
-    """`--rocm` or `--nv` for a container worker that has GPUs, by the partition's GPU vendor."""
-    partition = site.partition(profile.partition)
-    if not gpus or partition.gpus is None:
-        return []
-    return ["--rocm" if partition.gpus.vendor == "amd" else "--nv"]
-
-
-def worker_python(environment, gpu_flags: list[str] = ()) -> tuple[str, list[str], str]:
-    """(python command, job-script prologue, shebang) that runs a worker in the profile's environment."""
-    if isinstance(environment, PythonEnvironment):
-        return f"{environment.path}/bin/python", [], "#!/usr/bin/env bash"
-    if isinstance(environment, LmodEnvironment):
-        prologue = [f"module use {shlex.quote(path)}" for path in environment.modulepath]
-        prologue += [f"module load {shlex.quote(module)}" for module in environment.modules]
-        # A login shell defines `module` on Lmod systems.
-        return "python3", prologue, "#!/bin/bash -l"
-    if isinstance(environment, ContainerEnvironment):
-        binds = [f"--bind={shlex.quote(b)}" for b in environment.binds]
-        command = " ".join([environment.runtime, "exec", *gpu_flags, *binds, shlex.quote(environment.image), "python3"])
-        return command, [], "#!/usr/bin/env bash"
-    raise TypeError(f"unknown environment {environment!r}")
-
-
 def jobqueue_config(
     site: Site,
     profile: Profile,
@@ -85,8 +63,8 @@ def jobqueue_config(
     scheduler's dashboard (plain HTTP) listens.
     """
     partition = site.partition(profile.partition)
-    environment = site.environment(profile.environment)
-    python, prologue, shebang = worker_python(environment, container_gpu_flag(site, profile, options.gpus))
+    worker = launch(site.environment(profile.environment), "python3", gpus=options.gpus,
+                    gpu_vendor=partition.gpus.vendor if partition.gpus else None)
     lifetime, stagger = worker_lifetime(options.walltime)
     extra_directives: list[str] = []
     worker_args = ["--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s"]
@@ -99,16 +77,16 @@ def jobqueue_config(
         "cores": options.cores,
         "memory": f"{options.memory}MiB",
         "processes": 1,
-        "python": python,
+        "python": shlex.join(worker.argv),
         "interface": interface or network_interface(site, partition),
         "death-timeout": DEATH_TIMEOUT,
         "local-directory": local_directory or f"{partition.local_scratch.rstrip('/')}/dask-{user}",
         "worker-extra-args": worker_args,
-        "shebang": shebang,
+        "shebang": "#!/usr/bin/env bash",
         "queue": partition.name,
         "account": project,
         "walltime": format_walltime(options.walltime),
-        "job-script-prologue": prologue,
+        "job-script-prologue": list(worker.setup),
         "job-cpu": options.cores,
         "job-mem": format_memory(options.memory),
         "job-extra-directives": extra_directives,
@@ -137,7 +115,7 @@ def site_jobqueue_config(site: Site) -> dict[str, Any]:
     """
     sections: dict[str, Any] = {}
     for profile in site.profiles:
-        options = choose_options(profile, site.partition(profile.partition))
+        options = choose_options(dask_spec(site, profile))
         sections[profile.name] = jobqueue_config(site, profile, "$USER", options, project=None, home=None)
     sections["slurm"] = sections[site.profiles[0].name]
     return {"jobqueue": sections}

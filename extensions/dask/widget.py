@@ -17,26 +17,27 @@ from typing import Any, Callable
 import ipywidgets as w
 
 from aifactory.site import load_site
-from aifactory.site.schema import Profile, Site
-from aifactory.site.units import format_memory, format_walltime
+from aifactory.site.access import AccessRefused, usable_profiles
+from aifactory.site.options import OptionsError, ProfileSpec, dask_spec
+from aifactory.site.schema import Site
 
 from . import access
 from .job_states import WorkerSummary
-from .options import OptionsRefused
 
 REFRESH_SECONDS = 2.0
 
 
-def form_values(profile: Profile) -> dict[str, Any]:
-    """Bounds and defaults of the form's fields for `profile`."""
-    return {
-        "cores": (profile.cpus.min, profile.cpus.max, profile.cpus.default),
-        "gpus": (profile.gpus.min, profile.gpus.max, profile.gpus.default),
-        "memory": format_memory(profile.memory.default),
-        "memory_hint": f"{format_memory(profile.memory.min)} to {format_memory(profile.memory.max)}",
-        "walltime": format_walltime(profile.walltime.default),
-        "walltime_hint": f"up to {format_walltime(profile.walltime.max)}",
-    }
+# The spec's fields the widget shows as number boxes, and as text.
+_COUNTS = ("workers", "cores", "gpus", "adaptive_min", "adaptive_max")
+_TEXTS = ("memory", "walltime")
+
+
+def form_values(spec: ProfileSpec) -> dict[str, Any]:
+    """Bounds and defaults of the form's fields under a profile, from the site's options spec (`dask_spec`)."""
+    values: dict[str, Any] = {name: (spec[name].min, spec[name].max, spec[name].default) for name in _COUNTS}
+    values.update({name: spec[name].show(spec[name].default) for name in _TEXTS})
+    values["hints"] = "; ".join(f"{spec[name].label}: {spec[name].hint}" for name in _TEXTS)
+    return values
 
 
 def requested_options(
@@ -68,7 +69,7 @@ def status_html(summary: WorkerSummary, dashboard_link: str, extra: list[str] = 
 
 def error_sentence(exc: BaseException) -> str:
     """An exception as what the user reads: our refusals as they are, others as one line."""
-    if isinstance(exc, (OptionsRefused, access.AccessRefused)):
+    if isinstance(exc, (OptionsError, AccessRefused)):
         return str(exc)
     text = str(exc).strip().splitlines()
     detail = text[-1] if text else type(exc).__name__
@@ -97,16 +98,19 @@ class Launcher:
         self._thread: threading.Thread | None = None
 
         groups = access.unix_groups(self.user) if groups is None else groups
-        profiles = access.usable_profiles(self.site, groups)
+        profiles = usable_profiles(self.site, groups)
+        self.specs = {p.name: dask_spec(self.site, p) for p in profiles}
         self.profile = w.Dropdown(options=[(p.title, p.name) for p in profiles], description="Profile")
-        self.workers = w.BoundedIntText(value=2, min=0, max=1024, description="Workers")
-        self.cores = w.BoundedIntText(description="Cores/worker")
-        self.memory = w.Text(description="Memory/worker")
-        self.gpus = w.BoundedIntText(description="GPUs/worker")
-        self.walltime = w.Text(description="Walltime")
+        labels = next(iter(self.specs.values())).labels if profiles else {}
+        wide = {"description_width": "initial"}
+        self.workers = w.BoundedIntText(value=2, max=1024, description=labels.get("workers", ""), style=wide)
+        self.cores = w.BoundedIntText(description=labels.get("cores", ""), style=wide)
+        self.memory = w.Text(description=labels.get("memory", ""), style=wide)
+        self.gpus = w.BoundedIntText(description=labels.get("gpus", ""), style=wide)
+        self.walltime = w.Text(description=labels.get("walltime", ""), style=wide)
         self.adaptive = w.Checkbox(value=False, description="Adaptive")
-        self.minimum = w.BoundedIntText(value=0, min=0, max=1024, description="Min workers")
-        self.maximum = w.BoundedIntText(value=4, min=1, max=1024, description="Max workers")
+        self.minimum = w.BoundedIntText(value=0, max=1024, description=labels.get("adaptive_min", ""), style=wide)
+        self.maximum = w.BoundedIntText(value=4, max=1024, description=labels.get("adaptive_max", ""), style=wide)
         self.hints = w.HTML()
         self.start_button = w.Button(description="Start", button_style="success")
         self.scale_button = w.Button(description="Scale", disabled=True)
@@ -142,15 +146,20 @@ class Launcher:
     # ---- form ----
 
     def _profile_changed(self) -> None:
-        values = form_values(self.site.profile(self.profile.value))
-        for field, (low, high, default) in (("cores", values["cores"]), ("gpus", values["gpus"])):
-            box = getattr(self, field)
+        values = form_values(self.specs[self.profile.value])
+        boxes = ((self.cores, "cores"), (self.gpus, "gpus"), (self.workers, "workers"),
+                 (self.minimum, "adaptive_min"), (self.maximum, "adaptive_max"))
+        for box, name in boxes:
+            low, high, default = values[name]
+            # Resources start at the profile's defaults; worker counts keep what was typed, within the bounds.
+            value = default if name in ("cores", "gpus") else min(max(box.value, low), high)
             box.min, box.max = 0, max(high, box.max)  # widen first so the new bounds never clash
-            box.min, box.max, box.value = low, high, default
-            box.disabled = high == 0
+            box.min, box.max, box.value = low, high, value
+        self.cores.disabled = values["cores"][1] == 0
+        self.gpus.disabled = values["gpus"][1] == 0
         self.memory.value = values["memory"]
         self.walltime.value = values["walltime"]
-        self.hints.value = html.escape(f"memory {values['memory_hint']}; walltime {values['walltime_hint']}")
+        self.hints.value = html.escape(values["hints"])
 
     def _adaptive_changed(self) -> None:
         self.workers.disabled = self.adaptive.value

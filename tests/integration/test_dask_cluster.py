@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 PYTHON = sys.executable
 PREAMBLE = """
 import json, sys, time
-from aifactory.extensions.dask import SiteCluster, AccessRefused, OptionsRefused
+from aifactory.extensions.dask import SiteCluster, AccessRefused, OptionsError
 def say(kind, value):
     print(kind, json.dumps(value), flush=True)
 """
@@ -222,14 +222,14 @@ def test_a_profile_the_user_may_not_use_is_refused(programs):
             say("PROJECT", str(refused))
         try:
             SiteCluster("cpu", workers=1, cores=64)
-        except OptionsRefused as refused:
+        except OptionsError as refused:
             say("OPTIONS", str(refused))
         """,
     )
     said = program.finish()
     assert said["REFUSED"].startswith("student1 may not use profile 'gpu'")
     assert said["PROJECT"].startswith("student1 may not charge project 'project_465000001'")
-    assert said["OPTIONS"] == "Cores per worker must be between 1 and 8 for this profile; you asked for 64."
+    assert said["OPTIONS"] == "Cores per worker: 64 is out of range; allowed 1 to 8."
 
 
 def test_a_failing_worker_job_is_explained_from_accounting(programs):

@@ -5,19 +5,18 @@ from aifactory.extensions.dask.jobqueue_config import (
     jobqueue_config,
     site_jobqueue_config,
     worker_lifetime,
-    worker_python,
 )
 from aifactory.extensions.dask.options import choose_options
 from aifactory.site import load_site
 from aifactory.site.load import DEMO_SITE
-from aifactory.site.schema import ContainerEnvironment, LmodEnvironment
+from aifactory.site.options import dask_spec
 
 SITE = load_site(DEMO_SITE)
 
 
 def test_cpu_profile_config():
     profile = SITE.profile("cpu")
-    options = choose_options(profile, SITE.partition("standard"), {"cores": 2, "memory": "1G", "walltime": "1:00:00"})
+    options = choose_options(dask_spec(SITE, profile), {"cores": 2, "memory": "1G", "walltime": "1:00:00"})
     assert jobqueue_config(
         SITE, profile, "researcher1", options, project="project_465000001", home="/home/researcher1", job_name="dask-cpu-1"
     ) == {
@@ -25,7 +24,7 @@ def test_cpu_profile_config():
         "cores": 2,
         "memory": "1024MiB",
         "processes": 1,
-        "python": "/opt/aifactory/venv/bin/python",
+        "python": "/opt/aifactory/venv/bin/python3",
         "interface": "lo",
         "death-timeout": 60,
         "local-directory": "/tmp/dask-researcher1",
@@ -34,7 +33,7 @@ def test_cpu_profile_config():
         "queue": "standard",
         "account": "project_465000001",
         "walltime": "01:00:00",
-        "job-script-prologue": [],
+        "job-script-prologue": ['export PATH=/opt/aifactory/venv/bin:"$PATH"', "export VIRTUAL_ENV=/opt/aifactory/venv"],
         "job-cpu": 2,
         "job-mem": "1G",
         "job-extra-directives": [],
@@ -46,7 +45,7 @@ def test_cpu_profile_config():
 
 def test_gpu_workers_ask_for_gres_and_declare_a_resource():
     profile = SITE.profile("gpu")
-    options = choose_options(profile, SITE.partition("small-g"), {"gpus": 2})
+    options = choose_options(dask_spec(SITE, profile), {"gpus": 2})
     config = jobqueue_config(SITE, profile, "researcher1", options, project="project_465000001", home="/home/r")
     assert config["job-extra-directives"] == ["--gres=gpu:mi250x:2"]
     assert config["worker-extra-args"][-2:] == ["--resources", "GPU=2"]
@@ -62,15 +61,19 @@ def test_lifetime_always_ends_before_the_walltime():
         assert 0 < lifetime - stagger and lifetime + stagger < minutes * 60
 
 
-def test_environments_give_the_worker_python():
-    lmod = LmodEnvironment(kind="lmod", name="m", modules=["aifactory/1.0"], modulepath=["/opt/modules"])
-    assert worker_python(lmod) == (
+def test_workers_start_in_the_profiles_environment_with_the_sites_launch_lines():
+    cpu = SITE.profile("cpu")
+    options = choose_options(dask_spec(SITE, cpu))
+    lmod = cpu.model_copy(update={"environment": "aifactory-module"})
+    config = jobqueue_config(SITE, lmod, "u", options, project=None, home=None)
+    assert (config["python"], config["job-script-prologue"]) == (
         "python3",
-        ["module use /opt/modules", "module load aifactory/1.0"],
-        "#!/bin/bash -l",
+        ["source /usr/share/lmod/lmod/init/bash", "module use /opt/aifactory/modules", "module load aifactory/1.0"],
     )
-    container = ContainerEnvironment(kind="container", name="c", image="/img/pt.sif", binds=["/scratch"])
-    assert worker_python(container, ["--rocm"])[0] == "apptainer exec --rocm --bind=/scratch /img/pt.sif python3"
+    gpu = SITE.profile("gpu").model_copy(update={"environment": "pytorch-rocm"})
+    config = jobqueue_config(SITE, gpu, "u", choose_options(dask_spec(SITE, gpu), {"gpus": 1}), project=None, home=None)
+    assert config["python"].startswith("apptainer exec --rocm --bind ") and config["python"].endswith(" python3")
+    assert config["job-script-prologue"] == []
 
 
 def test_cluster_kwargs_use_slurmcluster_names():
@@ -113,7 +116,7 @@ def test_labextension_creates_a_site_cluster(tmp_path):
 
 def test_interface_and_scratch_directory_can_be_overridden():
     profile = SITE.profile("cpu")
-    options = choose_options(profile, SITE.partition("standard"), {})
+    options = choose_options(dask_spec(SITE, profile))
     default = jobqueue_config(SITE, profile, "researcher1", options, project=None, home=None)
     chosen = jobqueue_config(
         SITE, profile, "researcher1", options, project=None, home=None,
@@ -140,6 +143,6 @@ def test_partition_interface_and_scratch_come_from_the_site_file():
 
 def test_dashboard_address_is_passed_to_the_scheduler():
     profile = SITE.profile("cpu")
-    options = choose_options(profile, SITE.partition("standard"), {})
+    options = choose_options(dask_spec(SITE, profile))
     config = jobqueue_config(SITE, profile, "student1", options, project=None, home=None, dashboard_address="127.0.0.1:0")
     assert config["scheduler-options"] == {"dashboard_address": "127.0.0.1:0"}

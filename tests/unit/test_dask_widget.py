@@ -1,11 +1,12 @@
 """The launcher widget, driven in-process with a fake cluster (no Slurm)."""
 
-from aifactory.extensions.dask.access import AccessRefused
 from aifactory.extensions.dask.job_states import WorkerSummary
-from aifactory.extensions.dask.options import OptionsRefused, choose_options
+from aifactory.extensions.dask.options import choose_options
 from aifactory.extensions.dask.widget import Launcher, error_sentence, form_values, requested_options, status_html
 from aifactory.site import load_site
+from aifactory.site.access import AccessRefused
 from aifactory.site.load import DEMO_SITE
+from aifactory.site.options import OptionsError, Problem, dask_spec
 
 SITE = load_site(DEMO_SITE)
 
@@ -16,8 +17,7 @@ class FakeCluster:
     instances: list["FakeCluster"] = []
 
     def __init__(self, profile, **requested):
-        site_profile = SITE.profile(profile)
-        self.options = choose_options(site_profile, SITE.partition(site_profile.partition), requested)
+        self.options = choose_options(dask_spec(SITE, SITE.profile(profile)), requested)
         self.profile = profile
         self.requested = requested
         self.slurm_job_name = "dask-cpu-fake"
@@ -44,19 +44,24 @@ def launcher(user="student1"):
     return Launcher(site=SITE, cluster_factory=FakeCluster, user=user, groups=set(SITE.groups_of(user)))
 
 
-def test_form_follows_the_profile():
-    assert form_values(SITE.profile("gpu")) == {
+def test_form_follows_the_profiles_spec():
+    assert form_values(dask_spec(SITE, SITE.profile("gpu"))) == {
+        "workers": (0, 8, 0),
         "cores": (1, 8, 2),
         "gpus": (1, 4, 1),
+        "adaptive_min": (0, 8, None),
+        "adaptive_max": (1, 8, None),
         "memory": "4G",
-        "memory_hint": "2G to 8G",
         "walltime": "02:00:00",
-        "walltime_hint": "up to 12:00:00",
+        "hints": "Memory per worker: 2G to 8G, e.g. 2G or 1536M; "
+                 "Walltime per worker: hours:minutes:seconds, up to 12:00:00",
     }
     ui = launcher("student1")
     assert [value for _, value in ui.profile.options] == ["cpu", "course"]
+    assert (ui.cores.description, ui.memory.description) == ("Cores per worker", "Memory per worker")
     ui.profile.value = "course"
     assert (ui.cores.min, ui.cores.max, ui.cores.value, ui.memory.value) == (1, 2, 1, "1G")
+    assert (ui.workers.max, ui.maximum.max) == (form_values(ui.specs["course"])["workers"][1],) * 2
     assert ui.gpus.disabled
 
 
@@ -91,14 +96,15 @@ def test_errors_are_sentences_not_tracebacks():
     ui = launcher()
     ui.memory.value = "lots"
     ui.start()
-    assert "Memory &#x27;lots&#x27; is not understood; write it like &#x27;2G&#x27; or &#x27;512M&#x27;." in ui.message.value
+    assert "Memory per worker: must be like &#x27;2G&#x27; or &#x27;1536M&#x27;; allowed 1G to 8G." in ui.message.value
     assert "Traceback" not in ui.message.value
     assert ui.cluster is None
     assert error_sentence(AccessRefused("You may not.")) == "You may not."
     assert error_sentence(RuntimeError("sbatch: error: Batch job submission failed\n")) == (
         "Something went wrong: sbatch: error: Batch job submission failed"
     )
-    assert error_sentence(OptionsRefused(["A.", "B."])) == "A. B."
+    assert error_sentence(OptionsError([Problem("cores", "a"), Problem("gpus", "b")], {"cores": "Cores"})) == (
+        "Cores: a. gpus: b.")
 
 
 def test_status_html_escapes():

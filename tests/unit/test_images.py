@@ -251,7 +251,7 @@ def entry_commands(name: str) -> list[list[str]]:
         commands.append(["/opt/aifactory/node/node_modules/.bin/configurable-http-proxy"])
     else:
         # What the spawner runs in a container environment: `apptainer exec IMAGE jupyterhub-singleuser`.
-        from aifactory.spawners.environments import SERVER
+        from aifactory.spawners.script import SERVER
 
         commands.append([SERVER])
     return commands

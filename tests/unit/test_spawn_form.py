@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime
 from html.parser import HTMLParser
 
 from aifactory.site import parse_site
 from aifactory.spawners import cluster_state
-from aifactory.spawners.cluster_state import (
-    AllocationUse,
-    PartitionState,
-    allocation_uses,
-    parse_sinfo,
-)
+from aifactory.slurm.sinfo import PartitionState, parse_sinfo
+from aifactory.spawners.cluster_state import AllocationUse, allocation_uses
+from aifactory.site.options import Problem
 from aifactory.spawners.form import allocation_words, options_form_html, partition_words
 from aifactory.spawners.options import UserFacts, offers
 
@@ -58,10 +56,10 @@ def test_sinfo_counts_free_capacity_of_usable_nodes_only():
 
 
 def test_allocation_use_sums_every_member_of_the_project():
-    sacct = ("1|proj_a|alice|2026-11-24T10:00:00|2026-11-24T12:00:00|cpu=2,mem=2G,node=1\n"
-             "2|proj_a|bob|2026-11-24T10:00:00|2026-11-24T11:00:00|cpu=4,gres/gpu=1,node=1\n"
-             "3|proj_b|bob|2026-11-24T10:00:00|2026-11-24T11:00:00|cpu=8,node=1\n"
-             "4|proj_a|alice|Unknown|Unknown|\n")
+    sacct = ("1|1|COMPLETED|0:0|proj_a|alice|2026-11-24T10:00:00|2026-11-24T12:00:00|cpu=2,mem=2G,node=1\n"
+             "2|2|COMPLETED|0:0|proj_a|bob|2026-11-24T10:00:00|2026-11-24T11:00:00|cpu=4,gres/gpu=1,node=1\n"
+             "3|3|COMPLETED|0:0|proj_b|bob|2026-11-24T10:00:00|2026-11-24T11:00:00|cpu=8,node=1\n"
+             "4|4|PENDING|0:0|proj_a|alice|Unknown|Unknown|\n")
     uses = allocation_uses(SITE, ("proj_a",), sacct, datetime(2026, 1, 1), datetime(2026, 11, 25))
     assert uses == {"proj_a": AllocationUse("proj_a", 8.0, 1.0, cpu_hours=100, gpu_hours=None)}
     assert allocation_words("proj_a", uses["proj_a"]) == "proj_a: 8.0 of 100 core-hours used (92.0 left); 1.0 GPU-hours used"
@@ -94,32 +92,57 @@ def test_one_card_per_offered_profile_with_live_state_and_allocations():
     assert "ml101-res" in text  # bob's reservation is offered
 
 
+def test_each_field_has_its_limits_and_hint_from_the_spec_and_a_label_for_screen_readers():
+    specs = offers(SITE, BOB)
+    page = Elements(options_form_html(specs, None, None))
+    small = specs[0]
+    for name in ("account", "cpus", "memory", "gpus", "walltime", "environment", "reservation"):
+        field = small[name]
+        (label,) = page.find("label", **{"for": f"input-{name}"})
+        (control,) = [a for t, a in page.elements if a.get("id") == f"input-{name}"]
+        assert control["name"] == name and control["aria-describedby"] == f"hint-{name}"
+        assert field.label in page.text and field.hint in page.text
+    assert page.find("input", name="cpus", type="number", min="1", max="4", placeholder="1")
+    assert page.find("input", name="memory", placeholder="2G")
+    assert page.find("input", name="walltime", placeholder="01:00:00")
+    # Every card carries its own limits and hints, from the same spec, for the form's one small script.
+    cards = [json.loads(a["data-fields"]) for a in page.find("label") if "data-fields" in a]
+    assert cards[1]["gpus"] == {"min": 1, "max": 2, "placeholder": "1", "hint": specs[1]["gpus"].hint,
+                                "label": "GPUs (a100)", "hidden": False}
+    assert cards[1]["walltime"]["hint"] == "hours:minutes:seconds, up to 12:00:00"
+    assert cards[0]["gpus"]["hidden"] is True
+
+
 def test_a_cpu_only_user_gets_no_gpu_field_and_no_reservation():
     page = Elements(options_form_html(offers(SITE, ALICE), None, None))
-    assert page.find("div", id="gpu-fields", style="display:none")
+    assert "hidden" in page.find("div", id="field-gpus")[0]
     assert not page.find("select", name="reservation")
     assert "live state unknown" in " ".join(page.text)
 
 
-def test_a_refused_attempt_comes_back_with_its_values_and_the_error_next_to_the_field():
-    values = {"profile": "gpu", "cpus": "9", "memory": "3G"}
-    page = Elements(options_form_html(offers(SITE, BOB), None, None, values, ("cpus", "9 is out of range; allowed 1 to 4")))
+def test_a_refused_attempt_comes_back_with_its_values_and_every_error_next_to_its_field():
+    values = {"profile": "gpu", "cpus": "9", "memory": "30G"}
+    errors = [Problem("cpus", "9 is out of range; allowed 1 to 4"), Problem("memory", "30G is out of range; allowed 1G to 8G")]
+    page = Elements(options_form_html(offers(SITE, BOB), None, None, values, errors))
     assert "checked" in page.find("input", type="radio", value="gpu")[0]
-    assert page.find("input", name="cpus", value="9") and page.find("input", name="memory", value="3G")
-    (error,) = page.find("div", id="error-cpus")
-    assert error["role"] == "alert" and "9 is out of range; allowed 1 to 4" in page.text
+    assert page.find("input", name="cpus", value="9") and page.find("input", name="memory", value="30G")
+    for name, message in errors:
+        (error,) = page.find("div", id=f"error-{name}")
+        assert error["role"] == "alert" and message in page.text
+        (control,) = page.find("input", name=name)
+        assert control["aria-describedby"] == f"hint-{name} error-{name}" and control["aria-invalid"] == "true"
     # GPU profile chosen: the GPU field is shown with its range.
-    assert page.find("div", id="gpu-fields") and page.find("input", name="gpus", min="1", max="2")
+    assert "hidden" not in page.find("div", id="field-gpus")[0] and page.find("input", name="gpus", min="1", max="2")
 
 
 def test_an_error_about_an_unknown_field_is_shown_on_top():
-    page = Elements(options_form_html(offers(SITE, BOB), None, None, {}, ("colour", "unknown option")))
+    page = Elements(options_form_html(offers(SITE, BOB), None, None, {}, [Problem("colour", "unknown option")]))
     assert page.find("div", id="error-colour")
 
 
 def test_everything_shown_is_escaped():
     values = {"memory": '"><script>alert(1)</script>'}
-    html = options_form_html(offers(SITE, BOB), None, None, values, ("memory", "<b>bad</b>"))
+    html = options_form_html(offers(SITE, BOB), None, None, values, [Problem("memory", "<b>bad</b>")])
     assert "<script>alert(1)" not in html and "<b>bad</b>" not in html
     assert "&lt;script&gt;" in html
 

@@ -1,4 +1,4 @@
-"""Spawn options: every field checked against the site and the user's Slurm facts."""
+"""Spawn options: every field checked against the site's options spec and the user's Slurm facts."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aifactory.site import parse_site
-from aifactory.spawners.facts import parse_associations, parse_id, parse_reservations
+from aifactory.slurm.projects import parse_associations
+from aifactory.spawners.facts import parse_id, parse_reservations
+from aifactory.site.options import Field, Problem
 from aifactory.spawners.options import (
-    FIELDS,
-    Choice,
     OptionsError,
     UserFacts,
     ValidatedOptions,
     offers,
     payload_from_form,
+    refusal_message,
     validate,
 )
 from aifactory.spawners.script import HOME_LINES, build_job
@@ -69,34 +70,57 @@ def test_a_full_gpu_request():
     ({"cmd": ["/bin/sh"]}, "cmd", "unknown option"),
 ])
 def test_a_bad_value_names_the_field_and_what_is_allowed(payload, field, words):
-    error = error_of(ALICE, payload)
-    assert error.field == field
-    assert words in error.message
+    ((named, message),) = error_of(ALICE, payload).problems
+    assert named == field
+    assert words in message
+
+
+def test_every_wrong_field_is_refused_at_once_and_the_hub_says_so():
+    error = error_of(BOB, {"profile": "gpu", "cpus": 9, "walltime": "13:00:00", "colour": "red"})
+    assert [p.field for p in error.problems] == ["colour", "cpus", "walltime"]
+    assert refusal_message(error) == (
+        "Invalid options 'colour': unknown option; allowed options: profile, partition, account, cpus, memory, gpus, "
+        "gpu_type, walltime, reservation, environment; 'cpus': 9 is out of range; allowed 1 to 4; "
+        "'walltime': 13:00:00 is out of range; allowed 00:01:00 to 12:00:00")
+    assert refusal_message(error_of(ALICE, {"cpus": 99})) == "Invalid option 'cpus': 99 is out of range; allowed 1 to 4"
+
+
+def test_a_profile_not_offered_is_named_with_the_unknown_fields():
+    assert error_of(ALICE, {"profile": "gpu", "colour": "red", "cpus": 99}).problems == (
+        Problem("colour", "unknown option; allowed options: profile, partition, account, cpus, memory, gpus, gpu_type, "
+                          "walltime, reservation, environment"),
+        Problem("profile", "'gpu' is not allowed; choose one of: small"),
+    )
 
 
 def test_walltime_up_to_the_partition_maximum():
-    assert offers(SITE, BOB)[1].walltime_minutes == Choice(1, 720, 120)
-    error = error_of(BOB, {"profile": "gpu", "walltime": "13:00:00"})
-    assert (error.field, error.message) == ("walltime", "13:00:00 is out of range; allowed 00:01:00 to 12:00:00")
+    assert offers(SITE, BOB)[1]["walltime"].max == 720
+    assert error_of(BOB, {"profile": "gpu", "walltime": "13:00:00"}).problems == (
+        Problem("walltime", "13:00:00 is out of range; allowed 00:01:00 to 12:00:00"),)
 
 
 def test_no_account_no_server():
-    assert error_of(UserFacts("carol", frozenset({"students"})), {}).field == "account"
+    assert [p.field for p in error_of(UserFacts("carol", frozenset({"students"})), {}).problems] == ["account"]
     assert offers(SITE, UserFacts("carol")) == []
 
 
 def test_offers_list_the_profiles_with_their_ranges():
     (small,) = offers(SITE, ALICE)
-    assert (small.name, small.cpus, small.memory_mib, small.gpus) == ("small", Choice(1, 4, 1), Choice(1024, 4096, 2048),
-                                                                      Choice(0, 0, 0))
-    assert [o.name for o in offers(SITE, BOB)] == ["small", "gpu"]
+    assert small.profile == "small"
+    assert small["cpus"] == Field("cpus", "CPUs", "count", 1, 4, 1, unit="CPUs", hint="1 to 4; empty means 1",
+                                  example="2")
+    assert (small["memory"].min, small["memory"].max, small["memory"].default) == (1024, 4096, 2048)
+    assert (small["gpus"].min, small["gpus"].max) == (0, 0)
+    assert [o.profile for o in offers(SITE, BOB)] == ["small", "gpu"]
     assert offers(SITE, BOB)[1].gpu_type == "a100"
+    assert offers(SITE, BOB)[1]["reservation"].choices == ("ml101-res",)
 
 
 def test_form_fields_arrive_as_lists():
     assert payload_from_form({"profile": ["small"], "cpus": ["2"], "memory": [""]}) == {"profile": "small", "cpus": "2"}
-    with pytest.raises(OptionsError, match="exactly once"):
-        payload_from_form({"cpus": ["1", "2"]})
+    with pytest.raises(OptionsError, match="exactly once") as caught:
+        payload_from_form({"cpus": ["1", "2"], "gpus": [], "memory": ["1G"]})
+    assert [p.field for p in caught.value.problems] == ["cpus", "gpus"]
 
 
 def test_slurm_associations_default_first():
@@ -120,7 +144,7 @@ texts = st.one_of(st.text(max_size=80), st.sampled_from(["small", "gpu", "proj_a
                                                          "'; rm -rf ~", "1\n#SBATCH --uid=0"]))
 values = st.one_of(texts, st.integers(-10, 10_000), st.booleans(), st.none(), st.floats(allow_nan=True),
                    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
-keys = st.one_of(st.sampled_from(FIELDS), st.text(max_size=20))
+keys = st.one_of(st.sampled_from(["profile", *offers(SITE, BOB)[0].names]), st.text(max_size=20))
 
 
 @settings(max_examples=400, deadline=None)
@@ -129,16 +153,16 @@ def test_any_payload_is_refused_or_allowed(payload, facts):
     try:
         options = validate(SITE, facts, payload)
     except OptionsError as error:
-        assert error.field and error.message
+        assert error.problems and all(p.field and p.message for p in error.problems)
         return
-    (offer,) = [o for o in offers(SITE, facts) if o.name == options.profile]
+    (offer,) = [o for o in offers(SITE, facts) if o.profile == options.profile]
     assert options.partition == offer.partition
     assert options.account in facts.accounts
-    assert offer.cpus.min <= options.cpus <= offer.cpus.max
-    assert offer.memory_mib.min <= options.memory_mib <= offer.memory_mib.max
-    assert offer.gpus.min <= options.gpus <= offer.gpus.max
-    assert offer.walltime_minutes.min <= options.walltime_minutes <= offer.walltime_minutes.max
-    assert options.environment in offer.environments
+    assert offer["cpus"].min <= options.cpus <= offer["cpus"].max
+    assert offer["memory"].min <= options.memory_mib <= offer["memory"].max
+    assert offer["gpus"].min <= options.gpus <= offer["gpus"].max
+    assert offer["walltime"].min <= options.walltime_minutes <= offer["walltime"].max
+    assert options.environment in offer["environment"].choices
     assert options.reservation in (None, *facts.reservations)
     job = build_job(options, SITE.environment(options.environment), user=facts.name,
                     env_names=["PATH"], launcher=["/opt/v/bin/python", "-m", "launcher"], server_args=[])

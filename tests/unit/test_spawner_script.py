@@ -1,4 +1,4 @@
-"""The batch script and sbatch argv, compared by equality; environments of each kind."""
+"""The batch script and sbatch argv, compared by equality; environments of each kind (lines: test_site_options)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import subprocess
 import pytest
 
 from aifactory.site.schema import ContainerEnvironment, LmodEnvironment, PythonEnvironment
-from aifactory.spawners.environments import server_argv, setup_lines
 from aifactory.spawners.options import ValidatedOptions
 from aifactory.spawners.script import build_job, job_name, signal_seconds
 
@@ -63,15 +62,16 @@ def test_gpu_server_in_a_container_with_a_reservation():
                          "--bind /scratch --bind /p:/project:ro /appl/torch.sif jupyterhub-singleuser")
 
 
-def test_lmod_lines():
-    assert setup_lines(LMOD) == ["source /usr/share/lmod/lmod/init/bash", "module use /opt/mods",
-                                 "module load aifactory/1.0", "module load git"]
-    assert server_argv(LMOD, ["--x"]) == ["jupyterhub-singleuser", "--x"]
-
-
-def test_container_flags_follow_vendor_and_gpus():
-    assert server_argv(SIF, [], gpus=1, gpu_vendor="nvidia")[:3] == ["apptainer", "exec", "--nv"]
-    assert server_argv(SIF, [], gpus=0, gpu_vendor="nvidia")[:3] == ["apptainer", "exec", "--bind"]
+def test_an_lmod_server_loads_its_modules_with_the_configured_lmod_init():
+    job = build_job(CPU, LMOD, user="alice", env_names=[], launcher=LAUNCHER, server_args=["--x"], lmod_init="/lmod/bash")
+    assert job.script.splitlines()[-6:] == [
+        "export AIFACTORY_WALLTIME_MINUTES=90",
+        "source /lmod/bash",
+        "module use /opt/mods",
+        "module load aifactory/1.0",
+        "module load git",
+        "exec /opt/aifactory/venv/bin/python -m aifactory.spawners.singleuser -- jupyterhub-singleuser --x",
+    ]
 
 
 def test_named_servers_with_odd_names_keep_a_safe_job_name():
