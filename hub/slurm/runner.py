@@ -6,7 +6,8 @@ that does not answer, one that Slurm refuses and one that fails mean the same ev
 
 - `NoAnswer`: no answer in time, the controller or slurmdbd unreachable, the command could not
   start, the login node did not answer. The state is unknown, never "the job is gone".
-- `Refused`: Slurm answered and said no (non-zero exit); `stderr` holds its reason.
+- `Refused`: Slurm answered and said no (non-zero exit); `stderr` (and, for sacctmgr,
+  `stdout`) holds its reason.
 - `Failed`: Slurm answered but what it said cannot be used (killed by a signal, output a
   parser does not understand).
 
@@ -17,7 +18,9 @@ for a hub in Kubernetes), never a module-global switch.
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -32,13 +35,14 @@ class NoAnswer(SlurmError):
 
 
 class Refused(SlurmError):
-    """The command ran and Slurm said no (non-zero exit); `stderr` says why."""
+    """The command ran and Slurm said no (non-zero exit); `stderr` says why (sacctmgr: `stdout`)."""
 
-    def __init__(self, argv: list[str], returncode: int, stderr: str):
-        super().__init__(f"{argv[0]} exited {returncode}: {stderr.strip()}")
+    def __init__(self, argv: list[str], returncode: int, stderr: str, stdout: str = ""):
+        super().__init__(f"{argv[0]} exited {returncode}: {stderr.strip() or stdout.strip()}")
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr = stderr.strip()
+        self.stdout = stdout.strip()
 
 
 class Failed(SlurmError):
@@ -118,7 +122,8 @@ class SshRoute:
         return returncode == 255
 
 
-def classify(argv: list[str], returncode: int, stderr: str, route: Route = LOCAL) -> SlurmError | None:
+def classify(argv: list[str], returncode: int, stderr: str, route: Route = LOCAL,
+             stdout: str = "") -> SlurmError | None:
     """What an exit status and stderr mean: None for success, else the error to raise."""
     if returncode == 0:
         return None
@@ -129,7 +134,7 @@ def classify(argv: list[str], returncode: int, stderr: str, route: Route = LOCAL
         return NoAnswer(text)
     if returncode < 0:
         return Failed(f"{argv[0]} was killed by signal {-returncode}: {text}")
-    return Refused(argv, returncode, text)
+    return Refused(argv, returncode, text, stdout)
 
 
 @dataclass(frozen=True)
@@ -148,23 +153,24 @@ class SlurmRunner:
             proc = await asyncio.create_subprocess_exec(
                 *command, env=env,
                 stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
             )
         except OSError as error:
             raise NoAnswer(f"cannot run {command[0]}: {error}") from error
         try:
             out, err = await asyncio.wait_for(proc.communicate(input.encode() if input is not None else None), limit)
         except asyncio.TimeoutError:
-            _kill(proc)
+            _kill(proc.pid)
             await proc.wait()
             raise NoAnswer(f"{argv[0]} did not answer within {limit:g} s") from None
         except asyncio.CancelledError:
-            _kill(proc)
+            _kill(proc.pid)
             raise
-        error = classify(argv, proc.returncode, err.decode(errors="replace"), self.route)
+        stdout = out.decode(errors="replace")
+        error = classify(argv, proc.returncode, err.decode(errors="replace"), self.route, stdout)
         if error is not None:
             raise error
-        return out.decode(errors="replace")
+        return stdout
 
     def run_sync(self, argv: list[str], *, timeout: float | None = None, input: str | None = None,
                  env: dict[str, str] | None = None) -> str:
@@ -172,20 +178,35 @@ class SlurmRunner:
         limit = self.timeout if timeout is None else timeout
         command = self.route.argv(list(argv), sorted(env or ()))
         try:
-            proc = subprocess.run(command, input=input, capture_output=True, text=True, errors="replace",
-                                  timeout=limit, env=env, stdin=None if input is not None else subprocess.DEVNULL)
+            proc = subprocess.Popen(command, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+                                    env=env, start_new_session=True)
         except OSError as error:
             raise NoAnswer(f"cannot run {command[0]}: {error}") from error
-        except subprocess.TimeoutExpired:
-            raise NoAnswer(f"{argv[0]} did not answer within {limit:g} s") from None
-        error = classify(argv, proc.returncode, proc.stderr, self.route)
+        with proc:
+            try:
+                out, err = proc.communicate(input, timeout=limit)
+            except subprocess.TimeoutExpired:
+                _kill(proc.pid)
+                proc.communicate()
+                raise NoAnswer(f"{argv[0]} did not answer within {limit:g} s") from None
+            except BaseException:  # interrupted (Ctrl-C): take the command down too
+                _kill(proc.pid)
+                raise
+        error = classify(argv, proc.returncode, err, self.route, out)
         if error is not None:
             raise error
-        return proc.stdout
+        return out
 
 
-def _kill(proc: asyncio.subprocess.Process) -> None:
+def _kill(pid: int) -> None:
+    """Kill the command and whatever it started (its own session), so that no pipe stays open."""
     try:
-        proc.kill()
+        os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:  # it ended meanwhile
         pass
+    except PermissionError:  # a child under another uid (sudo -u): the command itself still goes
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -1,0 +1,64 @@
+"""Which Slurm projects (accounts) a user may charge: one lookup, one fallback policy.
+
+The spawner (the project list of the spawn form) and the Dask launcher (the account its
+workers charge) both ask here.
+
+Policy: Slurm's associations decide (`sacctmgr show user NAME withassoc`, the user's default
+account first). When slurmdbd does not answer (`NoAnswer`), the site file's project members
+stand in for them: slurmctld keeps its own copy of the associations and checks the account
+again at every `sbatch`, so a stale guess is refused at submission, never charged, and users
+can still start servers and workers while slurmdbd is down. A refusal or an answer that cannot
+be read (`Refused`, `Failed`) is not guessed around: it raises.
+"""
+
+from __future__ import annotations
+
+from aifactory.site.schema import Site
+
+from .runner import Failed, NoAnswer, SlurmRunner
+
+
+def associations_argv(user: str) -> list[str]:
+    return ["sacctmgr", "--noheader", "--parsable2", "show", "user", user, "withassoc",
+            "format=DefaultAccount,Account"]
+
+
+def parse_associations(text: str) -> tuple[str, ...]:
+    """`associations_argv` output -> the user's accounts, default first, each once."""
+    accounts, default = [], ""
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = line.strip().split("|")
+        if len(fields) != 2:
+            raise Failed(f"sacctmgr printed a line that is not DefaultAccount|Account: {line.strip()[:120]!r}")
+        default = default or fields[0]
+        if fields[1] and fields[1] not in accounts:
+            accounts.append(fields[1])
+    if default in accounts:
+        accounts.remove(default)
+        accounts.insert(0, default)
+    return tuple(accounts)
+
+
+def site_projects(site: Site, user: str) -> tuple[str, ...]:
+    """The fallback: the projects whose members the site file lists `user` among, in the file's order."""
+    return tuple(p.name for p in site.projects_of(user))
+
+
+async def user_projects(user: str, site: Site, runner: SlurmRunner = SlurmRunner(),
+                        timeout: float | None = None) -> tuple[str, ...]:
+    """The accounts `user` may charge (see the module's policy)."""
+    try:
+        return parse_associations(await runner.run(associations_argv(user), timeout=timeout))
+    except NoAnswer:
+        return site_projects(site, user)
+
+
+def user_projects_sync(user: str, site: Site, runner: SlurmRunner = SlurmRunner(),
+                       timeout: float | None = None) -> tuple[str, ...]:
+    """`user_projects` for code outside an event loop (the Dask launcher in a kernel)."""
+    try:
+        return parse_associations(runner.run_sync(associations_argv(user), timeout=timeout))
+    except NoAnswer:
+        return site_projects(site, user)

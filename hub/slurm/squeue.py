@@ -1,0 +1,91 @@
+"""`squeue`: the jobs in the queue, one argv builder and one parser for every caller.
+
+One format with every field a caller reads (the hub's poller: state, reason, node, start
+estimate, partition, priority, submit time; the Dask widget: its user's jobs; grading: the
+tasks of its job array), so that no two parts read the queue differently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from .runner import Failed
+
+FORMAT = "%i|%K|%T|%r|%N|%S|%P|%Q|%V|%u"
+_FIELDS = FORMAT.count("|") + 1
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One job (or one task of an array) as squeue lists it."""
+
+    job_id: str  # '702', or '707_1' for a task of an array
+    state: str  # PENDING, RUNNING, ... (see states.py)
+    reason: str = ""  # why it is pending; '' when Slurm gives none
+    nodes: str = ""
+    start: datetime | None = None  # the start, or Slurm's estimate of it while pending
+    partition: str = ""
+    priority: int = 0
+    submitted: datetime | None = None
+    user: str = ""
+    array_index: int | None = None  # the task's index in its array
+
+
+def squeue_argv(*, users: tuple[str, ...] = (), job_ids: tuple[str, ...] = (),
+                partitions: tuple[str, ...] = ()) -> list[str]:
+    """Every job in any state (and each task of an array on its own line), narrowed as asked."""
+    return [
+        "squeue", "--noheader", "--all", "--array", "--states=all", f"--format={FORMAT}",
+        *([f"--user={','.join(users)}"] if users else []),
+        *([f"--jobs={','.join(job_ids)}"] if job_ids else []),
+        *([f"--partition={','.join(partitions)}"] if partitions else []),
+    ]
+
+
+def _time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None  # N/A, Unknown, None
+
+
+def parse_squeue(text: str) -> dict[str, QueueEntry]:
+    """Output of `squeue_argv(...)` -> {job_id: entry}; a line of another shape raises Failed."""
+    jobs = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = line.strip().split("|")
+        if len(fields) != _FIELDS or not fields[0]:
+            raise Failed(f"squeue printed a line that is not {FORMAT}: {line.strip()[:120]!r}")
+        job_id, index, state, reason, nodes, start, partition, priority, submitted, user = fields
+        jobs[job_id] = QueueEntry(
+            job_id, state, "" if reason == "None" else reason, nodes, _time(start), partition,
+            int(priority) if priority.isdigit() else 0, _time(submitted), user,
+            int(index) if index.isdigit() else None,
+        )
+    return jobs
+
+
+def pending_positions(jobs: dict[str, QueueEntry]) -> dict[str, tuple[int, int]]:
+    """{job_id: (position, pending in its partition)} in Slurm's order: priority, then submit time."""
+    by_partition: dict[str, list[QueueEntry]] = {}
+    for job in jobs.values():
+        if job.state == "PENDING":
+            for partition in job.partition.split(","):
+                by_partition.setdefault(partition, []).append(job)
+    positions = {}
+    for queue in by_partition.values():
+        queue.sort(key=lambda j: (-j.priority, j.submitted or datetime.max, int(j.job_id.split("_")[0] or 0)))
+        for index, job in enumerate(queue, 1):
+            if job.job_id not in positions:
+                positions[job.job_id] = (index, len(queue))
+    return positions
+
+
+def queue_seconds(entry: QueueEntry) -> float | None:
+    """Seconds a started job waited: its start time minus its submit time."""
+    if entry.start is None or entry.submitted is None:
+        return None
+    return max(0.0, (entry.start - entry.submitted).total_seconds())

@@ -1,0 +1,118 @@
+"""The one Slurm runner: what no answer, a refusal and a failure are, with real processes standing in for Slurm."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from aifactory.site import parse_site
+from aifactory.slurm.projects import user_projects, user_projects_sync
+from aifactory.slurm.runner import LOCAL, Failed, NoAnswer, Refused, SlurmRunner, SshRoute, classify
+
+from .sites import SMALL_SITE
+
+ROUTE = SshRoute(login_node="login1", user="jupyterhub", identity_file="/k", known_hosts_file="/kh")
+
+
+@pytest.mark.parametrize("returncode, stderr, route, error", [
+    (0, "", LOCAL, None),
+    (1, "squeue: error: Invalid job id specified", LOCAL, Refused),
+    (1, "slurm_load_jobs error: Unable to contact slurm controller (connect failure)", LOCAL, NoAnswer),
+    (1, "sacctmgr: error: Problem talking to the database: Connection refused", LOCAL, NoAnswer),
+    (1, "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation", LOCAL, NoAnswer),
+    (-9, "", LOCAL, Failed),
+    (255, "ssh: connect to host login1 port 22: Connection timed out", ROUTE, NoAnswer),
+    (255, "", LOCAL, Refused),  # only ssh's own 255 is the route's failure
+    (1, "sbatch: error: Invalid account", ROUTE, Refused),
+])
+def test_classify(returncode, stderr, route, error):
+    result = classify(["squeue"], returncode, stderr, route)
+    assert result is None if error is None else type(result) is error
+
+
+def fake(tmp_path: Path, name: str, body: str) -> str:
+    """A shell script standing in for a Slurm command."""
+    script = tmp_path / name
+    script.write_text("#!/bin/sh\n" + body + "\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def both(runner: SlurmRunner, argv: list[str], **kwargs):
+    """Runs argv with the async and the sync form; returns both answers (or raises the same error twice)."""
+    import asyncio
+
+    outcomes = []
+    for call in (lambda: asyncio.run(runner.run(argv, **kwargs)), lambda: runner.run_sync(argv, **kwargs)):
+        try:
+            outcomes.append(("ok", call()))
+        except Exception as error:  # noqa: BLE001 -- compared below
+            outcomes.append((type(error), str(error)))
+    assert outcomes[0] == outcomes[1]
+    return outcomes[0]
+
+
+def test_an_answer_with_input_and_environment(tmp_path):
+    squeue = fake(tmp_path, "squeue", 'read line; echo "$line|$SLURM_TEST|$1"')
+    assert both(SlurmRunner(), [squeue, "a b"], input="702\n", env={"SLURM_TEST": "x"}) == ("ok", "702|x|a b\n")
+
+
+def test_a_refusal_keeps_what_slurm_said(tmp_path):
+    sacctmgr = fake(tmp_path, "sacctmgr", 'echo " Nothing new added."; echo "sacctmgr: oops" >&2; exit 1')
+    with pytest.raises(Refused) as refused:
+        SlurmRunner().run_sync([sacctmgr])
+    assert (refused.value.returncode, refused.value.stderr, refused.value.stdout) == (
+        1, "sacctmgr: oops", "Nothing new added.")
+    assert both(SlurmRunner(), [sacctmgr])[0] is Refused
+
+
+def test_no_answer_in_time_is_no_answer_and_the_command_is_killed(tmp_path):
+    marker = tmp_path / "still-running"
+    squeue = fake(tmp_path, "squeue", f"sleep 3; touch {marker}")
+    started = time.monotonic()
+    assert both(SlurmRunner(timeout=0.3), [squeue])[0] is NoAnswer
+    assert time.monotonic() - started < 2.5
+    time.sleep(3.2)
+    assert not marker.exists()
+
+
+def test_a_missing_command_is_no_answer(tmp_path):
+    assert both(SlurmRunner(), [str(tmp_path / "sinfo")])[0] is NoAnswer
+
+
+def test_a_controller_that_does_not_answer_is_no_answer(tmp_path):
+    squeue = fake(tmp_path, "squeue", 'echo "slurm_load_jobs error: Unable to contact slurm controller" >&2; exit 1')
+    assert both(SlurmRunner(), [squeue])[0] is NoAnswer
+
+
+def test_a_command_killed_by_a_signal_is_failed(tmp_path):
+    sinfo = fake(tmp_path, "sinfo", "kill -9 $$")
+    assert both(SlurmRunner(), [sinfo])[0] is Failed
+
+
+class Through:
+    """A route that runs every command as `program` (a stand-in for sacctmgr) with the argv as arguments."""
+
+    def __init__(self, program: str):
+        self.program = program
+
+    def argv(self, argv: list[str], env_names: list[str]) -> list[str]:
+        return [self.program, *argv]
+
+    def unreachable(self, returncode: int) -> bool:
+        return False
+
+
+async def test_a_users_projects_fall_back_to_the_site_file_only_when_slurm_does_not_answer(tmp_path):
+    site = parse_site(SMALL_SITE)
+    answers = SlurmRunner(route=Through(fake(tmp_path, "answers", 'echo "proj_b|proj_a"; echo "proj_b|proj_b"')))
+    silent = SlurmRunner(route=Through(fake(tmp_path, "silent", "echo 'Connection refused' >&2; exit 1")))
+    refuses = SlurmRunner(route=Through(fake(tmp_path, "refuses", "echo 'Unknown option' >&2; exit 1")))
+    assert await user_projects("alice", site, answers) == ("proj_b", "proj_a")  # Slurm decides, default first
+    assert user_projects_sync("alice", site, answers) == ("proj_b", "proj_a")
+    assert await user_projects("alice", site, silent) == ("proj_a",)  # slurmdbd down: the site's members
+    assert user_projects_sync("alice", site, silent) == ("proj_a",)
+    with pytest.raises(Refused):
+        await user_projects("alice", site, refuses)
