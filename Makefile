@@ -4,6 +4,9 @@ SHELL := /bin/bash
 PREFIX ?= /opt/aifactory
 VENV := $(PREFIX)/venv
 BIN := $(VENV)/bin
+# What the shared environment and the images install; what `make test` adds (make lock writes both).
+RUNTIME_LOCK := images/requirements.lock
+TEST_LOCK := tests/requirements.lock
 SITE ?= hub/sites/demo.yaml
 PYTEST_ARGS ?=
 # openssh-server: the SSH test plays a login node with its own sshd (tests/integration/test_spawner_ssh.py).
@@ -13,7 +16,7 @@ APT_PACKAGES := slurm-wlm slurmdbd munge mariadb-server sudo lmod python3-venv p
 # Editable when every user can read this checkout (jobs run as them), else a copy.
 EDITABLE := $(shell runuser -u nobody -- test -r $(CURDIR)/pyproject.toml 2>/dev/null && echo --editable)
 
-.PHONY: help install system python node cluster hub demo test down bench lock images
+.PHONY: help install system python test-tools node cluster hub demo test down bench lock images
 
 help:
 	@echo "make demo   - install, start the local Slurm cluster and JupyterHub on http://localhost:8000"
@@ -21,6 +24,7 @@ help:
 	@echo "make down   - stop the hub and the cluster"
 	@echo "make bench  - benchmarks against the tools this platform replaces"
 	@echo "make images - the container images, base first (prints the commands without docker/apptainer)"
+	@echo "make lock   - rewrite $(RUNTIME_LOCK) (runtime) and $(TEST_LOCK) (runtime + test tools) from pyproject.toml"
 
 install: system python node
 
@@ -34,7 +38,7 @@ system:
 
 python: system
 	@test -x $(BIN)/python || { echo "[install] shared environment $(VENV)"; /usr/bin/python3 -m venv $(VENV); }
-	@$(BIN)/pip install -q --disable-pip-version-check -r images/requirements.lock > $(PREFIX)/pip.log 2>&1 \
+	@$(BIN)/pip install -q --disable-pip-version-check -r $(RUNTIME_LOCK) > $(PREFIX)/pip.log 2>&1 \
 	  || { cat $(PREFIX)/pip.log; exit 1; }
 	@$(BIN)/pip install -q --disable-pip-version-check --no-deps $(EDITABLE) . > $(PREFIX)/pip.log 2>&1 \
 	  || { cat $(PREFIX)/pip.log; exit 1; }
@@ -44,6 +48,12 @@ python: system
 	@install -D -m 644 extensions/jupyterlab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	@install -D -m 644 extensions/nbgrader/jupyter-config/nbgrader_config.py $(VENV)/etc/jupyter/nbgrader_config.py
 	@chmod -R a+rX $(PREFIX)
+
+# The test tools (pytest, selenium, the OIDC test provider, ...) join the shared environment only
+# for `make test` and `make bench`; `make demo` and the images run without them.
+test-tools: python
+	@$(BIN)/pip install -q --disable-pip-version-check -r $(TEST_LOCK) > $(PREFIX)/pip.log 2>&1 \
+	  || { cat $(PREFIX)/pip.log; exit 1; }
 
 node: system
 	@mkdir -p $(PREFIX)/node && cp hub/proxy/package.json $(PREFIX)/node/package.json
@@ -67,19 +77,37 @@ demo: hub
 	@echo "      /var/lib/aifactory/hub/operator-token        (root only)"
 	@echo "  Logs: /var/log/aifactory/   Stop everything: make down"
 
-test: hub
+test: test-tools hub
 	AIFACTORY_INTEGRATION=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 down:
 	-@test -x $(BIN)/aifactory && $(BIN)/aifactory hub down
 	-@test -x $(BIN)/aifactory && $(BIN)/aifactory cluster down
 
-bench: hub
+bench: test-tools hub
 	@for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-# Refresh the pinned lock of Python requirements that the tests and the images share.
+# The two locks, each the pip freeze of a throw-away venv (the shared environment is left alone)
+# holding pyproject.toml's requirements: the runtime lock (what the shared environment and the
+# images install: the dependencies and the postgresql extra, the hub image's database driver for
+# the chart) and the test lock (the runtime's plus the test extra). The test lock is resolved with
+# the current one as constraints, so nothing moves unless pyproject.toml asks (`make lock
+# LOCK_CONSTRAINTS=` resolves afresh), then the runtime lock with the new test lock as constraints,
+# so every runtime pin is in the test lock at the same version.
+LOCK_CONSTRAINTS ?= $(TEST_LOCK)
+REQUIREMENTS = /usr/bin/python3 -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	print(*p["dependencies"], *(r for e in sys.argv[1:] for r in p["optional-dependencies"][e]), sep="\n")'
 lock:
-	$(BIN)/pip freeze --exclude-editable | grep -v '^aifactory' > images/requirements.lock
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	freeze() { what=$$1 out=$$2 constraints=$$3; shift 3; echo "[lock] $$out"; \
+	  /usr/bin/python3 -m venv "$$tmp/$$what"; $(REQUIREMENTS) "$$@" > "$$tmp/$$what.in"; \
+	  "$$tmp/$$what/bin/pip" install -q --disable-pip-version-check $${constraints:+-c "$$constraints"} \
+	    -r "$$tmp/$$what.in" > "$$tmp/pip.log" 2>&1 || { cat "$$tmp/pip.log"; exit 1; }; \
+	  { echo "# The $$what lock: \`make lock\`, from pyproject.toml's dependencies and extras: $$*."; \
+	    "$$tmp/$$what/bin/pip" freeze; } > "$$tmp/$$what.lock"; \
+	  mv "$$tmp/$$what.lock" "$$out"; }; \
+	freeze test $(TEST_LOCK) "$(wildcard $(LOCK_CONSTRAINTS))" postgresql test; \
+	freeze runtime $(RUNTIME_LOCK) $(TEST_LOCK) postgresql
 
 # Container images (images/README.md): the shared base first, then each image on top of it,
 # with docker when its daemon answers and apptainer when it is installed; otherwise the

@@ -1,9 +1,11 @@
-"""The container recipes, without a container engine.
+"""The container recipes and the two locks, without a container engine.
 
 Each recipe parses; every image builds on the shared base (images/base), which installs the
-shared lock (the environment these tests run in) and then the project without dependencies,
-and `make images` builds that base first; what an image's entrypoint runs exists in the
-tested environment; build steps download only from package registries (apt, pip, npm).
+runtime lock (images/requirements.lock) and then the project without dependencies, and `make
+images` builds that base first; what an image's entrypoint runs exists in the tested
+environment; build steps download only from package registries (apt, pip, npm). The runtime
+lock holds what pyproject.toml's dependencies need and no test tool; the test lock
+(tests/requirements.lock) adds the test extra's, with every runtime pin at the same version.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
-LOCK = IMAGES / "requirements.lock"
+RUNTIME_LOCK = IMAGES / "requirements.lock"
+TEST_LOCK = REPO / "tests" / "requirements.lock"
 NAMES = ["hub", "singleuser-cpu", "singleuser-rocm", "singleuser-cuda"]
 DOCKERFILES = {name: IMAGES / name / "Dockerfile" for name in NAMES}
 DEFINITIONS = {name: IMAGES / name / f"{name}.def" for name in NAMES}
@@ -182,18 +188,7 @@ def test_make_images_builds_the_base_first_and_hands_it_to_every_image():
     assert [argv[-1] for argv in apptainer[1:]] == [f"images/{name}/{name}.def" for name in NAMES]
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("RUN echo\n", "before FROM"),
-    ("FROM debian:12-slim\nRUNN echo\n", "unknown instruction"),
-    ("FROM debian:12-slim\nCMD [\"a\", 1]\n", "JSON list"),
-    ("FROM debian:12-slim\nRUN echo \\\n", "continuation"),
-])
-def test_the_dockerfile_parser_refuses_broken_recipes(text, problem):
-    with pytest.raises(ValueError, match=problem):
-        parse_dockerfile(text)
-
-
-# -- each installs the shared lock ----------------------------------------------------
+# -- each installs the runtime lock ---------------------------------------------------
 def pip_installs(path: Path) -> list[list[str]]:
     return [shlex.split(c) for c in run_steps(str(path)) if re.search(r"(^|/)pip3? install ", c)]
 
@@ -206,12 +201,13 @@ def framework_install(argv: list[str]) -> bool:
 
 
 @pytest.mark.parametrize("path", IMAGE_RECIPES, ids=IMAGE_IDS)
-def test_image_installs_the_shared_lock_then_the_project_without_dependencies(path):
+def test_image_installs_the_runtime_lock_then_the_project_without_dependencies(path):
     recipes = chain(path)
     text = "".join(recipe.read_text() for recipe in recipes)
-    # The lock travels into the image unchanged, from images/requirements.lock.
+    # The runtime lock travels into the image unchanged, from images/requirements.lock; the test lock never.
     copied = re.findall(r"^(?:COPY\s+|\s+)images/requirements\.lock\s+(\S+)$", text, flags=re.M)
     assert copied == ["/opt/aifactory/requirements.lock"]
+    assert "tests/" not in text and not re.search(r"\[[^\]]*\btest\b[^\]]*\]", text), "test tools in an image"
     installs = [argv for recipe in recipes for argv in pip_installs(recipe)]
     assert len(installs) >= 2, installs
     lock_install, project_install, *frameworks = installs
@@ -224,10 +220,10 @@ def test_image_installs_the_shared_lock_then_the_project_without_dependencies(pa
 
 
 def test_the_tested_environment_is_the_lock():
-    """What the images install is what these tests run on (pip freeze of this environment)."""
+    """What the images install is what these tests run on, at the same versions."""
     from importlib.metadata import distributions
 
-    pins = dict(line.split("==", 1) for line in LOCK.read_text().splitlines() if "==" in line)
+    pins = dict(line.split("==", 1) for line in RUNTIME_LOCK.read_text().splitlines() if "==" in line)
     installed = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in distributions()}
     for name in ("jupyterhub", "batchspawner", "jupyterlab", "nbgrader", "dask", "pydantic", "jupyterhub-idle-culler"):
         pinned = next(v for k, v in pins.items() if k.lower().replace("_", "-") == name)
@@ -319,7 +315,7 @@ def test_the_cuda_image_ships_pytorch_pinned_from_pypi_without_touching_the_test
     torch = pins(TORCH_CUDA)
     assert "torch" in torch and any(name.startswith("nvidia-") for name in torch)
     # The test environment stays light, and the lock wins for what both would install.
-    assert "torch" not in pins(LOCK) and not set(torch) & set(pins(LOCK))
+    assert "torch" not in pins(RUNTIME_LOCK) and not set(torch) & set(pins(TEST_LOCK))
     for path in (DOCKERFILES["singleuser-cuda"], DEFINITIONS["singleuser-cuda"]):
         assert [argv[-1] for argv in pip_installs(path)] == ["/opt/aifactory/requirements-torch.txt"]
         copied = re.findall(r"^(?:COPY\s+|\s+)images/singleuser-cuda/requirements-torch\.txt\s+(\S+)$", path.read_text(),
@@ -354,13 +350,64 @@ def test_recipe_downloads_only_from_package_registries(path):
         assert any(re.match(p, command) for p in ALLOWED_STEPS), f"{path.name}: unexpected build step {command!r}"
 
 
-@pytest.mark.parametrize("step", ["curl -fsSL https://example.org/x.sh", "pip install --index-url https://x y",
-                                  "git clone https://x", "echo deb http://x > /etc/apt/sources.list.d/x.list"])
-def test_the_registry_check_catches_downloads(step):
-    assert any(re.search(pattern, step) for pattern, _ in FORBIDDEN)
+# -- the runtime lock and the test lock ------------------------------------------------
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+# The test extra's tools; `requests` is in the extra and also the runtime's (JupyterHub needs it).
+TEST_TOOLS = {canonicalize_name(Requirement(r).name) for r in PYPROJECT["optional-dependencies"]["test"]} - {"requests"}
 
 
-def test_the_lock_pins_every_requirement():
-    lines = [line for line in LOCK.read_text().splitlines() if line.strip() and not line.startswith("#")]
+@pytest.mark.parametrize("lock", [RUNTIME_LOCK, TEST_LOCK], ids=["runtime", "test"])
+def test_the_lock_pins_every_requirement(lock):
+    lines = [line for line in lock.read_text().splitlines() if line.strip() and not line.startswith("#")]
     assert lines and all(re.match(r"^[A-Za-z0-9._-]+(\[[^\]]+\])?==[^\s=]+$", line) for line in lines), \
         [line for line in lines if "==" not in line]
+
+
+def requirement_closure(requirements: list[str]) -> set[str]:
+    """Names of the distributions that `requirements` pull in, read from this environment's metadata
+    (the test lock's, so the same versions); pip, setuptools and wheel are the venv's, not locked."""
+    from importlib.metadata import distribution
+
+    found, todo = set(), [(Requirement(r), "") for r in requirements]
+    while todo:
+        requirement, extra = todo.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        name = canonicalize_name(requirement.name)
+        for wanted in ("", *requirement.extras):
+            if (name, wanted) not in found:
+                found.add((name, wanted))
+                todo += [(Requirement(r), wanted) for r in distribution(name).requires or []]
+    return {name for name, _ in found} - {"pip", "setuptools", "wheel"}
+
+
+@pytest.mark.parametrize("lock, extras", [(RUNTIME_LOCK, ["postgresql"]), (TEST_LOCK, ["postgresql", "test"])],
+                         ids=["runtime", "test"])
+def test_each_lock_holds_exactly_what_its_requirements_need(lock, extras):
+    """The runtime lock: the dependencies and the hub image's database driver; the test lock adds the test extra."""
+    wanted = PYPROJECT["dependencies"] + [r for extra in extras for r in PYPROJECT["optional-dependencies"][extra]]
+    assert set(pins(lock)) == requirement_closure(wanted)
+
+
+def test_the_runtime_lock_holds_no_test_tool():
+    assert {"pytest", "selenium", "hypothesis", "oidc-provider-mock", "kubernetes-validate", "helm-python-sdk"} \
+        <= TEST_TOOLS
+    assert not TEST_TOOLS & set(pins(RUNTIME_LOCK)), TEST_TOOLS & set(pins(RUNTIME_LOCK))
+    assert TEST_TOOLS <= set(pins(TEST_LOCK))
+
+
+def test_every_runtime_pin_is_in_the_test_lock_at_the_same_version():
+    runtime, test = pins(RUNTIME_LOCK), pins(TEST_LOCK)
+    assert {name: version for name, version in runtime.items() if test.get(name) != version} == {}
+
+
+def make_installs(target: str) -> list[str]:
+    """The requirement files `make TARGET` installs into the shared environment (from `make -n`)."""
+    printed = subprocess.run(["make", "-n", "-s", "-C", str(REPO), target, "PREFIX=/nonexistent"],
+                             capture_output=True, text=True, check=True).stdout
+    return re.findall(r"^/nonexistent/venv/bin/pip install .*-r (\S+)", printed, flags=re.M)
+
+
+def test_make_demo_installs_the_runtime_lock_and_make_test_adds_the_test_lock():
+    assert make_installs("demo") == ["images/requirements.lock"]
+    assert make_installs("test") == ["images/requirements.lock", "tests/requirements.lock"]
