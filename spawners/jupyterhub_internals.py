@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jupyterhub
+from sqlalchemy.orm import object_session
 
 SUPPORTED = ((5, 0), (7, 0))
 
@@ -56,7 +57,7 @@ class SpawnInternals:
         if orm is not None:
             orm.state = self.spawner.get_state()
             orm.user_options = self.spawner.user_options
-            self.spawner.db.commit()
+            object_session(orm).commit()  # the hub's session (Spawner.db is deprecated)
 
     def follow_resumed_start(self, resumed: asyncio.Future) -> None:
         """Show `resumed` as this server's pending spawn, as `User.spawn` does with its spawn future."""

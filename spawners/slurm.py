@@ -84,8 +84,10 @@ class SiteSlurmSpawner(SlurmSpawner):
         help="How long a user's Slurm accounts and reservations are reused before sacctmgr is asked again.",
     )
     slurm_runner = Any(
-        help="The SlurmRunner every Slurm command of this spawner goes through (along `slurm_route()`); "
-        "the hub's shared poller takes the first spawner's.",
+        config=True,
+        help="What runs this spawner's Slurm commands: an object with `async run(argv, timeout=, input=, env=)`; "
+        "default: a SlurmRunner along `slurm_route()` with slurm_timeout. The hub's shared poller takes the "
+        "first spawner's.",
     )
 
     job = ServerJob()  # this server's job; replaced (never mutated) as the start goes on
@@ -161,7 +163,7 @@ class SiteSlurmSpawner(SlurmSpawner):
         """Profile cards with live partition state and allocation use; a refused attempt comes back with its error."""
         site = self._site()
         user_offers = offers(site, await self._facts())
-        accounts = user_offers[0].accounts if user_offers else ()
+        accounts = user_offers[0]["account"].choices if user_offers else ()
         states, uses = await asyncio.gather(partition_states(runner=self.slurm_runner),
                                             allocation_use(site, accounts, runner=self.slurm_runner),
                                             return_exceptions=True)
