@@ -1,60 +1,20 @@
 """`aifactory usage`: core-hours and GPU-hours per project and user, from Slurm accounting.
 
-One `sacct` call (argv list) lists the allocations of every user in the window;
-`parse_sacct` turns its text into per-job usage, clipped to the window so that a
-job running across `--since` counts only its part inside; `summarize` sums per
-(project, user). A table goes to stdout, a PNG plot to `--output`.
-Parsing, summing and formatting are pure; only `read_sacct` and `plot` do I/O.
+One `sacct` call (through the `SlurmRunner`) lists the allocations of every user in the
+window; `aifactory.slurm` parses it and clips each job to the window (a job running across
+`--since` counts only its part inside) and sums per (project, user), as the spawn page
+does. A table goes to stdout, a PNG plot to `--output`. Formatting is pure; only `report`
+and `plot` do I/O.
 """
 
 from __future__ import annotations
 
-import subprocess
-from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aifactory.site.schema import Site
-
-SACCT_FIELDS = ["JobIDRaw", "Account", "User", "Start", "End", "AllocTRES"]
-SACCT_TIME = "%Y-%m-%dT%H:%M:%S"
-GPU_TRES = "gres/gpu"
-
-
-@dataclass(frozen=True)
-class JobUsage:
-    job_id: str
-    project: str
-    user: str
-    cpus: int
-    gpus: int
-    seconds: float
-
-    @property
-    def core_hours(self) -> float:
-        return self.cpus * self.seconds / 3600
-
-    @property
-    def gpu_hours(self) -> float:
-        return self.gpus * self.seconds / 3600
-
-
-@dataclass(frozen=True)
-class UsageRow:
-    project: str
-    user: str
-    core_hours: float
-    gpu_hours: float
-
-
-def sacct_argv(since: datetime, until: datetime, accounts: tuple[str, ...] = ()) -> list[str]:
-    """Every user's allocations (not steps) that overlap [since, until], parsable; only `accounts` if given."""
-    return [
-        "sacct", "--allusers", "--allocations", "--noheader", "--parsable2",
-        f"--starttime={since.strftime(SACCT_TIME)}", f"--endtime={until.strftime(SACCT_TIME)}",
-        f"--format={','.join(SACCT_FIELDS)}",
-        *([f"--accounts={','.join(accounts)}"] if accounts else []),
-    ]
+from aifactory.slurm.accounting import UsageRow, job_usage, summarize
+from aifactory.slurm.runner import SlurmRunner
+from aifactory.slurm.sacct import parse_sacct, sacct_argv
 
 
 def parse_since(text: str, now: datetime) -> datetime:
@@ -65,47 +25,6 @@ def parse_since(text: str, now: datetime) -> datetime:
         return datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"--since {text!r}: give a date (2026-01-31), a time (2026-01-31T08:00) or 30d / 12h") from None
-
-
-def _tres(text: str) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in text.split(",") if "=" in item)
-
-
-def _time(text: str) -> datetime | None:
-    try:
-        return datetime.strptime(text, SACCT_TIME)
-    except ValueError:  # Unknown, None: not started or still running
-        return None
-
-
-def parse_sacct(text: str, since: datetime, until: datetime) -> list[JobUsage]:
-    """`sacct_argv`'s output -> the usage of each job inside [since, until]."""
-    jobs = []
-    for line in text.splitlines():
-        fields = line.split("|")
-        if len(fields) != len(SACCT_FIELDS):
-            continue
-        job_id, account, user, start_text, end_text, alloc = fields
-        start = _time(start_text)
-        if start is None or not alloc:
-            continue  # never ran: nothing allocated
-        end = _time(end_text) or until
-        seconds = (min(end, until) - max(start, since)).total_seconds()
-        if seconds <= 0:
-            continue
-        tres = _tres(alloc)
-        jobs.append(JobUsage(job_id, account, user, int(tres.get("cpu", 0)), int(tres.get(GPU_TRES, 0)), seconds))
-    return jobs
-
-
-def summarize(jobs: list[JobUsage]) -> list[UsageRow]:
-    """Sum per (project, user), sorted by project then user."""
-    sums: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for job in jobs:
-        total = sums[job.project, job.user]
-        total[0] += job.core_hours
-        total[1] += job.gpu_hours
-    return [UsageRow(p, u, c, g) for (p, u), (c, g) in sorted(sums.items())]
 
 
 def _share(used: float, allocation: int | None) -> str:
@@ -130,13 +49,6 @@ def format_table(rows: list[UsageRow], site: Site | None = None) -> str:
     if not rows:
         lines.append("(no jobs ran in this period)")
     return "\n".join(lines)
-
-
-def read_sacct(since: datetime, until: datetime, timeout: float = 60) -> str:
-    result = subprocess.run(sacct_argv(since, until), capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise RuntimeError(f"sacct failed: {result.stderr.strip() or result.returncode}")
-    return result.stdout
 
 
 def plot(rows: list[UsageRow], path: str, title: str) -> None:
@@ -165,9 +77,11 @@ def plot(rows: list[UsageRow], path: str, title: str) -> None:
     plt.close(fig)
 
 
-def report(site: Site | None, since: datetime, until: datetime, output: str | None) -> str:
-    """Read Slurm accounting, return the table; write the plot if asked."""
-    rows = summarize(parse_sacct(read_sacct(since, until), since, until))
+def report(site: Site | None, since: datetime, until: datetime, output: str | None,
+           runner: SlurmRunner = SlurmRunner(timeout=60)) -> str:
+    """Read Slurm accounting, return the table; write the plot if asked (raises SlurmError)."""
+    text = runner.run_sync(sacct_argv(since=since, until=until, all_users=True))
+    rows = summarize(job_usage(parse_sacct(text), since, until))
     if output:
         plot(rows, output, f"Usage {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M}")
     return format_table(rows, site)

@@ -1,8 +1,10 @@
 """What the hub learns about a user from Unix and Slurm before validating options.
 
-`gather_facts` is the I/O edge (`id`, sacctmgr, scontrol, all through
-`slurmcli.run`, so on a login node over ssh when the hub runs in Kubernetes: the
-hub itself needs no user directory); the parsers are pure and tested on real output.
+`gather_facts` is the I/O edge (`id`, the user's projects, scontrol, all through the
+spawner's `SlurmRunner`, so on a login node over ssh when the hub runs in Kubernetes:
+the hub itself needs no user directory); the parsers are pure and tested on real output.
+Which projects a user may charge, and what stands in when slurmdbd does not answer, is
+`aifactory.slurm.projects`'s one policy.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import re
 
-from . import slurmcli
+from aifactory.site.schema import Site
+from aifactory.slurm.projects import user_projects
+from aifactory.slurm.runner import Refused, SlurmRunner
+
 from .options import UserFacts
 
 
@@ -22,22 +27,6 @@ def parse_id(text: str) -> tuple[int, frozenset[str]]:
     groups = re.search(r"\bgroups=(\S+)", text)
     names = re.findall(r"\d+\(([^()]+)\)", groups.group(1)) if groups else []
     return int(uid.group(1)), frozenset(names)
-
-
-def parse_associations(text: str) -> tuple[str, ...]:
-    """`sacctmgr -n -P show user NAME withassoc format=defaultaccount,account` -> accounts, default first."""
-    accounts, default = [], ""
-    for line in text.splitlines():
-        fields = line.strip().split("|")
-        if len(fields) != 2:
-            continue
-        default = default or fields[0]
-        if fields[1] and fields[1] not in accounts:
-            accounts.append(fields[1])
-    if default in accounts:
-        accounts.remove(default)
-        accounts.insert(0, default)
-    return tuple(accounts)
 
 
 def parse_reservations(text: str, user: str, accounts: tuple[str, ...]) -> frozenset[str]:
@@ -55,21 +44,20 @@ def parse_reservations(text: str, user: str, accounts: tuple[str, ...]) -> froze
     return frozenset(allowed)
 
 
-async def gather_facts(name: str, timeout: float = 20.0) -> UserFacts:
-    """Uid and groups (`id`), accounts (one sacctmgr) and reservations from Slurm (raises SchedulerUnavailable)."""
+async def gather_facts(name: str, *, site: Site, timeout: float | None = None,
+                       runner: SlurmRunner = SlurmRunner()) -> UserFacts:
+    """Uid and groups (`id`), projects and reservations from Slurm (raises SlurmError)."""
     async def reservations() -> str:
         try:
-            return await slurmcli.run(["scontrol", "show", "reservation", "--oneliner"], timeout)
-        except slurmcli.CommandFailed:
+            return await runner.run(["scontrol", "show", "reservation", "--oneliner"], timeout=timeout)
+        except Refused:
             return ""
 
-    identity, assoc, reservations_text = await asyncio.gather(
-        slurmcli.run(["id", "--", name], timeout),
-        slurmcli.run(["sacctmgr", "-n", "-P", "show", "user", name, "withassoc", "format=defaultaccount,account"],
-                     timeout),
+    identity, accounts, reservations_text = await asyncio.gather(
+        runner.run(["id", "--", name], timeout=timeout),
+        user_projects(name, site, runner, timeout),
         reservations(),
     )
-    accounts = parse_associations(assoc)
     uid, groups = parse_id(identity)
     return UserFacts(name=name, uid=uid, groups=groups, accounts=accounts,
                      reservations=parse_reservations(reservations_text, name, accounts))

@@ -9,7 +9,8 @@ query. A job that has left the queue is looked up in accounting (one `sacct`
 for all such jobs) to learn how it ended.
 
 If squeue does not answer, every job is `unknown`: servers are kept, never
-removed. Parsing is pure (`parse_squeue`, `parse_sacct`, `pending_positions`).
+removed. The commands run through the `runner` the poller is given (the spawner's
+`SlurmRunner`, local or over ssh); their parsing lives in `aifactory.slurm`.
 """
 
 from __future__ import annotations
@@ -20,28 +21,16 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Awaitable, Callable
 
-from . import slurmcli
-from .progress import FINAL_STATES, PENDING_STATES, RUNNING_STATES, final_state
+from aifactory.slurm.runner import SlurmError, SlurmRunner
+from aifactory.slurm.sacct import parse_sacct, sacct_argv
+from aifactory.slurm.squeue import QueueEntry, parse_squeue, pending_positions, queue_seconds, squeue_argv
+from aifactory.slurm.states import FINAL_STATES, PENDING_STATES, RUNNING_STATES, state_name
 
 log = logging.getLogger("aifactory.spawners.poller")
 
-SQUEUE_FORMAT = "%i|%T|%r|%N|%S|%P|%Q|%V"
 # How many rounds a job may be missing from both squeue and sacct before it counts as gone.
 MISSING_ROUNDS = 5
-
-
-@dataclass(frozen=True)
-class QueueEntry:
-    job_id: str
-    state: str
-    reason: str
-    nodes: str
-    start: datetime | None
-    partition: str
-    priority: int
-    submitted: datetime | None
 
 
 @dataclass(frozen=True)
@@ -60,75 +49,6 @@ class JobView:
     queue_seconds: float | None = None  # running jobs: from submission to start, as Slurm recorded them
 
 
-def _time(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None  # N/A, Unknown, None
-
-
-def parse_squeue(text: str) -> dict[str, QueueEntry]:
-    """Output of `squeue --format=SQUEUE_FORMAT` -> {job_id: entry}; odd lines are skipped."""
-    jobs = {}
-    for line in text.splitlines():
-        fields = line.strip().split("|")
-        if len(fields) != 8:
-            continue
-        job_id, state, reason, nodes, start, partition, priority, submitted = fields
-        jobs[job_id] = QueueEntry(job_id, state, reason, nodes, _time(start), partition,
-                                  int(priority) if priority.isdigit() else 0, _time(submitted))
-    return jobs
-
-
-def parse_sacct(text: str) -> dict[str, str]:
-    """`sacct -X -n -P -o JobIDRaw,State` -> {job_id: final state word}."""
-    states = {}
-    for line in text.splitlines():
-        fields = line.strip().split("|")
-        if len(fields) >= 2 and fields[0]:
-            states[fields[0]] = final_state(fields[1])
-    return states
-
-
-def pending_positions(jobs: dict[str, QueueEntry]) -> dict[str, tuple[int, int]]:
-    """{job_id: (position, pending in its partition)} in Slurm's order: priority, then submit time."""
-    by_partition: dict[str, list[QueueEntry]] = {}
-    for job in jobs.values():
-        if job.state == "PENDING":
-            for partition in job.partition.split(","):
-                by_partition.setdefault(partition, []).append(job)
-    positions = {}
-    for partition, queue in by_partition.items():
-        queue.sort(key=lambda j: (-j.priority, j.submitted or datetime.max, int(j.job_id.split("_")[0] or 0)))
-        for index, job in enumerate(queue, 1):
-            if job.job_id not in positions:
-                positions[job.job_id] = (index, len(queue))
-    return positions
-
-
-def queue_seconds(entry: QueueEntry) -> float | None:
-    """Seconds a started job waited: its start time (%S) minus its submit time (%V)."""
-    if entry.start is None or entry.submitted is None:
-        return None
-    return max(0.0, (entry.start - entry.submitted).total_seconds())
-
-
-def squeue_argv(partitions: tuple[str, ...] = ()) -> list[str]:
-    argv = ["squeue", "--noheader", "--all", "--array", "--states=all", f"--format={SQUEUE_FORMAT}"]
-    return argv + ([f"--partition={','.join(partitions)}"] if partitions else [])
-
-
-def sacct_argv(job_ids: list[str]) -> list[str]:
-    return ["sacct", "-X", "-n", "-P", "-o", "JobIDRaw,State", "-j", ",".join(job_ids)]
-
-
-Runner = Callable[[list[str], float], Awaitable[str]]
-
-
-async def _default_runner(argv: list[str], timeout: float) -> str:
-    return await slurmcli.run(argv, timeout)
-
-
 @dataclass
 class _Watched:
     since: float  # monotonic time the job was submitted (0: reattached)
@@ -143,7 +63,7 @@ class SlurmPoller:
     jitter: float = 0.1
     timeout: float = 20.0
     partitions: tuple[str, ...] = ()
-    runner: Runner = _default_runner
+    runner: SlurmRunner = field(default_factory=SlurmRunner)  # or any object with `async run(argv, timeout=)`
     log: logging.Logger = log
     scheduler_calls: int = 0
     _watched: dict[str, _Watched] = field(default_factory=dict)
@@ -228,8 +148,8 @@ class SlurmPoller:
         started = time.monotonic()
         try:
             self.scheduler_calls += 1
-            jobs = parse_squeue(await self.runner(squeue_argv(self.partitions), self.timeout))
-        except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
+            jobs = parse_squeue(await self.runner.run(squeue_argv(partitions=self.partitions), timeout=self.timeout))
+        except SlurmError as error:
             self.log.warning("squeue did not answer (%s): keeping every server as it is", error)
             for job_id in self._watched:
                 if not self._watched[job_id].final:
@@ -258,7 +178,7 @@ class SlurmPoller:
                                               entry.nodes.split(",")[0], entry.partition,
                                               queue_seconds=queue_seconds(entry))
             else:
-                self._gone(job_id, final_state(entry.state))
+                self._gone(job_id, state_name(entry.state))
         if left:
             await self._look_up_final(left)
         await self._publish(started)
@@ -266,8 +186,9 @@ class SlurmPoller:
     async def _look_up_final(self, job_ids: list[str]) -> None:
         try:
             self.scheduler_calls += 1
-            states = parse_sacct(await self.runner(sacct_argv(job_ids), self.timeout))
-        except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
+            records = parse_sacct(await self.runner.run(sacct_argv(job_ids=tuple(job_ids)), timeout=self.timeout))
+            states = {record.raw_id: record.state for record in records}
+        except SlurmError as error:
             self.log.warning("sacct did not answer (%s): jobs %s stay as they are", error, ",".join(job_ids))
             return
         for job_id in job_ids:
@@ -289,8 +210,8 @@ class SlurmPoller:
             if entry is not None and (entry.state in PENDING_STATES or entry.state in RUNNING_STATES):
                 try:
                     self.scheduler_calls += 1
-                    await self.runner(["scancel", job_id], self.timeout)
-                except (slurmcli.SchedulerUnavailable, slurmcli.CommandFailed) as error:
+                    await self.runner.run(["scancel", job_id], timeout=self.timeout)
+                except SlurmError as error:
                     self.log.warning("scancel %s still failing: %s", job_id, error)
                     continue
             self._to_cancel.discard(job_id)
@@ -309,9 +230,9 @@ class SlurmPoller:
 _shared: dict[int, SlurmPoller] = {}
 
 
-def shared_poller(**settings) -> SlurmPoller:
-    """The hub's one poller (per event loop); the first caller's settings win."""
+def shared_poller(runner: SlurmRunner = SlurmRunner(), **settings) -> SlurmPoller:
+    """The hub's one poller (per event loop); the first caller's runner and settings win."""
     loop_id = id(asyncio.get_running_loop())
     if loop_id not in _shared:
-        _shared[loop_id] = SlurmPoller(**settings)
+        _shared[loop_id] = SlurmPoller(runner=runner, **settings)
     return _shared[loop_id]

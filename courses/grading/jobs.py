@@ -138,13 +138,3 @@ def kernel_argv(python: str, limits: dict, *, hidden: str, cwd: str, ipc: str) -
         "--core=0", "--",
         python, "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}",
     ]
-
-
-def parse_array_states(text: str) -> dict[int, str]:
-    """`squeue -h -r -j ID -o %K|%T` (or sacct) lines -> array index -> state."""
-    states = {}
-    for line in text.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) >= 2 and parts[0].isdigit():
-            states[int(parts[0])] = parts[1].split()[0] if parts[1] else ""
-    return states

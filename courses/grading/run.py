@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 import time
@@ -20,15 +19,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from aifactory.courses.exchange.layout import CoursePaths, course_of, default_python
+from aifactory.courses.exchange.layout import CoursePaths, course_of
 from aifactory.courses.exchange.transfer import collect
+from aifactory.site.files import atomic_write
+from aifactory.site.install import shared_python
 from aifactory.site.schema import Site
+from aifactory.slurm.runner import Refused, SlurmError, SlurmRunner
+from aifactory.slurm.sacct import parse_sacct, sacct_argv
+from aifactory.slurm.squeue import parse_squeue, squeue_argv
+from aifactory.slurm.states import PENDING_STATES, RUNNING_STATES
 
 from . import nbgrader_steps
-from .jobs import Limits, chunks, job_script, parse_array_states, plan_tasks, sbatch_argv, task_minutes
+from .jobs import Limits, chunks, job_script, plan_tasks, sbatch_argv, task_minutes
 from .progress import Progress
 
 LOST_GRACE_S = 5.0   # a task gone from squeue without output: wait this long for the file system
+SLURM = SlurmRunner(timeout=20)
 
 
 class GradingError(RuntimeError):
@@ -95,9 +101,7 @@ class GradedState:
 
     def mark(self, student: str, submission: str) -> None:
         self.data[student] = submission
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-        tmp.replace(self.path)
+        atomic_write(self.path, json.dumps(self.data, indent=1, sort_keys=True), 0o660)
 
 
 def _score(course_dir: Path, course_id: str, assignment: str, student: str) -> float | None:
@@ -132,7 +136,7 @@ def grade(site: Site, course_id: str, assignment: str, *, force: bool = False, t
     started = time.monotonic()
     course = course_of(site, course_id)
     profile = next(p for p in site.profiles if p.name == course.profile)
-    paths = paths or CoursePaths(course_id)
+    paths = paths or CoursePaths.of(site, course_id)
     course_dir = Path(paths.course_dir)
     report = Report(course_id, assignment)
     grading = course_dir / "grading"
@@ -187,15 +191,17 @@ def _run_batch(site, course, profile, assignment, todo, paths, limits, tasks, py
         (run_dir / f"task-{k}").mkdir()
         (run_dir / f"task-{k}" / "input.tar").write_bytes(_pack(files))
     script = run_dir / "grade.sh"
-    script.write_text(job_script(spool=str(run_dir), python=python or default_python()))
+    script.write_text(job_script(spool=str(run_dir), python=python or shared_python()))
     argv = sbatch_argv(script=str(script), spool=str(run_dir), tasks=len(groups),
                        minutes=task_minutes(limits, max(len(g) for g in groups)), limits=limits,
                        account=course.project, partition=profile.partition,
                        job_name=f"grade-{course.id}-{assignment}"[:64], reservation=course.reservation)
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    if proc.returncode != 0:
-        raise GradingError(f"sbatch refused the grading jobs: {proc.stderr.strip()}")
-    job_id = proc.stdout.strip().split(";")[0]
+    try:
+        job_id = SLURM.run_sync(argv, timeout=60).strip().split(";")[0]
+    except Refused as error:
+        raise GradingError(f"sbatch refused the grading jobs: {error.stderr}") from None
+    except SlurmError as error:
+        raise GradingError(f"sbatch did not take the grading jobs: {error}") from None
     report.job_id = job_id
     progress = Progress(len(todo), f"grading {course.id}/{assignment}", stream)
     pending = set(range(len(groups)))
@@ -228,28 +234,30 @@ def _run_batch(site, course, profile, assignment, todo, paths, limits, tasks, py
     finally:
         progress.close()
         if pending:
-            subprocess.run(["scancel", job_id], capture_output=True, timeout=30)
+            try:
+                SLURM.run_sync(["scancel", job_id], timeout=30)
+            except SlurmError:
+                pass  # the tasks end at their walltime
 
 
 def _array_states(job_id: str) -> dict[int, str] | None:
     """Array index -> state of the tasks still in the queue; None when squeue did not answer."""
     try:
-        proc = subprocess.run(["squeue", "-h", "-r", "-j", job_id, "-o", "%K|%T"],
-                              capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        return None
-    if proc.returncode != 0:
+        tasks = parse_squeue(SLURM.run_sync(squeue_argv(job_ids=(job_id,))))
+    except Refused as error:
         # An unknown job id means every task has finished; anything else is "no answer".
-        return {} if "Invalid job id" in proc.stderr else None
-    return parse_array_states(proc.stdout)
+        return {} if "Invalid job id" in error.stderr else None
+    except SlurmError:
+        return None
+    return {task.array_index: task.state for task in tasks.values()
+            if task.array_index is not None and (task.state in PENDING_STATES or task.state in RUNNING_STATES)}
 
 
 def _why(job_id: str, k: int, log: Path) -> str:
     try:
-        proc = subprocess.run(["sacct", "-n", "-P", "-X", "-j", f"{job_id}_{k}", "-o", "State,ExitCode"],
-                              capture_output=True, text=True, timeout=20)
-        state = proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else "unknown"
-    except (subprocess.TimeoutExpired, IndexError):
+        records = parse_sacct(SLURM.run_sync(sacct_argv(job_ids=(f"{job_id}_{k}",))))
+        state = f"{records[0].state} {records[0].exit_code}" if records else "unknown"
+    except SlurmError:
         state = "unknown"
     return f"grading job {job_id}_{k} ended without a result ({state}); see {log}"
 

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from aifactory.site.install import install_prefix, shared_environment
 from aifactory.site.schema import Site
+from aifactory.slurm.runner import Refused, SlurmError, SlurmRunner
+from aifactory.slurm.sinfo import SINFO_ARGV, NodeState, parse_sinfo_nodes
+from aifactory.slurm.squeue import parse_squeue, squeue_argv
+from aifactory.slurm.states import PENDING_STATES, RUNNING_STATES
+
 from . import accounts, slurmconf
 from .slurmconf import Layout
 from .system import (
@@ -32,8 +38,8 @@ from .system import (
     write_if_changed,
 )
 
-VENV = Path(os.environ.get("AIFACTORY_PREFIX", "/opt/aifactory")) / "venv"
-MODULES = VENV.parent / "modules"
+VENV = shared_environment()
+MODULES = install_prefix() / "modules"
 MUNGE_KEY = Path("/etc/munge/munge.key")
 MUNGE_PID = Path("/run/munge/munged.pid")
 MARIADB_MARK = "mariadb.started-by-aifactory"
@@ -142,8 +148,25 @@ def _ensure_mariadb(layout: Layout, say: Say) -> str:
 # --- Slurm -----------------------------------------------------------------
 
 
+SLURM = SlurmRunner(timeout=60)
+
+
+def _slurm(argv: list[str]) -> str:
+    """A Slurm command of the bring-up, through the one runner; its failure stops `up`, naming it."""
+    try:
+        return SLURM.run_sync(argv)
+    except SlurmError as error:
+        raise ProvisionError(f"`{' '.join(argv)}` failed: {error}") from None
+
+
 def _slurm_ready(args: list[str]) -> Callable[[], bool]:
-    return lambda: run(args, check=False, timeout=15).returncode == 0
+    def answers() -> bool:
+        try:
+            SLURM.run_sync(args, timeout=15)
+        except SlurmError:
+            return False
+        return True
+    return answers
 
 
 def _start(daemon: str, argv: list[str], layout: Layout, ready: Callable[[], bool], say: Say,
@@ -182,36 +205,48 @@ def _write_slurm_config(site: Site, node: slurmconf.LocalNode, db_password: str,
 
 def _register_cluster(site: Site, say: Say) -> None:
     cluster = site.cluster.name
-    listed = run(["sacctmgr", "-nP", "show", "cluster", "format=cluster"]).stdout.split()
+    listed = _slurm(["sacctmgr", "-nP", "show", "cluster", "format=cluster"]).split()
     if cluster not in listed:
         say(f"registering cluster {cluster} in slurmdbd")
-        run(["sacctmgr", "-i", "add", "cluster", cluster])
+        _slurm(["sacctmgr", "-i", "add", "cluster", cluster])
 
 
 def _ensure_accounting(site: Site, say: Say) -> None:
     cluster = site.cluster.name
-    shown = run(["sacctmgr", "-nP", "show", "assoc", f"cluster={cluster}", "format=account,user"]).stdout
+    shown = _slurm(["sacctmgr", "-nP", "show", "assoc", f"cluster={cluster}", "format=account,user"])
     for argv in accounts.association_commands(site, accounts.parse_associations(shown)):
-        proc = run(argv, check=False)
-        # sacctmgr exits 1 when there is nothing to change; only real errors matter.
-        if proc.returncode != 0 and "Nothing" not in proc.stdout + proc.stderr:
-            raise ProvisionError(f"`{' '.join(argv)}` failed: {(proc.stderr or proc.stdout).strip()}")
+        try:
+            SLURM.run_sync(argv)
+        except Refused as error:
+            # sacctmgr exits 1 when there is nothing to change; only real errors matter.
+            if "Nothing" not in error.stdout + error.stderr:
+                raise ProvisionError(f"`{' '.join(argv)}` failed: {error}") from None
+        except SlurmError as error:
+            raise ProvisionError(f"`{' '.join(argv)}` failed: {error}") from None
 
 
-def _node_state(node: str) -> str:
-    return run(["sinfo", "-h", "-n", node, "-o", "%T"], check=False).stdout.strip()
+def _node_states(node: str) -> list[NodeState]:
+    """The node in each of its partitions, as sinfo sees it (none while slurmctld does not know it)."""
+    try:
+        return parse_sinfo_nodes(SLURM.run_sync([*SINFO_ARGV, f"--nodes={node}"], timeout=15))
+    except SlurmError:
+        return []
 
 
 def _ensure_node_up(node: str, say: Say) -> None:
     def usable() -> bool:
-        state = _node_state(node).rstrip("*~#")
-        if state.startswith(("down", "drain", "drained", "fail")):
-            run(["scontrol", "update", f"NodeName={node}", "State=RESUME"], check=False)
+        states = _node_states(node)
+        if any(s.state.startswith(("down", "drain", "drng", "fail")) for s in states):
+            try:
+                SLURM.run_sync(["scontrol", "update", f"NodeName={node}", "State=RESUME"], timeout=15)
+            except SlurmError:
+                pass  # asked again on the next round
             return False
-        return state in ("idle", "mixed", "allocated", "completing", "reserved")
+        return any(s.usable for s in states)
 
     if not wait_for(usable, 60, interval=1):
-        raise ProvisionError(f"node {node} is not usable ({_node_state(node)!r}): see slurmd.log")
+        states = ", ".join(sorted({s.state for s in _node_states(node)})) or "not listed"
+        raise ProvisionError(f"node {node} is not usable ({states}): see slurmd.log")
 
 
 # --- users -----------------------------------------------------------------
@@ -277,7 +312,7 @@ def up(site: Site, layout: Layout = Layout(), say: Say = _say) -> None:
         _restart("slurmctld", layout, say)
         _restart("slurmd", layout, say)
     _start("slurmctld", ["/usr/sbin/slurmctld"], layout, _slurm_ready(["scontrol", "ping"]), say)
-    _start("slurmd", ["/usr/sbin/slurmd"], layout, lambda: bool(_node_state(node.hostname)), say)
+    _start("slurmd", ["/usr/sbin/slurmd"], layout, lambda: bool(_node_states(node.hostname)), say)
     _ensure_node_up(node.hostname, say)
     _ensure_accounting(site, say)  # after slurmctld: it registers the gres/gpu TRES
     say(f"cluster {site.cluster.name} is up: {len(site.partitions)} partitions on node {node.hostname}")
@@ -287,11 +322,23 @@ def _cancel_all_jobs(layout: Layout, say: Say) -> None:
     """Jobs would outlive slurmd as orphans: cancel them while slurmctld still runs."""
     if pid_from(layout.pidfile("slurmctld")) is None:
         return
-    jobs = run(["squeue", "-h", "-o", "%i"], check=False).stdout.split()
+    jobs = _live_jobs()
     if jobs:
         say(f"cancelling {len(jobs)} job(s)")
-        run(["scancel", *jobs], check=False)
-        wait_for(lambda: not run(["squeue", "-h", "-o", "%i"], check=False).stdout.strip(), 30)
+        try:
+            SLURM.run_sync(["scancel", *jobs])
+        except SlurmError as error:
+            say(f"scancel: {error}")
+        wait_for(lambda: not _live_jobs(), 30)
+
+
+def _live_jobs() -> list[str]:
+    """Jobs (and array tasks) pending or running; none when squeue does not answer."""
+    try:
+        jobs = parse_squeue(SLURM.run_sync(squeue_argv(), timeout=15))
+    except SlurmError:
+        return []
+    return [job_id for job_id, job in jobs.items() if job.state in PENDING_STATES or job.state in RUNNING_STATES]
 
 
 def down(layout: Layout = Layout(), say: Say = _say) -> None:
@@ -327,6 +374,9 @@ def main_status(layout: Layout = Layout()) -> int:
     for name, running in states.items():
         print(f"{name:10s} {'running' if running else 'stopped'}")
     if states.get("slurmctld"):
-        print(run(["sinfo", "-o", "%P %a %l %D %t %c %m %G"], check=False).stdout, end="")
+        try:
+            print(SLURM.run_sync(["sinfo", "-o", "%P %a %l %D %t %c %m %G"]), end="")
+        except SlurmError as error:
+            print(f"sinfo: {error}")
     return 0 if all(states.values()) else 3
 

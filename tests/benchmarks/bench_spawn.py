@@ -92,7 +92,7 @@ def bench_latency(repeat: int) -> None:
 def bench_poll_calls(n: int = 50) -> None:
     from batchspawner import SlurmSpawner
 
-    from aifactory.spawners import slurmcli
+    from aifactory.slurm.runner import SlurmRunner
     from aifactory.spawners.poller import SlurmPoller
 
     out = subprocess.run(["sudo", "-u", "student1", "sbatch", "--parsable", "--hold", f"--array=0-{n - 1}",
@@ -122,12 +122,13 @@ def bench_poll_calls(n: int = 50) -> None:
         async def ours() -> tuple[int, int]:
             calls = 0
 
-            async def runner(argv, timeout):
-                nonlocal calls
-                calls += 1
-                return await slurmcli.run(argv, timeout)
+            class Counting(SlurmRunner):
+                async def run(self, argv, **kwargs):
+                    nonlocal calls
+                    calls += 1
+                    return await super().run(argv, **kwargs)
 
-            poller = SlurmPoller(interval=3600, runner=runner)
+            poller = SlurmPoller(interval=3600, runner=Counting())
             for job_id in job_ids:
                 poller.watch(job_id, submitted=False)
             views = await asyncio.gather(*(poller.fresh_view(j) for j in job_ids))  # the one interval's query

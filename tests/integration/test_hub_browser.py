@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 
-from aifactory.spawners.cluster_state import SINFO_ARGV, parse_sinfo
+from aifactory.slurm.sinfo import SINFO_ARGV, parse_sinfo
 
 from .browser import chromium, login, wait
 from .test_spawner_slurm import Hub, cleanup, jobs_of, wait_no_job

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from aifactory.spawners.cluster_state import SINFO_ARGV, parse_sinfo
+from aifactory.slurm.sinfo import SINFO_ARGV, parse_sinfo
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 

@@ -12,7 +12,6 @@ from aifactory.courses.grading.jobs import (
     chunks,
     job_script,
     kernel_argv,
-    parse_array_states,
     sbatch_argv,
     task_minutes,
 )
@@ -68,10 +67,6 @@ def test_kernel_sees_a_read_only_system_its_own_folders_and_nothing_of_the_sandb
         "--chdir", "/w/c1/autograded/s1/a1", "--",
         "prlimit", "--as=536870912", "--cpu=60", "--core=0", "--",
         "/v/python3", "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-
-
-def test_parse_array_states():
-    assert parse_array_states("0|RUNNING\n3|PENDING\n\n") == {0: "RUNNING", 3: "PENDING"}
 
 
 def test_strip_hidden_tests():

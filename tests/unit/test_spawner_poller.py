@@ -7,48 +7,44 @@ from datetime import datetime
 
 import pytest
 
-from aifactory.spawners import slurmcli
-from aifactory.spawners.poller import SlurmPoller, parse_sacct, parse_squeue, pending_positions
+from aifactory.slurm.runner import NoAnswer
+from aifactory.slurm.states import FINAL_STATES, reason_words
 from aifactory.spawners.metrics import SPAWN_FAILURE_REASONS
+from aifactory.spawners.poller import SlurmPoller
 from aifactory.spawners.port_api import parse_port_body, token_digest
-from aifactory.spawners.progress import FINAL_STATES, job_failure, pending_message, reason_words, stop_message
+from aifactory.spawners.progress import job_failure, pending_message, stop_message
 from aifactory.spawners.slurm import interrupted_reason
 
+# squeue_argv's format: %i|%K|%T|%r|%N|%S|%P|%Q|%V|%u (real output: tests/unit/data/slurm/)
 SQUEUE = """\
-10|RUNNING|None|nid001|2026-11-24T10:00:00|standard|100|2026-11-24T09:59:00
-11|PENDING|Resources|(null)|2026-11-24T12:30:00|standard|100|2026-11-24T10:01:00
-12|PENDING|Priority|(null)|N/A|standard|200|2026-11-24T10:02:00
-13|PENDING|AssocGrpCpuLimit|(null)|N/A|small-g|100|2026-11-24T10:03:00
-14|TIMEOUT|TimeLimit|nid002|2026-11-24T09:00:00|standard|100|2026-11-24T08:00:00
+10|N/A|RUNNING|None|nid001|2026-11-24T10:00:00|standard|100|2026-11-24T09:59:00|alice
+11|N/A|PENDING|Resources||2026-11-24T12:30:00|standard|100|2026-11-24T10:01:00|alice
+12|N/A|PENDING|Priority||N/A|standard|200|2026-11-24T10:02:00|bob
+13|N/A|PENDING|AssocGrpCpuLimit||N/A|small-g|100|2026-11-24T10:03:00|bob
+14|N/A|TIMEOUT|TimeLimit|nid002|2026-11-24T09:00:00|standard|100|2026-11-24T08:00:00|carol
 """
 
 
+def sacct_line(job_id: str, state: str) -> str:
+    """A line of sacct_argv's format: JobIDRaw|JobID|State|ExitCode|Account|User|Start|End|AllocTRES."""
+    return f"{job_id}|{job_id}|{state}|0:0|proj_a|alice|2026-11-24T10:00:00|2026-11-24T11:00:00|cpu=1\n"
+
+
 class FakeSlurm:
-    """Answers squeue/sacct from text; counts calls; can stop answering."""
+    """A runner that answers squeue/sacct from text; counts calls; can stop answering."""
 
     def __init__(self, squeue=SQUEUE, sacct=""):
         self.squeue, self.sacct, self.calls, self.down = squeue, sacct, [], False
 
-    async def __call__(self, argv, timeout):
+    async def run(self, argv, *, timeout=None, input=None, env=None):
         self.calls.append(argv[0])
         if self.down:
-            raise slurmcli.SchedulerUnavailable("Unable to contact slurm controller")
+            raise NoAnswer("Unable to contact slurm controller")
         return {"squeue": self.squeue, "sacct": self.sacct, "scancel": ""}[argv[0]]
 
 
-def test_parse_squeue_and_positions():
-    jobs = parse_squeue(SQUEUE + "garbage\n")
-    assert jobs["11"].start == datetime(2026, 11, 24, 12, 30) and jobs["12"].start is None
-    assert pending_positions(jobs) == {"12": (1, 2), "11": (2, 2), "13": (1, 1)}
-
-
-def test_parse_sacct_states():
-    assert parse_sacct("20|CANCELLED by 0\n21|OUT_OF_ME+\n22|NODE_FAIL\n") == {
-        "20": "CANCELLED", "21": "OUT_OF_MEMORY", "22": "NODE_FAIL"}
-
-
 async def test_fifty_servers_one_query():
-    slurm = FakeSlurm(squeue="".join(f"{i}|RUNNING|None|nid{i}|N/A|standard|1|N/A\n" for i in range(50)))
+    slurm = FakeSlurm(squeue="".join(f"{i}|N/A|RUNNING|None|nid{i}|N/A|standard|1|N/A|alice\n" for i in range(50)))
     poller = SlurmPoller(interval=3600, runner=slurm)
     for i in range(50):
         poller.watch(str(i), submitted=False)
@@ -67,8 +63,15 @@ async def test_no_answer_is_unknown_never_gone():
     assert (await poller.fresh_view("10")).kind == "running"
 
 
+async def test_output_the_poller_cannot_read_is_unknown_never_gone():
+    poller = SlurmPoller(interval=3600, runner=FakeSlurm(squeue="slurm_load_jobs: something else entirely\n"))
+    poller.watch("10", submitted=False)
+    view = await poller.fresh_view("10")
+    assert view.kind == "unknown" and "squeue printed a line" in view.reason
+
+
 async def test_a_job_that_left_is_looked_up_in_accounting():
-    slurm = FakeSlurm(sacct="99|CANCELLED by 1001\n")
+    slurm = FakeSlurm(sacct=sacct_line("99", "CANCELLED by 1001"))
     poller = SlurmPoller(interval=3600, runner=slurm)
     poller.watch("99", submitted=False)
     poller.watch("14", submitted=False)
@@ -115,6 +118,8 @@ def test_plain_words():
     assert reason_words("AssocGrpCpuLimit").startswith("waiting: your project's limit")
     assert reason_words("Priority") == "waiting behind jobs with higher priority"
     assert stop_message("TIMEOUT", "7") == "Your server (Slurm job 7) stopped: the walltime ran out [TIMEOUT]"
+    assert stop_message("FAILED", "7") == ("Your server (Slurm job 7) stopped: it failed "
+                                           "(see ~/.aifactory/jupyter-7.log) [FAILED]")
 
 
 @pytest.mark.parametrize("body", [{"port": "1"}, {"port": 0}, {"port": True}, {"port": 80, "ip": "evil"},

@@ -1,4 +1,4 @@
-"""Usage from Slurm accounting: parsing captured sacct text, sums, the table and the plot."""
+"""Usage from Slurm accounting: clipping sacct records to the window, sums, the table and the plot."""
 
 from __future__ import annotations
 
@@ -7,36 +7,28 @@ from datetime import datetime
 import pytest
 
 from aifactory.site import parse_site
-from aifactory.hub.usage import (
-    JobUsage, UsageRow, format_table, parse_sacct, parse_since, plot, sacct_argv, summarize,
-)
+from aifactory.hub.usage import format_table, parse_since, plot
+from aifactory.slurm.accounting import JobUsage, UsageRow, job_usage, summarize
+from aifactory.slurm.sacct import parse_sacct
 
 from .sites import SMALL_SITE
 
 SINCE = datetime(2026, 11, 24, 12, 0, 0)
 UNTIL = datetime(2026, 11, 24, 18, 0, 0)
-# Captured from `sacct_argv` on the local cluster, plus the cases that need care.
+# sacct_argv's format (real output: tests/unit/data/slurm/), with the cases that need care.
 SACCT = """\
-3|proj_a|bob|2026-11-24T15:00:00|2026-11-24T16:00:00|billing=1,cpu=4,gres/gpu=2,mem=1G,node=1
-7|proj_a|alice|2026-11-24T13:00:00|2026-11-24T13:30:00|billing=1,cpu=2,mem=1.50G,node=1
-8|proj_a|alice|2026-11-24T11:00:00|2026-11-24T13:00:00|billing=1,cpu=1,mem=1.50G,node=1
-9|proj_a|alice|2026-11-24T17:00:00|Unknown|billing=1,cpu=1,mem=1.50G,node=1
-11|proj_a|bob|2026-11-24T15:44:39|2026-11-24T15:44:39||
-12|proj_b|bob|Unknown|Unknown|billing=1,cpu=1,node=1
-13|proj_b|bob|2026-11-24T10:00:00|2026-11-24T11:00:00|billing=1,cpu=8,node=1
+3|3|COMPLETED|0:0|proj_a|bob|2026-11-24T15:00:00|2026-11-24T16:00:00|billing=1,cpu=4,gres/gpu=2,mem=1G,node=1
+7|7|COMPLETED|0:0|proj_a|alice|2026-11-24T13:00:00|2026-11-24T13:30:00|billing=1,cpu=2,mem=1.50G,node=1
+8|8|COMPLETED|0:0|proj_a|alice|2026-11-24T11:00:00|2026-11-24T13:00:00|billing=1,cpu=1,mem=1.50G,node=1
+9|9|RUNNING|0:0|proj_a|alice|2026-11-24T17:00:00|Unknown|billing=1,cpu=1,mem=1.50G,node=1
+11|11|CANCELLED by 0|0:0|proj_a|bob|2026-11-24T15:44:39|2026-11-24T15:44:39|
+12|12|PENDING|0:0|proj_b|bob|Unknown|Unknown|billing=1,cpu=1,node=1
+13|13|COMPLETED|0:0|proj_b|bob|2026-11-24T10:00:00|2026-11-24T11:00:00|billing=1,cpu=8,node=1
 """
 
 
-def test_sacct_is_one_argv_for_all_users():
-    assert sacct_argv(SINCE, UNTIL) == [
-        "sacct", "--allusers", "--allocations", "--noheader", "--parsable2",
-        "--starttime=2026-11-24T12:00:00", "--endtime=2026-11-24T18:00:00",
-        "--format=JobIDRaw,Account,User,Start,End,AllocTRES",
-    ]
-
-
-def test_parse_clips_jobs_to_the_window_and_skips_jobs_that_never_ran():
-    assert parse_sacct(SACCT, SINCE, UNTIL) == [
+def test_usage_clips_jobs_to_the_window_and_skips_jobs_that_never_ran():
+    assert job_usage(parse_sacct(SACCT), SINCE, UNTIL) == [
         JobUsage("3", "proj_a", "bob", cpus=4, gpus=2, seconds=3600),
         JobUsage("7", "proj_a", "alice", cpus=2, gpus=0, seconds=1800),
         JobUsage("8", "proj_a", "alice", cpus=1, gpus=0, seconds=3600),  # the hour inside the window
