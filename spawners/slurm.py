@@ -48,6 +48,7 @@ from .poller import JobView, SlurmPoller, shared_poller
 from .port_api import token_digest
 from .progress import job_failure, stop_message
 from .refused_forms import REFUSED
+from .resume import resume_start
 from .script import build_job
 from .start_log import StartLog
 from .start_wait import JobEnded, until_port, until_running
@@ -94,7 +95,7 @@ class SiteSlurmSpawner(SlurmSpawner):
     start_log = None  # StartLog of this spawner, made on first use
     _port_event: asyncio.Event | None = None  # set when the server reports its port; None before any start
     _options: ValidatedOptions | None = None  # checked by apply_user_options, taken by start
-    _failure = ""  # metrics label of the current start's failure, where it is known
+    failure = ""  # metrics label of the current start's failure, where it is known
 
     @default("launcher")
     def _launcher_default(self) -> list[str]:
@@ -154,7 +155,7 @@ class SiteSlurmSpawner(SlurmSpawner):
         why = identity.refusal(facts.name, facts.uid, self._site().hub.min_uid)
         if why:
             metrics.spawn_failed("identity")
-            self._failure = "identity"
+            self.failure = "identity"
             raise web.HTTPError(403, f"No server for this account: {why}")
         return facts
 
@@ -175,7 +176,7 @@ class SiteSlurmSpawner(SlurmSpawner):
     def _refuse(self, payload, error: OptionsError) -> web.HTTPError:
         """Remember the refused form for this server's next form; the HTTP error names the field."""
         metrics.spawn_failed("options")
-        self._failure = "options"
+        self.failure = "options"
         REFUSED.remember(self.user.name, self.name, payload, error.problems)
         return web.HTTPError(400, refusal_message(error))
 
@@ -247,16 +248,16 @@ class SiteSlurmSpawner(SlurmSpawner):
     async def start(self):
         """Submit the server's job and wait for it; each failure is counted by reason in the hub's metrics."""
         began = time.monotonic()
-        self._failure = ""
+        self.failure = ""
         try:
             return await self._start()
         except BaseException as error:
-            reason = self._failure or interrupted_reason(error, time.monotonic() - began, self.start_timeout)
+            reason = self.failure or interrupted_reason(error, time.monotonic() - began, self.start_timeout)
             if reason not in ("options", "identity"):  # counted where they were refused
                 metrics.spawn_failed(reason)
             raise
 
-    def _begin(self, first_step: tuple[str, int]) -> StartLog:
+    def begin_attempt(self, first_step: tuple[str, int]) -> StartLog:
         """A new attempt: a fresh port event and step log (the previous server's stop reason shown once)."""
         self._port_event = asyncio.Event()
         self.start_log = self.start_log or StartLog()
@@ -265,7 +266,7 @@ class SiteSlurmSpawner(SlurmSpawner):
         return self.start_log
 
     async def _start(self):
-        log = self._begin(("Checking your options", 5))
+        log = self.begin_attempt(("Checking your options", 5))
         self.port = 0
         self.job = replace(self.job, stop_reason="")
         # Checked by the apply_user_options hook before start (HTTP 400 there); again if called directly.
@@ -292,20 +293,20 @@ class SiteSlurmSpawner(SlurmSpawner):
             await self._cancel_submission(submission)
             raise
         except Refused as error:
-            self._failure = "submit"
+            self.failure = "submit"
             raise web.HTTPError(400, f"Slurm refused the job: {error.stderr}") from None
         except SlurmError as error:  # no answer, or one without a job id: a job may be queued
-            self._failure = "submit"
+            self.failure = "submit"
             await cancel_by_name(self.slurm_runner, self.user.name, self.name, self.log)
             raise web.HTTPError(503, f"Slurm did not answer the submission ({error}); nothing is left queued")
         self.poller.watch(job_id)
         self.job = self.job.submitted(job_id, token_digest(self.api_token), time.time())
         internals(self).save()  # a hub killed from here on finds the job and resumes this start
         try:
-            return await self._wait_until_up()
+            return await self.wait_until_up()
         except BaseException:
             self.log.warning("Start of %s's job %s did not complete; cancelling it", self.user.name, job_id)
-            await self._cancel_job(job_id)
+            await self.cancel(job_id)
             raise
 
     async def _cancel_submission(self, submission: asyncio.Future) -> None:
@@ -315,15 +316,15 @@ class SiteSlurmSpawner(SlurmSpawner):
         except Exception:
             await cancel_by_name(self.slurm_runner, self.user.name, self.name, self.log)
             return
-        await self._cancel_job(job_id)
+        await self.cancel(job_id)
 
     def _ended(self, state: str) -> str:
         """The job left the queue during the start: its reason kept for the user and the metrics."""
         self.job = replace(self.job, stop_reason=stop_message(state, self.job.job_id))
-        self._failure = job_failure(state)
+        self.failure = job_failure(state)
         return self.job.stop_reason
 
-    async def _wait_until_up(self):
+    async def wait_until_up(self):
         job_id, log = self.job.job_id, self.start_log
         try:
             view = await until_running(self.poller, job_id, self._port_event, self.startup_poll_interval, log)
@@ -349,14 +350,14 @@ class SiteSlurmSpawner(SlurmSpawner):
         async for event in self.start_log.follow():
             yield event
 
-    # -- poll, resume and stop -----------------------------------------------
+    # -- poll and stop -------------------------------------------------------
     async def poll(self):
         """None while the job is queued, running or unknown; 1 (with a reason) once it has left the queue."""
         job_id = self.job.job_id
         if not job_id:
             return 0
         if self.job.awaiting_port and self._port_event is None:
-            return await self._resume_start()  # JupyterHub's first check after a restart
+            return await resume_start(self)  # JupyterHub's first check after a restart
         poller = self.poller
         poller.watch(job_id, submitted=False)
         view = poller.view(job_id)
@@ -368,54 +369,8 @@ class SiteSlurmSpawner(SlurmSpawner):
         self.log.warning("%s: %s", self.who, self.job.stop_reason)
         return 1
 
-    async def _resume_start(self):
-        """Finish a start the previous hub process left pending: same job, same token, same deadline.
-
-        Called as JupyterHub's startup check polls this server. While the job waits, the
-        server shows as a pending spawn, so the progress page follows it and a stop cancels
-        it; once the port is reported the check resumes and takes the address from `get_url`.
-        None: the server runs; 1: the job ended, timed out or was stopped meanwhile.
-        """
-        self._failure = ""
-        self._begin((f"The hub restarted; following your Slurm job {self.job.job_id} again", 20))
-        self.log.info("%s: resuming the start of Slurm job %s after a hub restart", self.who, self.job.job_id)
-        up = asyncio.ensure_future(self._resumed_wait())
-        hub = internals(self)
-        hub.follow_resumed_start(asyncio.ensure_future(self._resumed_ready(up)))
-        await asyncio.wait([up])
-        if not up.cancelled() and up.exception() is None:
-            hub.hand_to_startup_check()
-            return None
-        metrics.spawn_failed("cancelled" if up.cancelled() else self._failure or "other")
-        self.log.warning("%s: %s", self.who, "start cancelled" if up.cancelled() else self.job.stop_reason)
-        deadline = time.monotonic() + 5  # the stop that cancelled it runs first, so the check finds no server
-        while self.server is not None and (self.pending == "stop" or time.monotonic() < deadline):
-            await asyncio.sleep(0.2)
-        return 1
-
-    async def _resumed_wait(self):
-        job_id, submitted_at = self.job.job_id, self.job.submitted_at
-        left = submitted_at + self.start_timeout - time.time()
-        try:
-            return await asyncio.wait_for(self._wait_until_up(), max(left, 1.0) if submitted_at else None)
-        except asyncio.TimeoutError:
-            self.job = replace(self.job, stop_reason=f"Your server (Slurm job {job_id}) did not start in time")
-            self._failure = "timeout"
-            await self._cancel_job(job_id)
-            raise web.HTTPError(500, self.job.stop_reason) from None
-
-    async def _resumed_ready(self, up: asyncio.Future) -> None:
-        """The resumed start as JupyterHub's spawn future: done when the server is ready and routed."""
-        await up
-        deadline = time.monotonic() + self.http_timeout + 60
-        while not self.ready:
-            if self.server is None or time.monotonic() > deadline:
-                raise web.HTTPError(500, "the resumed server did not answer")
-            await asyncio.sleep(0.5)
-        await internals(self).route()
-        self.log.info("%s: resumed server ready and routed at %s", self.who, self.proxy_spec)
-
-    async def _cancel_job(self, job_id: str) -> None:
+    async def cancel(self, job_id: str) -> None:
+        """scancel, retried; if Slurm does not answer, the poller keeps retrying."""
         await cancel_job(self.slurm_runner, job_id, self.poller, self.log)
 
     async def stop(self, now=False):
@@ -425,7 +380,7 @@ class SiteSlurmSpawner(SlurmSpawner):
         view = self.poller.view(job_id)
         if view.kind != "gone":
             self.log.info("Stopping %s: scancel %s", self.who, job_id)
-            await self._cancel_job(job_id)
+            await self.cancel(job_id)
             if not now:
                 deadline = time.monotonic() + 15
                 while time.monotonic() < deadline:

@@ -268,7 +268,7 @@ async def test_a_restarted_hub_resumes_a_start_still_queued_with_the_same_job(hu
     assert await eventually(lambda: spawner.job.job_id)
     assert spawner.orm_spawner.state["awaiting_port"] is True
     # The hub process dies here: nothing of it runs on (its start would cancel the job).
-    monkeypatch.setattr(spawner, "_cancel_job", lambda job_id: asyncio.sleep(0))
+    monkeypatch.setattr(spawner, "cancel", lambda job_id: asyncio.sleep(0))
     start.cancel()
     await asyncio.gather(start, return_exceptions=True)
     restarted = FakeSlurm()
