@@ -23,9 +23,11 @@ from collections.abc import Callable, Iterable
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-# Slurm's final states of a job (sacct); a job that ends before its server is up is counted by its state.
-SLURM_FINAL_STATES = ("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
-                      "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT", "UNKNOWN")
+from aifactory.slurm.states import FINAL_STATES
+
+# Slurm's final states of a job (aifactory.slurm.states); a job that ends before its server is up is
+# counted by its state, UNKNOWN when accounting never said.
+SLURM_FINAL_STATES = (*sorted(FINAL_STATES), "UNKNOWN")
 # Label values are bounded: anything else is counted as "other".
 SPAWN_FAILURE_REASONS = (
     "options",  # the user's options were refused (profile, resources, account)

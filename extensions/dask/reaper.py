@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from aifactory.slurm.runner import SlurmError, SlurmRunner
+
 from . import tls
 
 POLL_SECONDS = 1.0
@@ -44,15 +46,14 @@ def alive(pid: int) -> bool:
         return True
 
 
-def cancel(user: str, job_name: str, attempts: int = 5) -> None:
+def cancel(user: str, job_name: str, attempts: int = 5, runner: SlurmRunner = SlurmRunner(timeout=30)) -> None:
     """scancel with retries: a busy slurmctld must not leave jobs behind."""
     for attempt in range(attempts):
         try:
-            if subprocess.run(scancel_argv(user, job_name), timeout=30).returncode == 0:
-                return
-        except (OSError, subprocess.SubprocessError):
-            pass
-        time.sleep(2**attempt)
+            runner.run_sync(scancel_argv(user, job_name))
+            return
+        except SlurmError:
+            time.sleep(2**attempt)
 
 
 def watch(owner: int, user: str, job_name: str, credentials: str | None = None) -> None:
