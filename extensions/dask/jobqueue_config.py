@@ -3,7 +3,8 @@
 `jobqueue_config` speaks dask-jobqueue's own configuration keys (the
 `jobqueue.slurm` section of jobqueue.yaml), so the same dict can go into a
 dask config file (`site_jobqueue_config`) or, through `cluster_kwargs`, straight
-into `SLURMCluster(...)`. Pure: no I/O.
+into `SLURMCluster(...)`. Workers start in the profile's environment with the
+site's one way of writing launch lines (`aifactory.site.launch`). Pure: no I/O.
 """
 
 from __future__ import annotations
