@@ -29,6 +29,12 @@ def as_user(user: str, *argv: str, check: bool = True) -> subprocess.CompletedPr
     return proc
 
 
+def denied(user: str, *argv: str) -> bool:
+    """`argv` as `user` fails because the system refuses that user access (EACCES)."""
+    proc = as_user(user, *argv, check=False)
+    return proc.returncode != 0 and "Permission denied" in proc.stderr
+
+
 def aifactory(user: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return as_user(user, str(BIN / "aifactory"), *args, check=check)
 
@@ -141,16 +147,20 @@ def test_student_cannot_reach_another_students_submission(released):
                   "--dir", str(answer(root, student, name, "def square(x):\n    return x * x")))
     theirs = sorted((EXCHANGE / "inbound" / "student2").glob(f"{name}+*"))[-1]
     notebook = theirs / f"{name}.ipynb"
-    # student1 can neither list the inbound, nor student2's folder, nor open, change or add a file.
-    assert as_user("student1", "ls", str(EXCHANGE / "inbound"), check=False).returncode != 0
-    assert as_user("student1", "ls", str(EXCHANGE / "inbound" / "student2"), check=False).returncode != 0
-    assert as_user("student1", "cat", str(notebook), check=False).returncode != 0
-    assert as_user("student1", "cp", "/etc/hostname", str(notebook), check=False).returncode != 0
-    assert as_user("student1", "touch", str(theirs / "extra"), check=False).returncode != 0
+    # student1 can neither list the inbound, nor student2's folder, nor open, change or add a file:
+    # each exists (root sees it) and each is refused for want of permission, not for another reason.
+    source = COURSE_DIR / "source" / name / f"{name}.ipynb"
+    for path in (EXCHANGE / "inbound", theirs, notebook, COURSE_DIR, COURSE_DIR / "gradebook.db", source):
+        assert path.exists(), path
+    assert denied("student1", "ls", str(EXCHANGE / "inbound"))
+    assert denied("student1", "ls", str(EXCHANGE / "inbound" / "student2"))
+    assert denied("student1", "cat", str(notebook))
+    assert denied("student1", "cp", "/etc/hostname", str(notebook))
+    assert denied("student1", "touch", str(theirs / "extra"))
     # Nor the source, the solutions or the gradebook.
-    assert as_user("student1", "ls", str(COURSE_DIR), check=False).returncode != 0
-    assert as_user("student1", "cat", str(COURSE_DIR / "gradebook.db"), check=False).returncode != 0
-    assert as_user("student1", "cat", str(COURSE_DIR / "source" / name / f"{name}.ipynb"), check=False).returncode
+    assert denied("student1", "ls", str(COURSE_DIR))
+    assert denied("student1", "cat", str(COURSE_DIR / "gradebook.db"))
+    assert denied("student1", "cat", str(source))
     # A user outside the course cannot even fetch; a trainer can read every submission.
     assert aifactory("student3", "exchange", "fetch", COURSE, name, "--dir", "/tmp", check=False).returncode != 0
     assert as_user("trainer1", "cat", str(notebook)).stdout.startswith("{")
