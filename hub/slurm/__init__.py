@@ -1,1 +1,6 @@
-"""The one way this platform talks to Slurm (the base layer; see README, Architecture)."""
+"""The one way this platform talks to Slurm (the base layer; see README, Architecture).
+
+`runner` runs a command and says how it failed; `squeue`, `sacct` and `sinfo` build each
+command's argv and parse its output; `states` words states and pending reasons; `accounting`
+sums core- and GPU-hours; `projects` says which accounts a user may charge.
+"""
