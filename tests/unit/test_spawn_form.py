@@ -151,16 +151,20 @@ def test_no_profile_open_says_what_to_do():
     assert "need a project" in options_form_html([])
 
 
-def test_a_class_opening_the_spawn_page_together_costs_one_scheduler_query():
+def test_a_class_opening_the_spawn_page_together_costs_one_scheduler_query(monkeypatch):
+    """Thirty spawn pages at once ask for the partitions' state as the spawner does: one `sinfo`."""
+    monkeypatch.setattr(cluster_state, "_CACHE", {})
+    monkeypatch.setattr(cluster_state, "_LOCKS", {})
     calls = []
 
-    async def fetch():
-        calls.append(1)
-        await asyncio.sleep(0.05)
-        return len(calls)
+    class SlowSinfo:
+        async def run(self, argv, *, timeout=None, input=None, env=None):
+            calls.append(argv)
+            await asyncio.sleep(0.05)
+            return SINFO
 
     async def thirty_students():
-        return await asyncio.gather(*(cluster_state.cached("test-sinfo", 5, fetch) for _ in range(30)))
+        return await asyncio.gather(*(cluster_state.partition_states(runner=SlowSinfo()) for _ in range(30)))
 
-    assert asyncio.run(thirty_students()) == [1] * 30
-    assert len(calls) == 1
+    assert asyncio.run(thirty_students()) == [parse_sinfo(SINFO)] * 30
+    assert len(calls) == 1 and calls[0][0] == "sinfo"
