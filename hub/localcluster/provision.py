@@ -185,7 +185,8 @@ def _restart(daemon: str, layout: Layout, say: Say) -> None:
         stop_pid(pid)
 
 
-def _write_slurm_config(site: Site, node: slurmconf.LocalNode, db_password: str, layout: Layout) -> bool:
+def _write_slurm_config(site: Site, node: slurmconf.LocalNode, db_password: str, layout: Layout) -> set[str]:
+    """Write Slurm's configuration; returns the daemons that must restart to read what changed."""
     etc = Path(layout.slurm_etc)
     changed = write_if_changed(etc / "slurm.conf", slurmconf.slurm_conf(site, node, layout))
     changed |= write_if_changed(etc / "gres.conf", slurmconf.gres_conf(site, node, layout))
@@ -197,10 +198,10 @@ def _write_slurm_config(site: Site, node: slurmconf.LocalNode, db_password: str,
             device.unlink(missing_ok=True)
             os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
             os.chmod(device, 0o666)
-    write_if_changed(etc / "slurmdbd.conf", slurmconf.slurmdbd_conf(db_password, layout), mode=0o600)
+    dbd_changed = write_if_changed(etc / "slurmdbd.conf", slurmconf.slurmdbd_conf(db_password, layout), mode=0o600)
     for sub in ("ctld", "d"):
         Path(layout.slurm_state, sub).mkdir(parents=True, exist_ok=True)
-    return changed
+    return ({"slurmctld", "slurmd"} if changed else set()) | ({"slurmdbd"} if dbd_changed else set())
 
 
 def _register_cluster(site: Site, say: Say) -> None:
@@ -304,13 +305,15 @@ def up(site: Site, layout: Layout = Layout(), say: Say = _say) -> None:
     _ensure_environment(say)
     _ensure_munge(say)
     db_password = _ensure_mariadb(layout, say)
-    changed = _write_slurm_config(site, node, db_password, layout)
+    restart = _write_slurm_config(site, node, db_password, layout)
+    if "slurmdbd" in restart:
+        _restart("slurmdbd", layout, say)
     _start("slurmdbd", ["/usr/sbin/slurmdbd"], layout,
            _slurm_ready(["sacctmgr", "-n", "show", "cluster"]), say)
     _register_cluster(site, say)
-    if changed:
-        _restart("slurmctld", layout, say)
-        _restart("slurmd", layout, say)
+    for daemon in ("slurmctld", "slurmd"):
+        if daemon in restart:
+            _restart(daemon, layout, say)
     _start("slurmctld", ["/usr/sbin/slurmctld"], layout, _slurm_ready(["scontrol", "ping"]), say)
     _start("slurmd", ["/usr/sbin/slurmd"], layout, lambda: bool(_node_states(node.hostname)), say)
     _ensure_node_up(node.hostname, say)

@@ -181,5 +181,7 @@ def slurmdbd_conf(db_password: str, layout: Layout = Layout()) -> str:
             ("StorageLoc", layout.database),
             ("PidFile", layout.pidfile("slurmdbd")),
             ("LogFile", layout.logfile("slurmdbd")),
+            # slurmctld's PrivateData hides jobs in squeue; sacct asks slurmdbd, which needs its own.
+            ("PrivateData", "jobs,usage"),
         ]
     )

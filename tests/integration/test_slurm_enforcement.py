@@ -45,6 +45,17 @@ def final_state(job_id: str, timeout: float = 90) -> str:
     pytest.fail(f"job {job_id} did not end within {timeout}s")
 
 
+def wait_for_accounting(job_id: str, timeout: float = 30) -> bool:
+    """slurmctld records a job in slurmdbd a moment after sbatch."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if job_id in subprocess.run(["sacct", "-n", "-X", "-j", job_id, "-o", "JobID"], capture_output=True,
+                                    text=True).stdout.split():
+            return True
+        time.sleep(0.5)
+    return False
+
+
 HOG = textwrap.dedent("""\
     #!/bin/bash
     exec {python} -c 'x = bytearray(700 * 2**20); print("allocated", len(x))'
@@ -150,6 +161,11 @@ def test_a_user_sees_only_their_own_jobs(cluster):
         assert job_id in as_user("student1", "squeue", "-h", "-o", "%i").stdout.split()
         assert job_id not in as_user("student2", "squeue", "-h", "-o", "%i").stdout.split()
         assert job_id not in as_user("student2", "sacct", "-n", "-X", "-a", "-o", "JobID").stdout.split()
+        # Asked for by its id, accounting (slurmdbd) tells its owner and no one else.
+        by_id = ["sacct", "-n", "-X", "-j", job_id, "-o", "JobID,User,Account"]
+        assert wait_for_accounting(job_id), "the job never reached accounting"
+        assert job_id in as_user("student1", *by_id).stdout.split()
+        assert as_user("student2", *by_id).stdout.split() == []
         # The hub (root) still sees every job: queue positions on the progress page come from it.
         assert job_id in subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
     finally:

@@ -89,6 +89,7 @@ StoragePass=s3cret
 StorageLoc=slurm_acct_db
 PidFile=/run/aifactory/slurmdbd.pid
 LogFile=/var/log/aifactory/slurmdbd.log
+PrivateData=jobs,usage
 """
 
 
