@@ -48,8 +48,9 @@ def test_report_has_every_students_grade_and_a_distribution_plot(released):
         assert pixels.shape[:2] == (400, 700)
         assert len({tuple(p) for p in pixels.reshape(-1, pixels.shape[-1])[::97]}) > 2   # bars drawn, not blank
         # A student cannot make the report: the gradebook is the trainers'.
-        assert aifactory("student1", "course", "report", COURSE, "--output", f"/tmp/{out.name}-s",
-                         check=False).returncode != 0
+        refused = aifactory("student1", "course", "report", COURSE, "--output", f"/tmp/{out.name}-s", check=False)
+        assert refused.returncode == 1
+        assert f"cannot read the gradebook of {COURSE}: only its trainers can" in refused.stderr, refused.stderr
     finally:
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(f"/tmp/{out.name}-s", ignore_errors=True)

@@ -81,7 +81,9 @@ def test_grade_feedback_and_rerun(released):
     aifactory("student2", "exchange", "feedback", COURSE, name, "--dir", f"/home/student2/{name}-work")
     html = as_user("student2", "cat", f"/home/student2/{name}-work/{name}/feedback/{name}.html").stdout
     assert "square" in html and "HIDDEN-MARKER" not in html and "square(3)" not in html
-    assert as_user("student1", "cat", str(EXCHANGE / "feedback" / "student2" / name / f"{name}.html"),
-                   check=False).returncode != 0
+    theirs = EXCHANGE / "feedback" / "student2" / name / f"{name}.html"
+    assert theirs.is_file()  # there, and refused to student1 for want of permission
+    peek = as_user("student1", "cat", str(theirs), check=False)
+    assert peek.returncode != 0 and "Permission denied" in peek.stderr, peek.stderr
     state = json.loads(as_user("trainer1", "cat", str(COURSE_DIR / "grading" / f"{name}.graded.json")).stdout)
     assert set(state) == {"student1", "student2"}
