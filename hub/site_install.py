@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from aifactory.extensions.dask.dask_config import write_site_dask_config
-from aifactory.site import INSTALLED_SITE, SiteError, load_site
+from aifactory.site import INSTALLED_SITE, SiteError, load_site, site_path
 
 from .localcluster.system import write_if_changed
 
@@ -31,7 +30,7 @@ def site_install(file: str) -> int:
     """Validate `file` and install it as the active site, with the Dask defaults that follow from it."""
     if validate_file(file) != 0:
         return 1
-    write_if_changed(INSTALLED_SITE, Path(file).read_text(), mode=0o644)
+    write_if_changed(INSTALLED_SITE, site_path(file).read_text(), mode=0o644)  # `demo`: the packaged one
     INSTALLED_SITE.parent.chmod(0o755)
     print(f"installed as {INSTALLED_SITE}")
     # Dask defaults (and dask-labextension's "new cluster") follow the site too.

@@ -87,3 +87,15 @@ def test_a_named_site_file_that_is_missing_is_not_replaced(tmp_path, installed_s
 def test_the_cli_validates_the_demo_by_name(no_site, capsys):
     assert main(["config", "validate", "demo"]) == 0
     assert "valid site 'aifactory'" in capsys.readouterr().out
+
+
+def test_site_install_takes_the_demo_by_name(tmp_path, monkeypatch, capsys):
+    from aifactory.hub import site_install
+
+    installed = tmp_path / "etc" / "site.yaml"
+    installed.parent.mkdir()
+    monkeypatch.setattr(site_install, "INSTALLED_SITE", installed)
+    monkeypatch.setattr(site_install, "write_site_dask_config", lambda site: tmp_path / "dask.yaml")
+    assert site_install.site_install("demo") == 0
+    assert installed.read_text() == DEMO_SITE.read_text()
+    assert f"installed as {installed}" in capsys.readouterr().out
