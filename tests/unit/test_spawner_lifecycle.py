@@ -304,7 +304,7 @@ async def test_a_stop_while_the_job_is_pending_cancels_it_and_ends_the_start(hub
 
 
 async def test_a_refused_form_comes_back_on_that_servers_form_only(hub):
-    default, gpu = spawner_of(hub, ""), spawner_of(hub, "gpu")
+    default, gpu, cpu = spawner_of(hub, ""), spawner_of(hub, "gpu"), spawner_of(hub, "cpu")
     wrong = {"profile": "small", "cpus": "99"}
     gpu.user_options = wrong
     with pytest.raises(web.HTTPError) as refused:
@@ -312,8 +312,25 @@ async def test_a_refused_form_comes_back_on_that_servers_form_only(hub):
     assert refused.value.status_code == 400 and "'cpus'" in refused.value.log_message
     message = "99 is out of range; allowed 1 to 4"
     assert message in refused.value.log_message
-    assert "99" not in await default.get_options_form()  # the user's other server: a clean form
-    again = await gpu.get_options_form()  # this server's: the value back in its field, the error next to it
+    assert "99" not in await cpu.get_options_form()  # the user's other server: a clean form
+    # The page answering the refused POST: JupyterHub renders it with the user's default spawner.
+    again = await default.get_options_form()
     assert 'name="cpus" type="number" class="form-control" value="99"' in again
     assert f'<div class="aif-error" id="error-cpus" role="alert">{message}</div>' in again
     assert "99" not in await gpu.get_options_form()  # shown once
+
+
+def test_a_refusal_reaches_only_the_page_that_answers_it():
+    now = [0.0]
+    forms = RefusedForms(clock=lambda: now[0])
+    forms.remember("ada", "gpu", {"cpus": "99"}, (("cpus", "too many"),))
+    forms.remember("bob", "gpu", {"cpus": "98"}, (("cpus", "too many"),))
+    now[0] = 11.0  # later than the answer to the refused POST
+    assert forms.take("ada", "") is None  # the default server's form opened later is clean
+    assert forms.take("ada", "cpu") is None
+    assert forms.take("ada", "gpu").values == {"cpus": "99"}  # the server's own form, within keep_seconds
+    forms.remember("ada", "gpu", {"cpus": "97"}, (("cpus", "too many"),))
+    assert forms.take("ada", "").values == {"cpus": "97"}  # the answer to the POST, at once
+    assert forms.take("ada", "gpu") is None  # shown once
+    now[0] = 400.0
+    assert forms.take("bob", "gpu") is None  # too old
