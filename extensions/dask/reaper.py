@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from aifactory.site.processes import pid_alive
 from aifactory.slurm.runner import SlurmError, SlurmRunner
 
 from . import tls
@@ -29,21 +30,6 @@ READY = "armed"
 
 def scancel_argv(user: str, job_name: str) -> list[str]:
     return ["scancel", "--quiet", "--user", user, "--name", job_name]
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` runs; a zombie (dead, not yet reaped) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def cancel(user: str, job_name: str, attempts: int = 5, runner: SlurmRunner = SlurmRunner(timeout=30)) -> None:
@@ -71,7 +57,7 @@ def watch(owner: int, user: str, job_name: str, credentials: str | None = None) 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     print(READY, flush=True)  # armed: the owner may submit jobs now
     sys.stdout.close()
-    while alive(owner):
+    while pid_alive(owner):
         time.sleep(POLL_SECONDS)
     end()
 

@@ -18,7 +18,9 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Unicode
 
 from . import job_registry
-from .reaper import alive, cancel
+from aifactory.site.processes import pid_alive
+
+from .reaper import cancel
 
 
 def cancel_registered(directory, server_job: str | None, host: str | None = None, attempts: int = 3) -> list[str]:
@@ -30,7 +32,7 @@ def cancel_registered(directory, server_job: str | None, host: str | None = None
     host = host or socket.gethostname()
     records = job_registry.registered(directory)
     cancelled = []
-    for entry in job_registry.to_cancel(records, server_job) + job_registry.orphaned(records, server_job, host, alive):
+    for entry in job_registry.to_cancel(records, server_job) + job_registry.orphaned(records, server_job, host, pid_alive):
         cancel(entry["user"], entry["job_name"], attempts=attempts)
         job_registry.unregister(directory, entry["job_name"])
         cancelled.append(entry["job_name"])

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from aifactory.site.files import atomic_write
+from aifactory.site.processes import pid_alive
 
 
 class ProvisionError(RuntimeError):
@@ -30,20 +31,6 @@ def run(argv: list[str], *, check: bool = True, timeout: float = 60, input: str 
         detail = (proc.stderr or proc.stdout).strip()
         raise ProvisionError(f"`{' '.join(argv)}` failed ({proc.returncode}): {detail}")
     return proc
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is not running: it only waits for its parent to reap it.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def pid_from(pidfile: str | Path) -> int | None:

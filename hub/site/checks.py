@@ -66,28 +66,14 @@ def _profiles(site: Site) -> Iterator[Problem]:
         if part is None:
             yield Problem(f"{at}.partition", _unknown("partition", prof.partition, partitions))
             continue
-        if prof.cpus.max > part.cpus_per_node:
-            yield Problem(
-                f"{at}.cpus.max",
-                f"{prof.cpus.max} exceeds partition {part.name} ({part.cpus_per_node} CPUs per node)",
-            )
-        if prof.memory.max > part.memory_per_node:
-            yield Problem(
-                f"{at}.memory.max",
-                f"{format_memory(prof.memory.max)} exceeds partition {part.name} "
-                f"({format_memory(part.memory_per_node)} per node)",
-            )
-        if prof.gpus.max > part.gpus_per_node:
-            yield Problem(
-                f"{at}.gpus.max",
-                f"{prof.gpus.max} exceeds partition {part.name} ({part.gpus_per_node} GPUs per node)",
-            )
-        if prof.walltime.max > part.max_walltime:
-            yield Problem(
-                f"{at}.walltime.max",
-                f"{format_walltime(prof.walltime.max)} exceeds partition {part.name} "
-                f"(max walltime {format_walltime(part.max_walltime)})",
-            )
+        for field, asked, limit, show, limit_words in (
+                ("cpus", prof.cpus.max, part.cpus_per_node, str, "{} CPUs per node"),
+                ("memory", prof.memory.max, part.memory_per_node, format_memory, "{} per node"),
+                ("gpus", prof.gpus.max, part.gpus_per_node, str, "{} GPUs per node"),
+                ("walltime", prof.walltime.max, part.max_walltime, format_walltime, "max walltime {}")):
+            if asked > limit:
+                yield Problem(f"{at}.{field}.max", f"{show(asked)} exceeds partition {part.name} "
+                              f"({limit_words.format(show(limit))})")
 
 
 def _people(site: Site) -> Iterator[Problem]:

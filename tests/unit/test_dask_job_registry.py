@@ -47,7 +47,7 @@ def test_register_read_and_forget(tmp_path):
 def test_cleanup_cancels_only_this_servers_clusters(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(server_cleanup, "cancel", lambda user, name, attempts: calls.append((user, name)))
-    monkeypatch.setattr(server_cleanup, "alive", lambda pid: pid != 102)
+    monkeypatch.setattr(server_cleanup, "pid_alive", lambda pid: pid != 102)
     job_registry.register(tmp_path, job_registry.record("dask-cpu-aaaa", "student1", "42", 100, "nid001"))
     job_registry.register(tmp_path, job_registry.record("dask-cpu-bbbb", "student1", "43", 101, "nid001"))
     job_registry.register(tmp_path, job_registry.record("dask-cpu-cccc", "student1", None, 102, "nid001"))
