@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jupyterhub.utils import subdomain_hook_idna
+from traitlets import TraitError
 
-from .roles import CourseGroups, hub_groups, roles
-from .services import service_roles, services
 from aifactory.site.identity import blocked_names
 from aifactory.site.install import install_prefix
 from aifactory.site.schema import OidcAuth, PamAuth, Site
+
+from .roles import CourseGroups, hub_groups, roles
+from .services import service_roles, services
 
 OPERATOR_SERVICE = "aifactory-operator"
 TEMPLATES = str(Path(__file__).resolve().parent / "templates")
@@ -119,10 +121,42 @@ def port_handlers() -> list[tuple]:
     return handlers
 
 
+def tunable_classes() -> dict[str, type]:
+    """The traitlets classes whose configurable traits an operator may set in the site's hub.traits."""
+    from jupyterhub.app import JupyterHub
+    from jupyterhub.proxy import ConfigurableHTTPProxy
+    from jupyterhub.spawner import Spawner
+
+    from aifactory.spawners.remote import RemoteSlurmSpawner
+    from aifactory.spawners.slurm import SiteSlurmSpawner
+
+    return {c.__name__: c for c in (JupyterHub, ConfigurableHTTPProxy, Spawner, SiteSlurmSpawner, RemoteSlurmSpawner)}
+
+
+def trait_problems(site: Site) -> list[str]:
+    """What is wrong in the site's hub.traits: an unknown class, a trait that is not configurable, a bad value."""
+    classes, problems = tunable_classes(), []
+    for class_name, values in site.hub.traits.items():
+        if class_name not in classes:
+            problems.append(f"hub.traits.{class_name}: not a class of the hub (one of {', '.join(sorted(classes))})")
+            continue
+        traits = classes[class_name].class_traits(config=True)
+        for name, value in values.items():
+            where = f"hub.traits.{class_name}.{name}"
+            if name not in traits:
+                problems.append(f"{where}: {class_name} has no configurable trait {name!r}")
+                continue
+            try:
+                traits[name].validate(None, value)
+            except TraitError as error:
+                problems.append(f"{where}: {str(error).replace(' of a NoneType instance', '')}")
+    return problems
+
+
 def hub_config(
     site: Site, paths: HubPaths, operator_token: str, oidc_secret: str = "", metrics_token: str = ""
 ) -> dict[str, dict]:
-    """Site -> {traitlets class name: {trait: value}} for JupyterHub."""
+    """Site -> {traitlets class name: {trait: value}} for JupyterHub; the site's hub.traits last."""
     config: dict[str, dict] = {
         "JupyterHub": {
             # The spawn and progress pages; JupyterHub's own stay reachable as templates/<name>.
@@ -171,5 +205,7 @@ def hub_config(
         "SiteSlurmSpawner": {"venv": paths.venv, "slurm_poll_interval": 10.0, "poll_interval": 5},
     }
     for section, values in authenticator_config(site, oidc_secret).items():
+        config.setdefault(section, {}).update(values)
+    for section, values in site.hub.traits.items():
         config.setdefault(section, {}).update(values)
     return config

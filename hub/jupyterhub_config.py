@@ -3,13 +3,15 @@
 import os
 from pathlib import Path
 
-from aifactory.hub.config import HubPaths, hub_config
+from aifactory.hub.config import HubPaths, hub_config, trait_problems
 from aifactory.spawners.metrics import register_server_counts
 from aifactory.site import load_site
 
 c = get_config()  # noqa: F821  (provided by JupyterHub)
 
 site = load_site()
+if problems := trait_problems(site):
+    raise SystemExit("site file: " + "; ".join(problems))
 paths = HubPaths(state=os.environ.get("AIFACTORY_HUB_STATE", HubPaths.state))
 token = Path(paths.state, "operator-token").read_text().strip()
 secret_file = getattr(site.auth, "client_secret_file", None)

@@ -7,6 +7,7 @@ import sys
 from aifactory.extensions.dask.dask_config import write_site_dask_config
 from aifactory.site import INSTALLED_SITE, SiteError, load_site, site_path
 
+from .config import trait_problems
 from .localcluster.system import write_if_changed
 
 
@@ -14,9 +15,12 @@ def validate_file(file: str) -> int:
     """Print whether `file` is a valid site (every problem named); the exit status."""
     try:
         site = load_site(file)
+        source, problems = file, trait_problems(site)
     except SiteError as exc:
-        print(f"{exc.source}: invalid site configuration ({len(exc.problems)} problem(s))", file=sys.stderr)
-        for problem in exc.problems:
+        source, problems = exc.source, exc.problems
+    if problems:
+        print(f"{source}: invalid site configuration ({len(problems)} problem(s))", file=sys.stderr)
+        for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
     print(

@@ -15,7 +15,6 @@ from aifactory.slurm.runner import Failed, NoAnswer, Refused, SlurmRunner
 from .poller import SlurmPoller
 from .script import job_name
 
-SCANCEL_ATTEMPTS = 3
 
 
 def parse_job_id(output: str) -> str:
@@ -32,11 +31,11 @@ async def submit(runner: SlurmRunner, argv: list[str], script: str, env: dict[st
 
 
 async def cancel_job(runner: SlurmRunner, job_id: str, poller: SlurmPoller, log: logging.Logger,
-                     backoff: float = 1.0) -> None:
+                     attempts: int = 3, backoff: float = 1.0) -> None:
     """scancel `job_id`, retried with backoff; if Slurm never answers, the poller retries it later."""
     if not job_id:
         return
-    for attempt in range(SCANCEL_ATTEMPTS):
+    for attempt in range(attempts):
         try:
             await runner.run(["scancel", job_id])
             return

@@ -30,7 +30,6 @@ from aifactory.slurm.states import FINAL_STATES, PENDING_STATES, RUNNING_STATES,
 log = logging.getLogger("aifactory.spawners.poller")
 
 # How many rounds a job may be missing from both squeue and sacct before it counts as gone.
-MISSING_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -63,6 +62,7 @@ class SlurmPoller:
     jitter: float = 0.1
     timeout: float = 20.0
     partitions: tuple[str, ...] = ()
+    missing_rounds: int = 5  # polls a job may be in neither squeue nor sacct before it counts as gone
     runner: SlurmRunner = field(default_factory=SlurmRunner)  # or any object with `async run(argv, timeout=)`
     log: logging.Logger = log
     scheduler_calls: int = 0
@@ -199,7 +199,7 @@ class SlurmPoller:
                 self._gone(job_id, states[job_id])
                 continue
             watched.missing_rounds += 1
-            if watched.missing_rounds >= MISSING_ROUNDS:
+            if watched.missing_rounds >= self.missing_rounds:
                 self._gone(job_id, states.get(job_id, "UNKNOWN"))
             else:
                 self._views[job_id] = JobView("unknown", job_id, reason="not in the queue, not yet in accounting")

@@ -84,6 +84,23 @@ class SiteSlurmSpawner(SlurmSpawner):
         120.0, config=True,
         help="How long a user's Slurm accounts and reservations are reused before sacctmgr is asked again.",
     )
+    slurm_missing_rounds = Integer(
+        5, min=1, config=True,
+        help="Polls in a row a server's job may be missing from both squeue and sacct (accounting lags behind "
+        "the queue) before the hub counts the server as gone.",
+    )
+    scancel_attempts = Integer(
+        3, min=1, config=True,
+        help="Tries of scancel, with backoff, when a server stops; after that the shared poller retries it.",
+    )
+    partition_state_seconds = Float(
+        5.0, min=0, config=True,
+        help="How long one sinfo answer about the partitions' free capacity serves every spawn page of the hub.",
+    )
+    allocation_use_seconds = Float(
+        60.0, min=0, config=True,
+        help="How long one sacct answer about the projects' core- and GPU-hours serves the spawn pages.",
+    )
     slurm_runner = Any(
         config=True,
         help="What runs this spawner's Slurm commands: an object with `async run(argv, timeout=, input=, env=)`; "
@@ -142,6 +159,7 @@ class SiteSlurmSpawner(SlurmSpawner):
         return shared_poller(interval=self.slurm_poll_interval, jitter=self.slurm_poll_jitter,
                              timeout=self.slurm_timeout, startup_interval=self.startup_poll_interval,
                              partitions=tuple(p.name for p in self._site().partitions), log=self.log,
+                             missing_rounds=self.slurm_missing_rounds,
                              runner=self.slurm_runner)
 
     async def _facts(self):
@@ -165,9 +183,10 @@ class SiteSlurmSpawner(SlurmSpawner):
         site = self._site()
         user_offers = offers(site, await self._facts())
         accounts = user_offers[0]["account"].choices if user_offers else ()
-        states, uses = await asyncio.gather(partition_states(runner=self.slurm_runner),
-                                            allocation_use(site, accounts, runner=self.slurm_runner),
-                                            return_exceptions=True)
+        states, uses = await asyncio.gather(
+            partition_states(max_age=self.partition_state_seconds, runner=self.slurm_runner),
+            allocation_use(site, accounts, max_age=self.allocation_use_seconds, runner=self.slurm_runner),
+            return_exceptions=True)
         refused = REFUSED.take(self.user.name, self.name)
         return options_form_html(user_offers, None if isinstance(states, BaseException) else states,
                                  None if isinstance(uses, BaseException) else uses,
@@ -371,7 +390,7 @@ class SiteSlurmSpawner(SlurmSpawner):
 
     async def cancel(self, job_id: str) -> None:
         """scancel, retried; if Slurm does not answer, the poller keeps retrying."""
-        await cancel_job(self.slurm_runner, job_id, self.poller, self.log)
+        await cancel_job(self.slurm_runner, job_id, self.poller, self.log, attempts=self.scancel_attempts)
 
     async def stop(self, now=False):
         job_id = self.job.job_id

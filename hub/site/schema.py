@@ -269,6 +269,12 @@ class HubSettings(Model):
         "Keep it below the ephemeral ports (32768-60999), where servers, kernels and Dask bind by chance: a "
         "formgrader that cannot bind its port stops the hub.",
     )
+    traits: dict[str, dict[str, bool | int | float | str | list[str]]] = Field(
+        default_factory=dict,
+        description="An operator's tuning of the hub's traitlets, applied over what the site derives: "
+        "{class: {trait: value}}, e.g. {SiteSlurmSpawner: {slurm_poll_interval: 60, partition_state_seconds: 10}}. "
+        "Only configurable traits of the hub's classes are taken; `aifactory config validate` names any other.",
+    )
     formgrader_start_timeout: int = Field(
         120, ge=10, le=3600,
         description="Seconds a course's formgrader may take to start (Jupyter server with nbgrader imports in a "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aifactory.hub.config import OPERATOR_SCOPES, TEMPLATES, HubPaths, hub_config, subdomain_hook
+from aifactory.hub.config import OPERATOR_SCOPES, TEMPLATES, HubPaths, hub_config, subdomain_hook, trait_problems
 from aifactory.hub.roles import CourseGroups, roles
 from aifactory.hub.services import idle_culler_command, service_roles
 from aifactory.site import SiteError, parse_site
@@ -107,6 +107,35 @@ def test_a_metrics_token_adds_a_read_metrics_service():
     assert "read:metrics" in OPERATOR_SCOPES
 
 
+def with_traits(traits: dict):
+    data = read_yaml(SMALL_SITE)
+    data["hub"] = {"traits": traits}
+    return parse_site(yaml.safe_dump(data))
+
+
+def test_an_operators_traits_in_the_site_file_tune_the_hub_over_what_is_derived():
+    site = with_traits({"SiteSlurmSpawner": {"slurm_poll_interval": 60, "partition_state_seconds": 12.5},
+                        "Spawner": {"start_timeout": 900}})
+    assert trait_problems(site) == []
+    config = hub_config(site, HubPaths(), "tok")
+    plain = hub_config(parse_site(SMALL_SITE), HubPaths(), "tok")
+    assert config["SiteSlurmSpawner"] == {**plain["SiteSlurmSpawner"], "slurm_poll_interval": 60,
+                                          "partition_state_seconds": 12.5}
+    assert config["Spawner"] == {**plain["Spawner"], "start_timeout": 900}
+
+
+def test_traits_that_are_not_the_hubs_are_named():
+    site = with_traits({"Nope": {"x": 1}, "SiteSlurmSpawner": {"cache": 1, "slurm_missing_rounds": 0,
+                                                               "slurm_poll_interval": "often"}})
+    assert trait_problems(site) == [
+        "hub.traits.Nope: not a class of the hub (one of ConfigurableHTTPProxy, JupyterHub, RemoteSlurmSpawner, "
+        "SiteSlurmSpawner, Spawner)",
+        "hub.traits.SiteSlurmSpawner.cache: SiteSlurmSpawner has no configurable trait 'cache'",
+        "hub.traits.SiteSlurmSpawner.slurm_missing_rounds: The value of the 'slurm_missing_rounds' trait should "
+        "not be less than 1, but a value of 0 was specified",
+        "hub.traits.SiteSlurmSpawner.slurm_poll_interval: The 'slurm_poll_interval' trait expected a float, "
+        "not the str 'often'.",
+    ]
 
 
 def test_users_servers_get_their_own_origins_and_services_stay_on_the_hubs():

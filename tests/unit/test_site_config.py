@@ -147,6 +147,17 @@ def test_cli_validate_bad_file_names_each_problem(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_cli_validate_names_a_trait_the_hub_does_not_have(tmp_path):
+    data = copy.deepcopy(BASE)
+    data["hub"] = {"traits": {"SiteSlurmSpawner": {"slurm_poll_intervall": 60}}}
+    bad = tmp_path / "site.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    result = _cli("config", "validate", str(bad))
+    assert result.returncode == 1
+    assert ("hub.traits.SiteSlurmSpawner.slurm_poll_intervall: SiteSlurmSpawner has no configurable trait "
+            "'slurm_poll_intervall'") in result.stderr
+
+
 def test_cli_validate_missing_file(tmp_path):
     result = _cli("config", "validate", str(tmp_path / "nope.yaml"))
     assert result.returncode == 1 and "cannot read" in result.stderr
