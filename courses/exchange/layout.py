@@ -50,12 +50,14 @@ class CoursePaths:
     course_id: str
     courses_root: PurePosixPath
     exchange_root: PurePosixPath
+    max_submission_bytes: int  # the largest hand-in: the site's course_storage.max_submission
 
     @classmethod
     def of(cls, site: Site, course_id: str) -> CoursePaths:
         """Where the site keeps this course (`course_storage` in the site file)."""
         storage = site.course_storage
-        return cls(course_id, PurePosixPath(storage.courses_root), PurePosixPath(storage.exchange_root))
+        return cls(course_id, PurePosixPath(storage.courses_root), PurePosixPath(storage.exchange_root),
+                   storage.max_submission * 2**20)
 
     @property
     def course_dir(self) -> PurePosixPath:

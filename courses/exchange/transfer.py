@@ -36,7 +36,6 @@ from pathlib import Path
 from .layout import CoursePaths
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f %Z"
-MAX_SUBMISSION_BYTES = 100 * 1024 * 1024
 MAX_SMALL_BYTES = 512   # timestamp.txt and the collector's markers
 SKIP = {".ipynb_checkpoints", "__pycache__", "feedback", ".git"}
 TIMESTAMP = "timestamp.txt"
@@ -344,7 +343,7 @@ def _stated(sub_fd: int) -> tuple[datetime | None, str]:
         return None, ""
 
 
-def _archive(sub_fd: int, archive_fd: int, name: str) -> tuple[datetime, list[str]]:
+def _archive(sub_fd: int, archive_fd: int, name: str, limit: int) -> tuple[datetime, list[str]]:
     """Copy one hand-in into archive/<student>/<assignment>/<name> (staged, renamed when whole);
     returns its trusted time and what was skipped. Raises Refused or OSError, leaving nothing."""
     staging = f".{name}.{os.getuid()}.{os.getpid()}.new"
@@ -354,7 +353,7 @@ def _archive(sub_fd: int, archive_fd: int, name: str) -> tuple[datetime, list[st
         fd = open_dir(staging, archive_fd)
         try:
             os.fchmod(fd, 0o2750)
-            copied = copy_tree(sub_fd, fd, file_mode=0o640, dir_mode=0o2750, limit=MAX_SUBMISSION_BYTES,
+            copied = copy_tree(sub_fd, fd, file_mode=0o640, dir_mode=0o2750, limit=limit,
                                skip=SKIP | {TIMESTAMP})
             when = datetime.fromtimestamp(copied.newest_ctime, timezone.utc)
             write_small(fd, TIMESTAMP, format_timestamp(when).encode(), 0o640)
@@ -419,7 +418,7 @@ def _collect_student(inbound_fd: int, student: str, assignment: str, paths: Cour
                     when = _archived_time(archive_fd, name)
                     if when is None:
                         try:
-                            when, skipped = _archive(sub_fd, archive_fd, name)
+                            when, skipped = _archive(sub_fd, archive_fd, name, paths.max_submission_bytes)
                         except Refused as exc:
                             notes.append(f"{name}: {exc}, not collected")
                             refused.append(Submission(student, assignment, path,
@@ -607,12 +606,12 @@ def submit(paths: CoursePaths, assignment: str, src_root: Path, now: datetime | 
             os.mkdir(name, 0o750, dir_fd=mine_fd)
             fd = open_dir(name, mine_fd)
             try:
-                copy_tree(src_fd, fd, file_mode=0o640, dir_mode=None, limit=MAX_SUBMISSION_BYTES,
+                copy_tree(src_fd, fd, file_mode=0o640, dir_mode=None, limit=paths.max_submission_bytes,
                           skip=SKIP | {TIMESTAMP})
                 write_small(fd, TIMESTAMP, format_timestamp(now).encode(), 0o640)
             except TooLarge:
                 _remove(mine_fd, name)
-                raise ExchangeError(f"{src} is larger than {MAX_SUBMISSION_BYTES // 2**20} MiB") from None
+                raise ExchangeError(f"{src} is larger than {paths.max_submission_bytes // 2**20} MiB") from None
             except BaseException:
                 _remove(mine_fd, name)
                 raise

@@ -291,6 +291,9 @@ class CourseStorage(Model):
     exchange_root: AbsolutePath = Field(
         "/srv/aifactory/exchange", description="The per-course exchange (outbound, inbound/<student>, "
         "feedback/<student>) through which students fetch and submit.")
+    max_submission: MemoryMiB = Field(
+        parse_memory_mib("100M"), description="Largest hand-in (all its files together) a student may submit "
+        "and a trainer collects, e.g. 100M or 2G; anything larger is refused with this size named.")
 
 
 class LocalCluster(Model):

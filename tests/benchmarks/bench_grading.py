@@ -35,7 +35,8 @@ from aifactory.courses.exchange.layout import CoursePaths
 from aifactory.courses.grading.run import grade
 root = PurePosixPath(sys.argv[1])
 r = grade(load_site(), "intro-dl", "a1", tasks=None if sys.argv[2] == "auto" else int(sys.argv[2]),
-          paths=CoursePaths("intro-dl", courses_root=root / "courses", exchange_root=root / "exchange"))
+          paths=CoursePaths("intro-dl", courses_root=root / "courses", exchange_root=root / "exchange",
+                            max_submission_bytes=100 * 2**20))
 print(len(r.failures()), "failures,", len({o.student for o in r.outcomes}), "graded")
 """
 

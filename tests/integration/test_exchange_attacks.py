@@ -36,18 +36,19 @@ RIGHT = "def square(x):\n    return x * x"
 # The trainer's collect, in the trainer's own process (as `aifactory grade` and the formgrader run it);
 # `limit` > 0 lowers the size limit in that process only.
 COLLECT = """
-import json, os, sys, time
+import dataclasses, json, os, sys, time
 from aifactory.courses.exchange import transfer
 from aifactory.courses.exchange.layout import CoursePaths
 from aifactory.site import load_site
 os.umask(0o007)
 name, rounds, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+paths = CoursePaths.of(load_site(), "intro-dl")
 if limit:
-    transfer.MAX_SUBMISSION_BYTES = limit
+    paths = dataclasses.replace(paths, max_submission_bytes=limit)
 out = []
 for _ in range(rounds):
     started = time.monotonic()
-    got = transfer.collect(CoursePaths.of(load_site(), "intro-dl"), name)
+    got = transfer.collect(paths, name)
     out.append({"seconds": time.monotonic() - started,
                 "students": {c.submission.student: {"refused": c.refused, "accepted": c.accepted,
                                                     "source": c.submission.path.name} for c in got}})

@@ -4,6 +4,7 @@ every link, which is what the copy must not do)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import stat
@@ -194,7 +195,8 @@ def test_swapping_files_for_links_during_copies_never_copies_the_target(tmp_path
 
 @pytest.fixture
 def course(tmp_path) -> CoursePaths:
-    paths = CoursePaths("c", courses_root=tmp_path / "courses", exchange_root=tmp_path / "exchange")
+    paths = CoursePaths("c", courses_root=tmp_path / "courses", exchange_root=tmp_path / "exchange",
+                        max_submission_bytes=100 * 2**20)
     for folder in (paths.course_dir, paths.outbound, paths.inbound, paths.feedback):
         Path(folder).mkdir(parents=True)
     (Path(paths.course_dir) / "gradebook.db").write_bytes(SECRET)
@@ -227,7 +229,7 @@ def test_collect_names_every_refusal_and_keeps_what_was_handed_in(course, monkey
     hand_in(course, "s2", "a+20260101T000002.000000Z", {"big.bin": b"x" * 5000})
     # s3: only a link where a hand-in folder should be.
     os.symlink(course.course_dir, Path(course.inbound_of("s3")) / "a+20260101T000000.000000Z")
-    monkeypatch.setattr(transfer, "MAX_SUBMISSION_BYTES", 4096)
+    course = dataclasses.replace(course, max_submission_bytes=4096)
 
     started = time.monotonic()
     got = {c.submission.student: c for c in transfer.collect(course, "a")}
