@@ -49,9 +49,26 @@ class Failed(SlurmError):
     """Slurm answered, but with something that cannot be used (a crash, output no parser understands)."""
 
 
-# What Slurm's client commands print when they cannot reach the controller or slurmdbd.
-_UNREACHABLE = ("Unable to contact slurm controller", "Socket timed out", "Connection refused",
-                "Unable to connect to database", "slurmdbd: Connection")
+# What Slurm's client commands print when the controller or slurmdbd did not answer (Slurm's
+# slurm_errno.c wording, and the socket errors it passes on): the request may have been taken
+# (an sbatch's job queued), so it is no answer, never a refusal.
+_UNREACHABLE = (
+    "Unable to contact slurm controller",  # (connect / send / receive / shutdown failure)
+    "controller not responding",  # sbatch: "Slurm controller not responding, sleeping and retrying"
+    "in standby mode",  # "Slurm backup controller in standby mode", "Controller is in standby mode, ..."
+    "Socket timed out",  # "Socket timed out on send/recv operation"
+    "Zero Bytes were transmitted or received",
+    "Communication connection failure",
+    "Communication shutdown failure",
+    "Message send failure",
+    "Message receive failure",
+    "Connection refused",
+    "Connection timed out",
+    "Connection reset by peer",
+    "Transport endpoint is not connected",
+    "Unable to connect to database",
+    "slurmdbd: Connection",
+)
 
 
 class Route(Protocol):
