@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # What the shared environment and the images install; what `make test` adds (make lock writes both).
 RUNTIME_LOCK := images/requirements.lock
 TEST_LOCK := tests/requirements.lock
-SITE ?= hub/sites/demo.yaml
+SITE ?= hub/site/demo.yaml
 PYTEST_ARGS ?=
 # openssh-server: the SSH test plays a login node with its own sshd (tests/integration/test_spawner_ssh.py).
 # bubblewrap: the grading sandbox starts each student's kernel in it (courses/grading/jobs.py).

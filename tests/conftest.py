@@ -16,7 +16,7 @@ from aifactory.site import load_site
 from aifactory.site.schema import Site
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "hub" / "sites" / "demo.yaml"
+DEMO = REPO / "hub" / "site" / "demo.yaml"
 BIN = Path(os.environ.get("AIFACTORY_PREFIX", "/opt/aifactory")) / "venv" / "bin"
 
 

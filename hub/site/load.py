@@ -17,7 +17,7 @@ from .schema import PATTERN_HELP, Site
 INSTALLED_SITE = Path("/etc/aifactory/site.yaml")
 # The packaged demo site, used only when asked for by its name (a path, $AIFACTORY_SITE, --site).
 DEMO = "demo"
-DEMO_SITE = Path(__file__).resolve().parent.parent / "sites" / "demo.yaml"
+DEMO_SITE = Path(__file__).resolve().parent / "demo.yaml"  # package data of aifactory.site
 NOT_INSTALLED = (
     "no site file is installed on this machine: install one with `aifactory site install FILE`, "
     f"or name one with AIFACTORY_SITE=FILE (AIFACTORY_SITE={DEMO} for the packaged demo site)"

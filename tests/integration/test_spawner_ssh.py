@@ -232,7 +232,7 @@ def chart_pod(login_node: dict, proxy_port: int, hub_port: int, root: Path) -> t
 
     # The demo site (as text: YAML would read its walltimes as numbers), on other ports, without
     # courses (their formgraders belong to the running hub).
-    sections = re.split(r"^(?=[a-z_]+:)", (Path(__file__).parents[2] / "hub/sites/demo.yaml").read_text(), flags=re.M)
+    sections = re.split(r"^(?=[a-z_]+:)", (Path(__file__).parents[2] / "hub/site/demo.yaml").read_text(), flags=re.M)
     kept = [text for text in sections if not text.startswith(("courses:", "hub:"))]
     site = "".join(kept) + f"hub:\n  ip: 127.0.0.1\n  port: {proxy_port}\n  hub_port: {hub_port}\n"
     directory = Path(login_node["ssh_identity_file"]).parent

@@ -30,7 +30,7 @@ from aifactory.site import parse_site  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm"
 # The demo site as a centre at ai.example.org would write it: users' servers on *.ai.example.org.
-DEMO_SITE = re.sub(r"(?m)^  subdomain_host: .*\n", "", (REPO / "hub" / "sites" / "demo.yaml").read_text()).replace(
+DEMO_SITE = re.sub(r"(?m)^  subdomain_host: .*\n", "", (REPO / "hub" / "site" / "demo.yaml").read_text()).replace(
     "\nhub:\n", "\nhub:\n  subdomain_host: https://ai.example.org\n", 1)
 RELEASE, NAMESPACE = "af", "aifactory"
 FULLNAME = "af-aifactory"
