@@ -5,17 +5,22 @@ workers charge) both ask here.
 
 Policy: Slurm's associations decide (`sacctmgr show user NAME withassoc`, the user's default
 account first). When slurmdbd does not answer (`NoAnswer`), the site file's project members
-stand in for them: slurmctld keeps its own copy of the associations and checks the account
-again at every `sbatch`, so a stale guess is refused at submission, never charged, and users
-can still start servers and workers while slurmdbd is down. A refusal or an answer that cannot
-be read (`Refused`, `Failed`) is not guessed around: it raises.
+stand in for them, with a warning each time that names the user and why: slurmctld keeps its
+own copy of the associations and checks the account again at every `sbatch`, so a stale guess
+is refused at submission, never charged, and users can still start servers and workers while
+slurmdbd is down. A refusal or an answer that cannot be read (`Refused`, `Failed`) is not
+guessed around: it raises.
 """
 
 from __future__ import annotations
 
+import logging
+
 from aifactory.site.schema import Site
 
 from .runner import Failed, NoAnswer, SlurmRunner
+
+log = logging.getLogger(__name__)
 
 
 def associations_argv(user: str) -> list[str]:
@@ -46,13 +51,21 @@ def site_projects(site: Site, user: str) -> tuple[str, ...]:
     return tuple(p.name for p in site.projects_of(user))
 
 
+def _fallback(site: Site, user: str, error: NoAnswer) -> tuple[str, ...]:
+    """`site_projects`, logged each time: a guess an operator should see while slurmdbd is down."""
+    projects = site_projects(site, user)
+    log.warning("Slurm did not answer for %s's projects (%s); using the site file's members: %s",
+                user, error, ", ".join(projects) or "none")
+    return projects
+
+
 async def user_projects(user: str, site: Site, runner: SlurmRunner = SlurmRunner(),
                         timeout: float | None = None) -> tuple[str, ...]:
     """The accounts `user` may charge (see the module's policy)."""
     try:
         return parse_associations(await runner.run(associations_argv(user), timeout=timeout))
-    except NoAnswer:
-        return site_projects(site, user)
+    except NoAnswer as error:
+        return _fallback(site, user, error)
 
 
 def user_projects_sync(user: str, site: Site, runner: SlurmRunner = SlurmRunner(),
@@ -60,5 +73,5 @@ def user_projects_sync(user: str, site: Site, runner: SlurmRunner = SlurmRunner(
     """`user_projects` for code outside an event loop (the Dask launcher in a kernel)."""
     try:
         return parse_associations(runner.run_sync(associations_argv(user), timeout=timeout))
-    except NoAnswer:
-        return site_projects(site, user)
+    except NoAnswer as error:
+        return _fallback(site, user, error)

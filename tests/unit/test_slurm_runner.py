@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -130,3 +131,16 @@ async def test_a_users_projects_fall_back_to_the_site_file_only_when_slurm_does_
     assert user_projects_sync("alice", site, silent) == ("proj_a",)
     with pytest.raises(Refused):
         await user_projects("alice", site, refuses)
+
+
+async def test_each_fall_back_to_the_site_file_is_a_warning_naming_the_user_and_why(tmp_path, caplog):
+    site = parse_site(SMALL_SITE)
+    silent = SlurmRunner(route=Through(fake(tmp_path, "silent", "echo 'slurmdbd: Connection refused' >&2; exit 1")))
+    with caplog.at_level(logging.WARNING, logger="aifactory.slurm.projects"):
+        assert await user_projects("alice", site, silent) == ("proj_a",)
+        assert user_projects_sync("alice", site, silent) == ("proj_a",)
+    warnings = [r for r in caplog.records if r.name == "aifactory.slurm.projects" and r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    for record in warnings:
+        message = record.getMessage()
+        assert "alice" in message and "slurmdbd: Connection refused" in message and "proj_a" in message
