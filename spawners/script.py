@@ -24,13 +24,12 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from aifactory.site.launch import LMOD_INIT, Environment, launch
+from aifactory.site.launch import Environment, launch
 from aifactory.site.units import format_memory, format_walltime
 
 from .options import ValidatedOptions
 
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
 
@@ -100,7 +99,6 @@ def build_job(
     gpu_vendor: str | None = None,
     server_name: str = "",
     warn_minutes: int = 5,
-    lmod_init: str = LMOD_INIT,
     sbatch: str = "sbatch",
 ) -> Job:
     """The sbatch argv and batch script of one server.
@@ -112,8 +110,6 @@ def build_job(
     """
     if not _USER.match(user):
         raise ValueError(f"not a safe user name: {user!r}")
-    if not _PATH.match(lmod_init):
-        raise ValueError(f"not a safe path: {lmod_init!r}")
     bad = [name for name in env_names if not _VAR.match(name)]
     if bad:
         raise ValueError(f"not environment variable names: {bad!r}")
@@ -124,7 +120,7 @@ def build_job(
         f"--export={','.join(sorted(env_names))}",
         *sbatch_options(options, warn_minutes),
     ]
-    server = launch(environment, SERVER, gpus=options.gpus, gpu_vendor=gpu_vendor, lmod_init=lmod_init)
+    server = launch(environment, SERVER, gpus=options.gpus, gpu_vendor=gpu_vendor)
     command = [*launcher, "--", *server.argv, *server_args]
     lines = [
         "#!/bin/bash",

@@ -32,7 +32,6 @@ from traitlets import Any, Float, Integer, List, Unicode, default
 
 from aifactory.site import identity, load_site_cached
 from aifactory.site.install import shared_environment
-from aifactory.site.launch import LMOD_INIT
 from aifactory.site.schema import Site
 from aifactory.slurm.runner import LOCAL, Refused, Route, SlurmError, SlurmRunner
 
@@ -79,7 +78,6 @@ class SiteSlurmSpawner(SlurmSpawner):
     walltime_warning_minutes = Integer(
         5, config=True, help="Slurm sends the server SIGUSR1 this long before the walltime ends (at most half of it).",
     )
-    lmod_init = Unicode(LMOD_INIT, config=True, help="Lmod's bash init script on the nodes (for lmod environments).")
     facts_cache_seconds = Float(
         120.0, config=True,
         help="How long a user's Slurm accounts and reservations are reused before sacctmgr is asked again.",
@@ -300,7 +298,7 @@ class SiteSlurmSpawner(SlurmSpawner):
             options, site.environment(options.environment), user=self.user.name,
             env_names=list(env), launcher=self.launcher, server_args=self.get_args(),
             gpu_vendor=partition.gpus.vendor if partition.gpus else None, server_name=self.name,
-            warn_minutes=self.walltime_warning_minutes, lmod_init=self.lmod_init,
+            warn_minutes=self.walltime_warning_minutes,
         )
         log.step(f"Submitting {options.summary()}", 10)
         self.log.info("Submitting the server of %s: %s", self.user.name, " ".join(job.argv))

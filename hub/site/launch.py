@@ -6,7 +6,7 @@ first (every value quoted with `shlex.quote`) and the argv prefix that runs
 (`jupyterhub-singleuser`) and Dask's worker jobs (`python3`) both use it.
 
 - python: the environment's `bin` first on PATH, its own `program`.
-- lmod: Lmod's init script, `module use` + `module load`, then the `program`
+- lmod: the environment's Lmod init script, `module use` + `module load`, then the `program`
   the modules put on PATH.
 - container: `apptainer|singularity exec`, `--rocm` (AMD) or `--nv` (NVIDIA)
   when GPUs were asked for, the site's binds, the image, then `program`.
@@ -18,8 +18,6 @@ import shlex
 from dataclasses import dataclass
 
 from .schema import ContainerEnvironment, LmodEnvironment, PythonEnvironment
-
-LMOD_INIT = "/usr/share/lmod/lmod/init/bash"
 
 Environment = PythonEnvironment | LmodEnvironment | ContainerEnvironment
 
@@ -34,7 +32,6 @@ class Launch:
 
 def launch(
     environment: Environment, program: str, *, gpus: int = 0, gpu_vendor: str | None = None,
-    lmod_init: str = LMOD_INIT,
 ) -> Launch:
     """The launch lines of `program` in `environment` for a job with `gpus` GPUs of `gpu_vendor`."""
     if isinstance(environment, PythonEnvironment):
@@ -45,7 +42,7 @@ def launch(
         )
     if isinstance(environment, LmodEnvironment):
         return Launch(
-            (f"source {shlex.quote(lmod_init)}",
+            (f"source {shlex.quote(environment.init)}",
              *(f"module use {shlex.quote(path)}" for path in environment.modulepath),
              *(f"module load {shlex.quote(module)}" for module in environment.modules)),
             (program,),

@@ -105,6 +105,8 @@ class LmodEnvironment(Model):
     description: str = ""
     modules: list[ModuleName] = Field(min_length=1, description="Loaded in order with `module load`.")
     modulepath: list[AbsolutePath] = Field(default_factory=list, description="Prepended with `module use`.")
+    init: AbsolutePath = Field("/usr/share/lmod/lmod/init/bash",
+                               description="Lmod's bash init script on the nodes, sourced before the modules load.")
 
 
 class ContainerEnvironment(Model):
@@ -273,7 +275,8 @@ class HubSettings(Model):
         default_factory=dict,
         description="An operator's tuning of the hub's traitlets, applied over what the site derives: "
         "{class: {trait: value}}, e.g. {SiteSlurmSpawner: {slurm_poll_interval: 60, partition_state_seconds: 10}}. "
-        "Only configurable traits of the hub's classes are taken; `aifactory config validate` names any other.",
+        "Only the timing, caching and capacity knobs in hub/config.py TUNABLE_TRAITS are taken (this file is "
+        "world-readable and its traits apply last); `aifactory config validate` names any other.",
     )
     formgrader_start_timeout: int = Field(
         120, ge=10, le=3600,

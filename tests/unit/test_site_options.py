@@ -138,7 +138,8 @@ def test_profiles_by_group_and_projects_by_association():
 
 
 PY = PythonEnvironment(kind="python", name="base", path="/opt/aifactory/venv")
-LMOD = LmodEnvironment(kind="lmod", name="mod", modulepath=["/opt/mods"], modules=["aifactory/1.0", "git"])
+LMOD = LmodEnvironment(kind="lmod", name="mod", modulepath=["/opt/mods"], modules=["aifactory/1.0", "git"],
+                      init="/etc/lmod/init.sh")
 SIF = ContainerEnvironment(kind="container", name="torch", image="/appl/torch.sif", binds=["/scratch", "/p:/project:ro"])
 
 
@@ -150,7 +151,7 @@ def test_launch_lines_of_a_python_environment():
 
 
 def test_launch_lines_of_lmod_modules():
-    assert launch(LMOD, "jupyterhub-singleuser", lmod_init="/etc/lmod/init.sh") == Launch(
+    assert launch(LMOD, "jupyterhub-singleuser") == Launch(
         ("source /etc/lmod/init.sh", "module use /opt/mods", "module load aifactory/1.0", "module load git"),
         ("jupyterhub-singleuser",),
     )
