@@ -11,18 +11,10 @@ import asyncio
 import logging
 
 from aifactory.slurm.runner import Failed, NoAnswer, Refused, SlurmRunner
+from aifactory.slurm.sbatch import parse_job_id
 
 from .poller import SlurmPoller
 from .script import job_name
-
-
-
-def parse_job_id(output: str) -> str:
-    """`sbatch --parsable` prints 'ID' or 'ID;CLUSTER'; anything else is an answer that cannot be used."""
-    job_id = output.strip().split(";")[0]
-    if not job_id.isdigit():
-        raise Failed(f"sbatch answered without a job id: {output.strip()[:200]!r}")
-    return job_id
 
 
 async def submit(runner: SlurmRunner, argv: list[str], script: str, env: dict[str, str], timeout: float) -> str:

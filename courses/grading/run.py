@@ -26,6 +26,7 @@ from aifactory.site.install import shared_python
 from aifactory.site.schema import Site
 from aifactory.slurm.runner import Refused, SlurmError, SlurmRunner
 from aifactory.slurm.sacct import parse_sacct, sacct_argv
+from aifactory.slurm.sbatch import parse_job_id
 from aifactory.slurm.squeue import parse_squeue, squeue_argv
 from aifactory.slurm.states import PENDING_STATES, RUNNING_STATES
 
@@ -197,7 +198,7 @@ def _run_batch(site, course, profile, assignment, todo, paths, limits, tasks, py
                        account=course.project, partition=profile.partition,
                        job_name=f"grade-{course.id}-{assignment}"[:64], reservation=course.reservation)
     try:
-        job_id = SLURM.run_sync(argv, timeout=60).strip().split(";")[0]
+        job_id = parse_job_id(SLURM.run_sync(argv, timeout=60))
     except Refused as error:
         raise GradingError(f"sbatch refused the grading jobs: {error.stderr}") from None
     except SlurmError as error:
