@@ -121,30 +121,47 @@ def port_handlers() -> list[tuple]:
     return handlers
 
 
+# What an operator may tune in the site file's hub.traits: timing, caching and capacity, nothing else.
+# The site file is world-readable and its traits apply last, so a trait that carries security (services,
+# roles, handlers, the authenticator, the spawner class, secrets, what a job runs) is never one of them.
+# The spawner's inherited poll_interval sits under SiteSlurmSpawner, where the derived value it overrides is.
+TUNABLE_TRAITS: dict[str, set[str]] = {
+    "JupyterHub": {"concurrent_spawn_limit", "active_server_limit", "last_activity_interval", "init_spawners_timeout"},
+    "Spawner": {"start_timeout", "http_timeout"},
+    "SiteSlurmSpawner": {
+        "poll_interval", "startup_poll_interval", "slurm_poll_interval", "slurm_poll_jitter", "slurm_timeout",
+        "walltime_warning_minutes", "facts_cache_seconds", "slurm_missing_rounds", "scancel_attempts",
+        "partition_state_seconds", "allocation_use_seconds",
+    },
+    "RemoteSlurmSpawner": {"ssh_connect_timeout"},
+}
+
+
 def tunable_classes() -> dict[str, type]:
-    """The traitlets classes whose configurable traits an operator may set in the site's hub.traits."""
+    """The classes of TUNABLE_TRAITS, whose traits check an operator's values."""
     from jupyterhub.app import JupyterHub
-    from jupyterhub.proxy import ConfigurableHTTPProxy
     from jupyterhub.spawner import Spawner
 
     from aifactory.spawners.remote import RemoteSlurmSpawner
     from aifactory.spawners.slurm import SiteSlurmSpawner
 
-    return {c.__name__: c for c in (JupyterHub, ConfigurableHTTPProxy, Spawner, SiteSlurmSpawner, RemoteSlurmSpawner)}
+    return {c.__name__: c for c in (JupyterHub, Spawner, SiteSlurmSpawner, RemoteSlurmSpawner)}
 
 
 def trait_problems(site: Site) -> list[str]:
-    """What is wrong in the site's hub.traits: an unknown class, a trait that is not configurable, a bad value."""
+    """What is wrong in the site's hub.traits: a class or trait outside TUNABLE_TRAITS, a bad value."""
     classes, problems = tunable_classes(), []
     for class_name, values in site.hub.traits.items():
-        if class_name not in classes:
-            problems.append(f"hub.traits.{class_name}: not a class of the hub (one of {', '.join(sorted(classes))})")
+        if class_name not in TUNABLE_TRAITS:
+            problems.append(f"hub.traits.{class_name}: not a class an operator may tune here "
+                            f"(one of {', '.join(sorted(TUNABLE_TRAITS))})")
             continue
         traits = classes[class_name].class_traits(config=True)
         for name, value in values.items():
             where = f"hub.traits.{class_name}.{name}"
-            if name not in traits:
-                problems.append(f"{where}: {class_name} has no configurable trait {name!r}")
+            if name not in TUNABLE_TRAITS[class_name]:
+                problems.append(f"{where}: not a knob an operator may set here "
+                                f"(one of {', '.join(sorted(TUNABLE_TRAITS[class_name]))})")
                 continue
             try:
                 traits[name].validate(None, value)

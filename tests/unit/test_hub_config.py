@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from aifactory.hub.config import OPERATOR_SCOPES, TEMPLATES, HubPaths, hub_config, subdomain_hook, trait_problems
+from aifactory.hub.config import (
+    OPERATOR_SCOPES,
+    TEMPLATES,
+    TUNABLE_TRAITS,
+    HubPaths,
+    hub_config,
+    subdomain_hook,
+    trait_problems,
+    tunable_classes,
+)
 from aifactory.hub.roles import CourseGroups, roles
 from aifactory.hub.services import idle_culler_command, service_roles
 from aifactory.site import SiteError, parse_site
@@ -114,27 +123,66 @@ def with_traits(traits: dict):
 
 
 def test_an_operators_traits_in_the_site_file_tune_the_hub_over_what_is_derived():
-    site = with_traits({"SiteSlurmSpawner": {"slurm_poll_interval": 60, "partition_state_seconds": 12.5},
-                        "Spawner": {"start_timeout": 900}})
+    site = with_traits({"SiteSlurmSpawner": {"slurm_poll_interval": 60, "partition_state_seconds": 12.5,
+                                             "poll_interval": 30},
+                        "Spawner": {"start_timeout": 900}, "JupyterHub": {"concurrent_spawn_limit": 50}})
     assert trait_problems(site) == []
     config = hub_config(site, HubPaths(), "tok")
     plain = hub_config(parse_site(SMALL_SITE), HubPaths(), "tok")
     assert config["SiteSlurmSpawner"] == {**plain["SiteSlurmSpawner"], "slurm_poll_interval": 60,
-                                          "partition_state_seconds": 12.5}
+                                          "partition_state_seconds": 12.5, "poll_interval": 30}
     assert config["Spawner"] == {**plain["Spawner"], "start_timeout": 900}
+    assert config["JupyterHub"] == {**plain["JupyterHub"], "concurrent_spawn_limit": 50}
 
 
-def test_traits_that_are_not_the_hubs_are_named():
+def test_every_knob_an_operator_may_set_is_a_configurable_trait_of_its_class():
+    classes = tunable_classes()
+    assert set(classes) == set(TUNABLE_TRAITS)
+    for name, knobs in TUNABLE_TRAITS.items():
+        assert knobs <= set(classes[name].class_traits(config=True)), name
+
+
+def test_traits_outside_the_operators_knobs_are_named_and_values_are_checked():
     site = with_traits({"Nope": {"x": 1}, "SiteSlurmSpawner": {"cache": 1, "slurm_missing_rounds": 0,
                                                                "slurm_poll_interval": "often"}})
     assert trait_problems(site) == [
-        "hub.traits.Nope: not a class of the hub (one of ConfigurableHTTPProxy, JupyterHub, RemoteSlurmSpawner, "
+        "hub.traits.Nope: not a class an operator may tune here (one of JupyterHub, RemoteSlurmSpawner, "
         "SiteSlurmSpawner, Spawner)",
-        "hub.traits.SiteSlurmSpawner.cache: SiteSlurmSpawner has no configurable trait 'cache'",
+        "hub.traits.SiteSlurmSpawner.cache: not a knob an operator may set here (one of allocation_use_seconds, "
+        "facts_cache_seconds, partition_state_seconds, poll_interval, scancel_attempts, slurm_missing_rounds, "
+        "slurm_poll_interval, slurm_poll_jitter, slurm_timeout, startup_poll_interval, walltime_warning_minutes)",
         "hub.traits.SiteSlurmSpawner.slurm_missing_rounds: The value of the 'slurm_missing_rounds' trait should "
         "not be less than 1, but a value of 0 was specified",
         "hub.traits.SiteSlurmSpawner.slurm_poll_interval: The 'slurm_poll_interval' trait expected a float, "
         "not the str 'often'.",
+    ]
+
+
+@pytest.mark.parametrize("class_name, trait, value", [
+    ("JupyterHub", "cookie_secret", "00ff"),
+    ("JupyterHub", "services", []),
+    ("JupyterHub", "load_roles", []),
+    ("JupyterHub", "extra_handlers", []),
+    ("JupyterHub", "spawner_class", "simple"),
+    ("JupyterHub", "authenticator_class", "dummy"),
+    ("JupyterHub", "db_url", "sqlite:///tmp/x.sqlite"),
+    ("SiteSlurmSpawner", "launcher", ["/bin/sh", "-c"]),
+    ("SiteSlurmSpawner", "slurm_runner", "x"),
+    ("Spawner", "cmd", ["/bin/sh"]),
+    ("RemoteSlurmSpawner", "ssh_login_node", "elsewhere"),
+])
+def test_a_trait_that_carries_security_is_refused_by_name(class_name, trait, value):
+    problems = trait_problems(with_traits({class_name: {trait: value}}))
+    assert len(problems) == 1
+    assert problems[0].startswith(f"hub.traits.{class_name}.{trait}: not a knob an operator may set here (one of ")
+
+
+@pytest.mark.parametrize("class_name", ["PAMAuthenticator", "Authenticator", "GenericOAuthenticator",
+                                        "ConfigurableHTTPProxy"])
+def test_the_authenticators_and_the_proxy_are_not_tunable_here(class_name):
+    assert trait_problems(with_traits({class_name: {"blocked_users": []}})) == [
+        f"hub.traits.{class_name}: not a class an operator may tune here "
+        "(one of JupyterHub, RemoteSlurmSpawner, SiteSlurmSpawner, Spawner)"
     ]
 
 

@@ -147,15 +147,16 @@ def test_cli_validate_bad_file_names_each_problem(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_cli_validate_names_a_trait_the_hub_does_not_have(tmp_path):
+def test_cli_validate_names_a_trait_that_is_not_an_operators_knob(tmp_path):
     data = copy.deepcopy(BASE)
-    data["hub"] = {"traits": {"SiteSlurmSpawner": {"slurm_poll_intervall": 60}}}
+    data["hub"] = {"traits": {"SiteSlurmSpawner": {"slurm_poll_intervall": 60},
+                              "JupyterHub": {"cookie_secret": "00ff"}}}
     bad = tmp_path / "site.yaml"
     bad.write_text(yaml.safe_dump(data))
     result = _cli("config", "validate", str(bad))
     assert result.returncode == 1
-    assert ("hub.traits.SiteSlurmSpawner.slurm_poll_intervall: SiteSlurmSpawner has no configurable trait "
-            "'slurm_poll_intervall'") in result.stderr
+    assert "hub.traits.SiteSlurmSpawner.slurm_poll_intervall: not a knob an operator may set here" in result.stderr
+    assert "hub.traits.JupyterHub.cookie_secret: not a knob an operator may set here" in result.stderr
 
 
 def test_cli_validate_missing_file(tmp_path):
