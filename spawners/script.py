@@ -20,6 +20,7 @@ forwarded to the server, which shuts down cleanly.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 from dataclasses import dataclass
@@ -54,9 +55,14 @@ class Job:
 
 
 def job_name(user: str, server_name: str = "") -> str:
-    """'jupyter-alice' or 'jupyter-alice-gpu' for a named server (odd names are left out)."""
-    suffix = f"-{server_name}" if server_name and _SERVER_NAME.match(server_name) else ""
-    return f"{JOB_NAME_PREFIX}{user}{suffix}"
+    """'jupyter-alice', 'jupyter-alice-gpu' for a named server; a name too long or odd for a job
+    name stands as 8 hex digits of its sha256, stable and never the default server's name (a
+    submission without an answer is cleaned up by `scancel --name`, which must not hit another server)."""
+    if not server_name:
+        return f"{JOB_NAME_PREFIX}{user}"
+    if _SERVER_NAME.match(server_name):
+        return f"{JOB_NAME_PREFIX}{user}-{server_name}"
+    return f"{JOB_NAME_PREFIX}{user}-{hashlib.sha256(server_name.encode()).hexdigest()[:8]}"
 
 
 def signal_seconds(walltime_minutes: int, warn_minutes: int) -> int:

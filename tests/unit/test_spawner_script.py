@@ -75,9 +75,12 @@ def test_an_lmod_server_loads_its_modules_with_the_environments_lmod_init():
     ]
 
 
-def test_named_servers_with_odd_names_keep_a_safe_job_name():
-    assert job_name("alice", "a b;c") == "jupyter-alice"
-    assert job_name("alice", "gpu-1") == "jupyter-alice-gpu-1"
+def test_named_servers_with_odd_names_keep_a_safe_job_name_of_their_own():
+    assert job_name("alice") == "jupyter-alice"
+    assert job_name("alice", "gpu-1") == "jupyter-alice-gpu-1"  # a plain name as it is
+    odd, long = job_name("alice", "a b;c"), job_name("alice", "x" * 41)
+    assert odd == "jupyter-alice-ddb90c96" and long == "jupyter-alice-3164596d"  # stable across hub restarts
+    assert len({job_name("alice"), odd, long, job_name("alice", "a b;d")}) == 4  # never the default server's
 
 
 def test_the_warning_comes_at_most_halfway():
