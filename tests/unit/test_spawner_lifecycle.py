@@ -21,7 +21,7 @@ from traitlets.config import Config
 
 from aifactory.slurm import sacct as sacct_format
 from aifactory.slurm import squeue as squeue_format
-from aifactory.slurm.runner import NoAnswer
+from aifactory.slurm.runner import NoAnswer, Refused
 from aifactory.slurm.states import FINAL_STATES
 from aifactory.spawners import cluster_state, poller
 from aifactory.spawners import slurm as slurm_spawner
@@ -29,7 +29,7 @@ from aifactory.spawners.job_state import ServerJob, from_state, to_state
 from aifactory.spawners.jupyterhub_internals import UnsupportedJupyterHub, check_version
 from aifactory.spawners.metrics import SPAWN_FAILURES
 from aifactory.spawners.refused_forms import RefusedForms
-from aifactory.spawners.script import submit_argv
+from aifactory.spawners.script import job_name, submit_argv
 from aifactory.spawners.slurm import SiteSlurmSpawner
 from tests.unit.sites import SMALL_SITE
 
@@ -43,13 +43,15 @@ USER_ID = f"uid=2001({USER}) gid=2001({USER}) groups=2001({USER}),3001(students)
 class FakeSlurm:
     """A SlurmRunner stand-in: `states[job_id]` is the script of states the job goes through,
     one per squeue answer (the last one stays); a final state (COMPLETED, CANCELLED, ...) means the
-    job left the queue and sacct reports it. `down` makes Slurm's commands answer nothing."""
+    job left the queue and sacct reports it. `down` makes Slurm's commands answer nothing;
+    `errors[command]` is what that one command raises instead of answering."""
 
     def __init__(self, states: tuple[str, ...] = ("RUNNING",), node: str = "node1"):
         self.script, self.node = list(states), node
         self.states: dict[str, list[str]] = {}
         self.calls: list[tuple[list[str], str | None, dict | None]] = []
         self.down = False
+        self.errors: dict[str, Exception] = {}
         self._next_id = 1234
 
     def __deepcopy__(self, memo) -> FakeSlurm:
@@ -66,6 +68,8 @@ class FakeSlurm:
         command = next((word for word in argv if word in SLURM), argv[0])
         if self.down and command in SLURM:
             raise NoAnswer("Unable to contact slurm controller (connect failure)")
+        if command in self.errors:
+            raise self.errors[command]
         if command == "id":
             return USER_ID + "\n"
         if command == "sacctmgr":
@@ -245,6 +249,30 @@ async def test_stop_cancels_the_job_and_clears_the_state(hub, slurm):
     assert spawner.job.job_id == "" and spawner.job_id == ""
     hub.db.expire_all()
     assert "job_id" not in spawner.orm_spawner.state
+
+
+async def test_a_submission_without_an_answer_is_503_and_cancels_that_servers_job_by_name(hub, slurm):
+    slurm.errors["sbatch"] = NoAnswer("sbatch did not answer within 60 s")
+    spawner = spawner_of(hub, "gpu")
+    failures = SPAWN_FAILURES.labels(reason="submit")._value.get()
+    with pytest.raises(web.HTTPError) as error:
+        await started(spawner, {"profile": "small"})
+    assert error.value.status_code == 503 and "did not answer within 60 s" in error.value.log_message
+    # The controller may have queued it: every job of this server goes, no other server's.
+    assert slurm.commands("scancel") == [["scancel", f"--user={USER}", f"--name={job_name(USER, 'gpu')}"]]
+    assert SPAWN_FAILURES.labels(reason="submit")._value.get() == failures + 1
+    assert spawner.job.job_id == ""
+
+
+async def test_a_refused_submission_is_400_with_slurms_reason_and_nothing_to_cancel(hub, slurm):
+    reason = "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified"
+    slurm.errors["sbatch"] = Refused(submit_argv(USER), 1, reason)
+    spawner = spawner_of(hub)
+    with pytest.raises(web.HTTPError) as error:
+        await started(spawner, {"profile": "small"})
+    assert error.value.status_code == 400 and reason in error.value.log_message
+    assert slurm.commands("scancel") == []
+    assert spawner.job.job_id == ""
 
 
 async def test_a_restarted_hub_follows_the_running_job_without_a_new_submission(hub, slurm, monkeypatch):
