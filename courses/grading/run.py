@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import pwd
 import shutil
 import sys
 import tarfile
@@ -193,15 +194,21 @@ def _run_batch(site, course, profile, assignment, todo, paths, limits, tasks, py
         (run_dir / f"task-{k}" / "input.tar").write_bytes(_pack(files))
     script = run_dir / "grade.sh"
     script.write_text(job_script(spool=str(run_dir), python=python or shared_python()))
+    job_name = f"grade-{course.id}-{assignment}"[:64]
     argv = sbatch_argv(script=str(script), spool=str(run_dir), tasks=len(groups),
                        minutes=task_minutes(limits, max(len(g) for g in groups)), limits=limits,
                        account=course.project, partition=profile.partition,
-                       job_name=f"grade-{course.id}-{assignment}"[:64], reservation=course.reservation)
+                       job_name=job_name, reservation=course.reservation)
     try:
         job_id = parse_job_id(SLURM.run_sync(argv, timeout=60))
     except Refused as error:
         raise GradingError(f"sbatch refused the grading jobs: {error.stderr}") from None
     except SlurmError as error:
+        # Slurm may have queued the array without answering: the grading lock makes the name ours alone.
+        try:
+            SLURM.run_sync(["scancel", "--user", pwd.getpwuid(os.getuid()).pw_name, "--name", job_name], timeout=30)
+        except SlurmError:
+            pass
         raise GradingError(f"sbatch did not take the grading jobs: {error}") from None
     report.job_id = job_id
     progress = Progress(len(todo), f"grading {course.id}/{assignment}", stream)

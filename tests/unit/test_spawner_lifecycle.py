@@ -358,6 +358,7 @@ def test_a_refusal_reaches_only_the_page_that_answers_it():
     assert forms.take("ada", "cpu") is None
     assert forms.take("ada", "gpu").values == {"cpus": "99"}  # the server's own form, within keep_seconds
     forms.remember("ada", "gpu", {"cpus": "97"}, (("cpus", "too many"),))
+    assert forms.take("bob", "") is None  # another user's page, however fresh ada's refusal
     assert forms.take("ada", "").values == {"cpus": "97"}  # the answer to the POST, at once
     assert forms.take("ada", "gpu") is None  # shown once
     now[0] = 400.0
