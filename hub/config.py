@@ -131,7 +131,7 @@ TUNABLE_TRAITS: dict[str, set[str]] = {
     "SiteSlurmSpawner": {
         "poll_interval", "startup_poll_interval", "slurm_poll_interval", "slurm_poll_jitter", "slurm_timeout",
         "walltime_warning_minutes", "facts_cache_seconds", "slurm_missing_rounds", "scancel_attempts",
-        "partition_state_seconds", "allocation_use_seconds",
+        "partition_state_seconds", "allocation_use_seconds", "sbatch_timeout", "stop_wait_seconds",
     },
     "RemoteSlurmSpawner": {"ssh_connect_timeout"},
 }

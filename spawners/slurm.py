@@ -87,6 +87,15 @@ class SiteSlurmSpawner(SlurmSpawner):
         help="Polls in a row a server's job may be missing from both squeue and sacct (accounting lags behind "
         "the queue) before the hub counts the server as gone.",
     )
+    sbatch_timeout = Float(
+        60.0, min=1, config=True,
+        help="Seconds sbatch may take to take a server's job (a busy controller answers slowly); no answer in "
+        "time cancels whatever it may have queued, by the job's name.",
+    )
+    stop_wait_seconds = Float(
+        15.0, min=0, config=True,
+        help="Seconds a stop waits for Slurm to show the cancelled job gone before the server counts as stopped.",
+    )
     scancel_attempts = Integer(
         3, min=1, config=True,
         help="Tries of scancel, with backoff, when a server stops; after that the shared poller retries it.",
@@ -303,7 +312,7 @@ class SiteSlurmSpawner(SlurmSpawner):
         log.step(f"Submitting {options.summary()}", 10)
         self.log.info("Submitting the server of %s: %s", self.user.name, " ".join(job.argv))
         submission = asyncio.ensure_future(
-            submit(self.slurm_runner, job.argv, job.script, env, timeout=max(self.slurm_timeout, 60)))
+            submit(self.slurm_runner, job.argv, job.script, env, timeout=self.sbatch_timeout))
         try:
             job_id = await asyncio.shield(submission)
         except asyncio.CancelledError:
@@ -329,7 +338,7 @@ class SiteSlurmSpawner(SlurmSpawner):
     async def _cancel_submission(self, submission: asyncio.Future) -> None:
         """A spawn cancelled while sbatch ran: let sbatch finish, then cancel what it queued."""
         try:
-            job_id = await asyncio.wait_for(submission, max(self.slurm_timeout, 60))
+            job_id = await asyncio.wait_for(submission, self.sbatch_timeout)
         except Exception:
             await cancel_by_name(self.slurm_runner, self.user.name, self.name, self.log)
             return
@@ -399,7 +408,7 @@ class SiteSlurmSpawner(SlurmSpawner):
             self.log.info("Stopping %s: scancel %s", self.who, job_id)
             await self.cancel(job_id)
             if not now:
-                deadline = time.monotonic() + 15
+                deadline = time.monotonic() + self.stop_wait_seconds
                 while time.monotonic() < deadline:
                     view = await self.poller.fresh_view(job_id)
                     if view.kind == "gone":

@@ -149,8 +149,9 @@ def test_traits_outside_the_operators_knobs_are_named_and_values_are_checked():
         "hub.traits.Nope: not a class an operator may tune here (one of JupyterHub, RemoteSlurmSpawner, "
         "SiteSlurmSpawner, Spawner)",
         "hub.traits.SiteSlurmSpawner.cache: not a knob an operator may set here (one of allocation_use_seconds, "
-        "facts_cache_seconds, partition_state_seconds, poll_interval, scancel_attempts, slurm_missing_rounds, "
-        "slurm_poll_interval, slurm_poll_jitter, slurm_timeout, startup_poll_interval, walltime_warning_minutes)",
+        "facts_cache_seconds, partition_state_seconds, poll_interval, sbatch_timeout, scancel_attempts, "
+        "slurm_missing_rounds, slurm_poll_interval, slurm_poll_jitter, slurm_timeout, startup_poll_interval, "
+        "stop_wait_seconds, walltime_warning_minutes)",
         "hub.traits.SiteSlurmSpawner.slurm_missing_rounds: The value of the 'slurm_missing_rounds' trait should "
         "not be less than 1, but a value of 0 was specified",
         "hub.traits.SiteSlurmSpawner.slurm_poll_interval: The 'slurm_poll_interval' trait expected a float, "
