@@ -110,7 +110,11 @@ def run_cell(driver, code: str, timeout: float = 180) -> str:
     editor = wait(driver, timeout).until(EC.element_to_be_clickable(
         (By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell .cm-content")))
     editor.click()
+    # Keys typed in command mode are commands ('m' makes the cell Markdown, which then "runs" with no
+    # output): type only once the notebook is in edit mode, and run only the code as typed.
+    wait(driver, 60).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook.jp-mod-editMode")))
     editor.send_keys(code)
+    wait(driver, 30).until(lambda _: editor.text == code, f"the cell does not hold {code!r}: {editor.text!r}")
     ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
     output = wait(driver, timeout).until(EC.visibility_of_element_located(
         (By.CSS_SELECTOR, ".jp-NotebookPanel .jp-OutputArea-output")))
