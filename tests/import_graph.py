@@ -40,11 +40,17 @@ def package_root(tree: Path) -> Path:
     """A folder where `import aifactory` finds `tree`'s packages, mapped as its pyproject.toml says."""
     mapping = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
     root = Path(tempfile.mkdtemp(prefix="import-graph-"))
+    folders = {(tree / folder).resolve() for folder in mapping.values()}
     for package, folder in sorted(mapping.items()):
-        target = root.joinpath(*package.split("."))
+        source, target = (tree / folder).resolve(), root.joinpath(*package.split("."))
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            target.symlink_to((tree / folder).resolve(), target_is_directory=True)
+        if not any(source in other.parents for other in folders):
+            target.symlink_to(source, target_is_directory=True)
+            continue
+        target.mkdir()  # hub/: everything but hub/site and hub/slurm, which are packages of their own
+        for entry in source.iterdir():
+            if entry.resolve() not in folders:
+                (target / entry.name).symlink_to(entry.resolve())
     return root
 
 
@@ -60,11 +66,11 @@ def edges(graph) -> dict[tuple[str, str], list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tree", type=Path, help="a checkout other than the installed one")
+    parser.add_argument("--tree", type=Path, help="another checkout (default: this one)")
     args = parser.parse_args(argv)
-    if args.tree:
-        sys.path.insert(0, str(package_root(args.tree)))
-        sys.modules.pop("aifactory", None)
+    # A plain tree of the packages: grimp does not see through an editable install's import hook.
+    sys.path.insert(0, str(package_root(args.tree or Path(__file__).resolve().parents[1])))
+    sys.modules.pop("aifactory", None)
     found = edges(grimp.build_graph("aifactory", cache_dir=None))
     upwards = 0
     for (source, target), imports in sorted(found.items(), key=lambda item: (RANK[item[0][0]], item[0])):
