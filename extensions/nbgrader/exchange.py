@@ -20,38 +20,27 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from nbgrader.exchange import abc
-from traitlets import Bool, Unicode, default
+from traitlets import Bool
 
 from aifactory.courses.exchange import transfer
 from aifactory.courses.exchange.layout import CoursePaths
-from aifactory.site import load_site
+from aifactory.site import load_site_cached
 
 
 class Exchange(abc.Exchange):
     """What every transfer shares: where the exchange is, which courses are mine."""
 
-    exchange_root = Unicode(help="Root of the per-course exchange directories; default: the site file's "
-                            "course_storage.exchange_root.").tag(config=True)
-    courses_root = Unicode(help="Root of the courses' nbgrader directories; default: the site file's "
-                           "course_storage.courses_root.").tag(config=True)
     path_includes_course = Bool(
         True, help="Fetch into <assignment_dir>/<course>/<assignment>, as `aifactory exchange` does."
     ).tag(config=True)
 
-    @default("exchange_root")
-    def _site_exchange_root(self) -> str:
-        return load_site().course_storage.exchange_root
-
-    @default("courses_root")
-    def _site_courses_root(self) -> str:
-        return load_site().course_storage.courses_root
-
     def course_paths(self, course_id: str) -> CoursePaths:
-        return CoursePaths(course_id, courses_root=Path(self.courses_root), exchange_root=Path(self.exchange_root))
+        """Where the site keeps the course (its course_storage), as `aifactory exchange` finds it."""
+        return CoursePaths.of(load_site_cached(), course_id)
 
     def my_courses(self) -> list[str]:
         """Courses whose exchange this user may enter, sorted."""
-        root = Path(self.exchange_root)
+        root = Path(load_site_cached().course_storage.exchange_root)
         if not root.is_dir():
             return []
         return sorted(p.name for p in root.iterdir()
