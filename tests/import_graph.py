@@ -36,10 +36,11 @@ def group(module: str) -> str | None:
     return GROUPS.get(best)
 
 
-def package_root(tree: Path) -> Path:
-    """A folder where `import aifactory` finds `tree`'s packages, mapped as its pyproject.toml says."""
+def package_root(tree: Path, root: Path | None = None) -> Path:
+    """A folder (`root`, else a new temporary one) where `import aifactory` finds `tree`'s packages,
+    mapped as its pyproject.toml says."""
     mapping = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
-    root = Path(tempfile.mkdtemp(prefix="import-graph-"))
+    root = root or Path(tempfile.mkdtemp(prefix="import-graph-"))
     folders = {(tree / folder).resolve() for folder in mapping.values()}
     for package, folder in sorted(mapping.items()):
         source, target = (tree / folder).resolve(), root.joinpath(*package.split("."))

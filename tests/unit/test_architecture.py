@@ -19,10 +19,10 @@ def contracts() -> list[dict]:
     return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
 
 
-def test_every_import_keeps_to_the_layers():
+def test_every_import_keeps_to_the_layers(tmp_path):
     # The checkout's packages as a plain tree (hub/site as aifactory.site, ...), so that grimp sees
     # every module, also those the editable install maps.
-    env = {**os.environ, "PYTHONPATH": str(package_root(REPO))}
+    env = {**os.environ, "PYTHONPATH": str(package_root(REPO, tmp_path))}
     done = subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
