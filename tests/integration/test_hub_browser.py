@@ -80,6 +80,29 @@ def test_a_refused_option_is_shown_next_to_its_field_and_nothing_is_queued(hub, 
             cleanup(api, USER, name)
 
 
+def test_a_refused_form_never_reaches_another_students_page(hub, passwords, api):
+    """student2 opens a spawn page while student1's refused options are remembered: nothing of them shows."""
+    name, other = "br-leak", "student2"
+    with chromium() as driver:
+        try:
+            login(driver, hub, other, passwords[other])  # ready before the refusal: its page comes within seconds
+            wait(driver).until(EC.url_contains("/hub/"))
+            refused = api.spawn(USER, name, {"profile": "course", "memory": "77G"})
+            assert refused.status_code == 400 and "77G" in refused.text
+            for page in (f"{hub}/hub/spawn/{other}", f"{hub}/hub/spawn/{other}/{name}"):
+                driver.get(page)
+                wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".aif-card")))
+                assert "77G" not in driver.page_source and not driver.find_elements(By.ID, "error-memory")
+            # The control: student1's own form of that server (straight from the login) brings the value back.
+            driver.delete_all_cookies()
+            login(driver, hub, USER, passwords[USER], next_path=f"/hub/spawn/{USER}/{name}")
+            wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".aif-card")))
+            assert driver.find_element(By.ID, "input-memory").get_attribute("value") == "77G"
+        finally:
+            cleanup(api, USER, name)
+            cleanup(api, other, name)
+
+
 def progress_until_lab(driver, lab_path: str, timeout: float) -> list[str]:
     """The progress page's event log lines, read until the browser lands in JupyterLab."""
     events: list[str] = []
