@@ -13,9 +13,7 @@ from datetime import datetime
 from aifactory.site import INSTALLED_SITE, SiteError, load_site
 from aifactory.site.identity import hub_sudoers
 
-from . import usage
 from .course_cli import add_commands as add_course_commands
-from .localcluster import provision
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -31,6 +29,8 @@ def _site_install(args: argparse.Namespace) -> int:
 
 
 def _cluster(args: argparse.Namespace) -> int:
+    from .localcluster import provision
+
     if args.action == "up":
         provision.up(load_site(args.site))
         return 0
@@ -56,6 +56,8 @@ def _hub(args: argparse.Namespace) -> int:
 
 
 def _usage(args: argparse.Namespace) -> int:
+    from . import usage
+
     now = datetime.now().replace(microsecond=0)
     try:
         since = usage.parse_since(args.since, now)

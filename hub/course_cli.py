@@ -1,8 +1,8 @@
 """`aifactory course|exchange|grade|feedback`: the course commands, wired into hub/cli.py.
 
 The CLI is the hub's assembly: it may use every layer, so it lives in hub/, not in courses/.
-What needs JupyterHub (the hub's service and formgrader) or Slurm grading is imported when its
-command runs, so that a student's `aifactory exchange` starts fast."""
+What a command needs beyond the exchange (the hub's service, nbgrader, Slurm grading) is imported
+when it runs, so that a student's `aifactory exchange` starts fast."""
 
 from __future__ import annotations
 
@@ -13,15 +13,7 @@ from pathlib import Path
 
 from aifactory.courses.exchange import transfer
 from aifactory.courses.exchange.layout import CoursePaths, course_of
-from aifactory.courses.grading import nbgrader_steps
-from aifactory.courses.grading.jobs import Limits
-from aifactory.courses.grading.report import write_report
-from aifactory.courses.material import release_source, shipped_assignments, shipped_source
 from aifactory.site import INSTALLED_SITE, load_site
-from aifactory.site.identity import students_group, trainers_group
-
-from .course_setup import setup_course
-from .course_sync import sync
 
 
 def _site(args):
@@ -29,6 +21,8 @@ def _site(args):
 
 
 def _setup(args) -> int:
+    from .course_setup import setup_course
+
     changes = setup_course(_site(args), args.course)
     for change in changes:
         print(f"  {change}")
@@ -40,13 +34,15 @@ def _add(args) -> int:
     """Site file -> active site, the course's Unix side, then the hub: restarted only when it lacks the
     course's formgrader, otherwise its course groups are updated through its API."""
     from . import service
+    from .course_sync import sync
     from .formgrader import hub_step, running_services, wait_until_served
+    from .roles import groups_of_course
     from .site_install import site_install
 
     if args.site and site_install(args.site) != 0:
         return 1
     site = load_site(INSTALLED_SITE)
-    course_of(site, args.course)
+    course = course_of(site, args.course)
     if _setup(args) != 0:
         return 1
     token = service.operator_token_file().read_text().strip() if service.operator_token_file().exists() else ""
@@ -62,9 +58,7 @@ def _add(args) -> int:
         service.up(site, site_file=str(INSTALLED_SITE))
     else:
         # Enrolment changes reach the running hub's groups through its API, without a restart.
-        course = course_of(site, args.course)
-        for method, path, body in sync(service.url(site), token, {
-                students_group(course.id): sorted(course.students), trainers_group(course.id): sorted(course.trainers)}):
+        for method, path, body in sync(service.url(site), token, groups_of_course(course)):
             print(f"  hub: {method} {path} {' '.join(next(iter(body.values())))}")
     seconds = wait_until_served(service.url(site), args.course)
     print(f"course {args.course}: formgrader at {service.url(site)}/services/formgrader-{args.course}/formgrader"
@@ -74,6 +68,9 @@ def _add(args) -> int:
 
 def _release(args) -> int:
     os.umask(0o007)  # co-trainers share the course directory through its group
+    from aifactory.courses.grading import nbgrader_steps
+    from aifactory.courses.material import release_source, shipped_assignments, shipped_source
+
     site = _site(args)
     course = course_of(site, args.course)
     paths = CoursePaths.of(site, course.id)
@@ -94,6 +91,8 @@ def _release(args) -> int:
 
 
 def _report(args) -> int:
+    from aifactory.courses.grading.report import write_report
+
     site = _site(args)
     course = course_of(site, args.course)
     course_dir = Path(CoursePaths.of(site, course.id).course_dir)
@@ -122,6 +121,7 @@ def _exchange(args) -> int:
 
 def _grade(args) -> int:
     os.umask(0o007)
+    from aifactory.courses.grading.jobs import Limits
     from aifactory.courses.grading.run import grade
 
     limits = Limits(cell_timeout_s=args.cell_timeout, memory_mib=args.mem)
@@ -135,6 +135,8 @@ def _grade(args) -> int:
 
 def _feedback(args) -> int:
     os.umask(0o007)
+    from aifactory.courses.grading import nbgrader_steps
+
     site = _site(args)
     course = course_of(site, args.course)
     paths = CoursePaths.of(site, course.id)

@@ -20,11 +20,10 @@ from aifactory.courses.exchange.layout import (
     sudoers_file,
     wanted_members,
 )
-from aifactory.site.files import atomic_write
 from aifactory.site.install import shared_python
 from aifactory.site.schema import Site
 
-from .localcluster.system import ProvisionError, run
+from .localcluster.system import ProvisionError, run, write_if_changed
 
 
 def existing_groups(names) -> dict[str, set[str]]:
@@ -73,7 +72,6 @@ def setup_course(site: Site, course_id: str, paths: CoursePaths | None = None,
         changes.append(f"made {gradebook} writable by the course's trainers")
     name, text = sudoers_file(course, python or shared_python())
     target = Path(SUDOERS_DIR) / name
-    if not target.exists() or target.read_text() != text:
-        atomic_write(target, text, 0o440, check=lambda tmp: run(["visudo", "-c", "-q", "-f", str(tmp)]))
+    if write_if_changed(target, text, 0o440, check=lambda tmp: run(["visudo", "-c", "-q", "-f", str(tmp)])):
         changes.append(f"wrote {target}")
     return changes

@@ -42,13 +42,14 @@ ADMIN_SCOPES = [
 ]
 
 
+def groups_of_course(course: Course) -> dict[str, list[str]]:
+    """A course's two hub groups with their members from the course's lists."""
+    return {students_group(course.id): sorted(course.students), trainers_group(course.id): sorted(course.trainers)}
+
+
 def course_groups(site: Site) -> dict[str, list[str]]:
-    """The two groups of every course, with their members from the course's lists."""
-    groups: dict[str, list[str]] = {}
-    for course in site.courses:
-        groups[students_group(course.id)] = sorted(course.students)
-        groups[trainers_group(course.id)] = sorted(course.trainers)
-    return groups
+    """The two groups of every course."""
+    return {name: members for course in site.courses for name, members in groups_of_course(course).items()}
 
 
 def site_groups(site: Site) -> dict[str, list[str]]:

@@ -25,11 +25,9 @@ from datetime import datetime
 from aifactory.slurm.runner import SlurmError, SlurmRunner
 from aifactory.slurm.sacct import parse_sacct, sacct_argv
 from aifactory.slurm.squeue import QueueEntry, parse_squeue, pending_positions, queue_seconds, squeue_argv
-from aifactory.slurm.states import FINAL_STATES, PENDING_STATES, RUNNING_STATES, state_name
+from aifactory.slurm.states import FINAL_STATES, LIVE_STATES, PENDING_STATES, RUNNING_STATES, state_name
 
 log = logging.getLogger("aifactory.spawners.poller")
-
-# How many rounds a job may be missing from both squeue and sacct before it counts as gone.
 
 
 @dataclass(frozen=True)
@@ -207,7 +205,7 @@ class SlurmPoller:
     async def _retry_cancels(self, jobs: dict[str, QueueEntry]) -> None:
         for job_id in sorted(self._to_cancel):
             entry = jobs.get(job_id)
-            if entry is not None and (entry.state in PENDING_STATES or entry.state in RUNNING_STATES):
+            if entry is not None and entry.state in LIVE_STATES:
                 try:
                     self.scheduler_calls += 1
                     await self.runner.run(["scancel", job_id], timeout=self.timeout)

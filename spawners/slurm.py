@@ -225,7 +225,8 @@ class SiteSlurmSpawner(SlurmSpawner):
         """Write the validated profile back into user_options (the servers-per-profile gauge reads it)."""
         if (self.user_options or {}).get("profile") != profile:
             self.user_options = {**(self.user_options or {}), "profile": profile}
-            internals(self).save()
+            if self.orm_spawner is not None:  # written with the job's state once sbatch answers
+                self.orm_spawner.user_options = self.user_options
 
     # -- state (batchspawner's job_id and job_status live in `job`) ----------
     def load_state(self, state):
@@ -306,7 +307,7 @@ class SiteSlurmSpawner(SlurmSpawner):
         job = build_job(
             options, site.environment(options.environment), user=self.user.name,
             env_names=list(env), launcher=self.launcher, server_args=self.get_args(),
-            gpu_vendor=partition.gpus.vendor if partition.gpus else None, server_name=self.name,
+            gpu_vendor=partition.gpu_vendor, server_name=self.name,
             warn_minutes=self.walltime_warning_minutes,
         )
         log.step(f"Submitting {options.summary()}", 10)

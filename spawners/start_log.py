@@ -30,10 +30,6 @@ class StartLog:
         if not self.events or self.events[-1] != (message, percent):
             self.events.append((message, percent))
 
-    @property
-    def latest(self) -> tuple[str, int] | None:
-        return self.events[-1] if self.events else None
-
     async def follow(self, tick: float = 0.5) -> AsyncIterator[dict]:
         """JupyterHub's progress events: every step so far, then each new one until DONE_PERCENT."""
         if self.previous_stop:

@@ -53,5 +53,5 @@ async def until_port(poller: SlurmPoller, job_id: str, port_reported: asyncio.Ev
     """Return once the server reported its port; raise JobEnded if the job ends first."""
     while not port_reported.is_set():
         await _woken(port_reported, max(2.0, interval))
-        if not port_reported.is_set() and (await poller.fresh_view(job_id)).kind == "gone":
-            raise JobEnded(poller.view(job_id).state)
+        if not port_reported.is_set() and (view := await poller.fresh_view(job_id)).kind == "gone":
+            raise JobEnded(view.state)

@@ -5,7 +5,8 @@
 
 Prints one line per pair of layers with the number of importing lines, then each import that
 goes upwards (against the layers of README "Architecture"). The contracts that fail the tests
-are in `.importlinter` (tests/unit/test_architecture.py); this is the picture behind them.
+are `[tool.importlinter]` in pyproject.toml (tests/unit/test_architecture.py); this is the picture
+behind them.
 """
 
 from __future__ import annotations
@@ -19,15 +20,20 @@ from pathlib import Path
 
 import grimp
 
-# Top first; a module belongs to the longest prefix that names it. aifactory.hub.site and
-# aifactory.hub.usage are where the base lived before it was packaged on its own.
-LAYERS = ["hub", "extensions", "spawners", "courses", "slurm", "site"]
-GROUPS = {
-    "aifactory.hub": "hub", "aifactory.extensions": "extensions", "aifactory.spawners": "spawners",
-    "aifactory.courses": "courses", "aifactory.slurm": "slurm", "aifactory.site": "site",
-    "aifactory.hub.site": "site",
-}
-RANK = {"hub": 0, "extensions": 1, "spawners": 2, "courses": 2, "slurm": 3, "site": 4}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def layer_ranks() -> dict[str, int]:
+    """{package: rank, top 0} from the layers contract in this checkout's pyproject.toml."""
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (layers,) = [c["layers"] for c in contracts if c["type"] == "layers"]
+    return {package.strip(): rank for rank, layer in enumerate(layers) for package in layer.split("|")}
+
+
+# A module belongs to the longest prefix that names it; aifactory.hub.site is where the base
+# lived before it was packaged on its own.
+GROUPS = {package: package.rsplit(".", 1)[1] for package in layer_ranks()} | {"aifactory.hub.site": "site"}
+RANK = {GROUPS[package]: rank for package, rank in layer_ranks().items()}
 
 
 def group(module: str) -> str | None:
@@ -36,11 +42,9 @@ def group(module: str) -> str | None:
     return GROUPS.get(best)
 
 
-def package_root(tree: Path, root: Path | None = None) -> Path:
-    """A folder (`root`, else a new temporary one) where `import aifactory` finds `tree`'s packages,
-    mapped as its pyproject.toml says."""
+def package_root(tree: Path, root: Path) -> Path:
+    """Fill `root` so that `import aifactory` there finds `tree`'s packages, mapped as its pyproject.toml says."""
     mapping = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
-    root = root or Path(tempfile.mkdtemp(prefix="import-graph-"))
     folders = {(tree / folder).resolve() for folder in mapping.values()}
     for package, folder in sorted(mapping.items()):
         source, target = (tree / folder).resolve(), root.joinpath(*package.split("."))
@@ -70,12 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tree", type=Path, help="another checkout (default: this one)")
     args = parser.parse_args(argv)
     # A plain tree of the packages: grimp does not see through an editable install's import hook.
-    sys.path.insert(0, str(package_root(args.tree or Path(__file__).resolve().parents[1])))
-    sys.modules.pop("aifactory", None)
-    found = edges(grimp.build_graph("aifactory", cache_dir=None))
+    with tempfile.TemporaryDirectory(prefix="import-graph-") as root:
+        sys.path.insert(0, str(package_root(args.tree or REPO, Path(root))))
+        sys.modules.pop("aifactory", None)
+        found = edges(grimp.build_graph("aifactory", cache_dir=None))
     upwards = 0
     for (source, target), imports in sorted(found.items(), key=lambda item: (RANK[item[0][0]], item[0])):
-        wrong = RANK[target] < RANK[source] or (RANK[target] == RANK[source])
+        wrong = RANK[target] <= RANK[source]
         upwards += len(imports) if wrong else 0
         print(f"{source:>10} -> {target:<10} {len(imports):3d} {'UPWARDS' if wrong else ''}")
         if wrong:

@@ -10,7 +10,6 @@ import io
 import json
 import logging
 import os
-import pwd
 import shutil
 import sys
 import tarfile
@@ -21,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from aifactory.courses.exchange.layout import CoursePaths, course_of
-from aifactory.courses.exchange.transfer import collect
+from aifactory.courses.exchange.transfer import collect, me
 from aifactory.site.files import atomic_write
 from aifactory.site.install import shared_python
 from aifactory.site.schema import Site
@@ -29,7 +28,7 @@ from aifactory.slurm.runner import Refused, SlurmError, SlurmRunner
 from aifactory.slurm.sacct import parse_sacct, sacct_argv
 from aifactory.slurm.sbatch import parse_job_id
 from aifactory.slurm.squeue import parse_squeue, squeue_argv
-from aifactory.slurm.states import PENDING_STATES, RUNNING_STATES
+from aifactory.slurm.states import LIVE_STATES
 
 from . import nbgrader_steps
 from .jobs import Limits, chunks, job_script, plan_tasks, sbatch_argv, task_minutes
@@ -206,7 +205,7 @@ def _run_batch(site, course, profile, assignment, todo, paths, limits, tasks, py
     except SlurmError as error:
         # Slurm may have queued the array without answering: the grading lock makes the name ours alone.
         try:
-            SLURM.run_sync(["scancel", "--user", pwd.getpwuid(os.getuid()).pw_name, "--name", job_name], timeout=30)
+            SLURM.run_sync(["scancel", "--user", me(), "--name", job_name], timeout=30)
         except SlurmError:
             pass
         raise GradingError(f"sbatch did not take the grading jobs: {error}") from None
@@ -258,7 +257,7 @@ def _array_states(job_id: str) -> dict[int, str] | None:
     except SlurmError:
         return None
     return {task.array_index: task.state for task in tasks.values()
-            if task.array_index is not None and (task.state in PENDING_STATES or task.state in RUNNING_STATES)}
+            if task.array_index is not None and task.state in LIVE_STATES}
 
 
 def _why(job_id: str, k: int, log: Path) -> str:

@@ -65,12 +65,12 @@ def jobqueue_config(
     """
     partition = site.partition(profile.partition)
     worker = launch(site.environment(profile.environment), "python3", gpus=options.gpus,
-                    gpu_vendor=partition.gpus.vendor if partition.gpus else None)
+                    gpu_vendor=partition.gpu_vendor)
     lifetime, stagger = worker_lifetime(options.walltime)
     extra_directives: list[str] = []
     worker_args = ["--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s"]
     if options.gpus:
-        gpu_type = partition.gpus.type if partition.gpus else "gpu"
+        gpu_type = partition.gpu_type or "gpu"
         extra_directives.append(f"--gres=gpu:{gpu_type}:{options.gpus}")
         worker_args += ["--resources", f"GPU={options.gpus}"]
     return {

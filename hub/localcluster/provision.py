@@ -23,7 +23,7 @@ from aifactory.site.schema import Site
 from aifactory.slurm.runner import Refused, SlurmError, SlurmRunner
 from aifactory.slurm.sinfo import SINFO_ARGV, NodeState, parse_sinfo_nodes
 from aifactory.slurm.squeue import parse_squeue, squeue_argv
-from aifactory.slurm.states import PENDING_STATES, RUNNING_STATES
+from aifactory.slurm.states import LIVE_STATES
 
 from . import accounts, slurmconf
 from .slurmconf import Layout
@@ -341,7 +341,7 @@ def _live_jobs() -> list[str]:
         jobs = parse_squeue(SLURM.run_sync(squeue_argv(), timeout=15))
     except SlurmError:
         return []
-    return [job_id for job_id, job in jobs.items() if job.state in PENDING_STATES or job.state in RUNNING_STATES]
+    return [job_id for job_id, job in jobs.items() if job.state in LIVE_STATES]
 
 
 def down(layout: Layout = Layout(), say: Say = _say) -> None:

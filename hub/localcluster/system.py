@@ -70,14 +70,16 @@ def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.
         time.sleep(interval)
 
 
-def write_if_changed(path: str | Path, text: str, mode: int = 0o644) -> bool:
-    """Write text atomically when it differs; returns whether the file changed."""
+def write_if_changed(path: str | Path, text: str, mode: int = 0o644,
+                     check: Callable[[Path], object] | None = None) -> bool:
+    """Write text atomically when it differs (`check` sees the new file first, as `atomic_write`'s);
+    returns whether the file changed."""
     path = Path(path)
     if path.exists() and path.read_text() == text:
         os.chmod(path, mode)
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, text, mode)
+    atomic_write(path, text, mode, check)
     return True
 
 

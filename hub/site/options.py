@@ -193,10 +193,9 @@ def _resources(profile: Profile, gpu_type: str | None) -> dict[str, Field]:
     }
 
 
-def _spec(site: Site, profile: Profile, fields: Sequence[Field], checks: Sequence[Check] = ()) -> ProfileSpec:
-    partition = site.partition(profile.partition)
-    return ProfileSpec(profile.name, profile.title, profile.description, partition.name,
-                       partition.gpus.type if partition.gpus else None, tuple(fields), tuple(checks))
+def _spec(profile: Profile, partition: Partition, fields: Sequence[Field], checks: Sequence[Check] = ()) -> ProfileSpec:
+    return ProfileSpec(profile.name, profile.title, profile.description, partition.name, partition.gpu_type,
+                       tuple(fields), tuple(checks))
 
 
 def server_spec(site: Site, profile: Profile, accounts: Sequence[str], reservations: Sequence[str] = ()) -> ProfileSpec:
@@ -206,10 +205,10 @@ def server_spec(site: Site, profile: Profile, accounts: Sequence[str], reservati
     Profile ranges are within the partition's (the site's checks hold that).
     """
     partition = site.partition(profile.partition)
-    gpu_type = partition.gpus.type if partition.gpus else None
+    gpu_type = partition.gpu_type
     resources = _resources(profile, gpu_type)
     own = profile.environment
-    return _spec(site, profile, [
+    return _spec(profile, partition, [
         choice("partition", "Partition", [partition.name]),
         choice("account", "Project (Slurm account)", accounts, "Core-hours are charged to this project."),
         resources["cpus"],
@@ -258,10 +257,10 @@ def dask_spec(site: Site, profile: Profile) -> ProfileSpec:
     The project is checked against the user's Slurm projects by `access.project_to_charge`.
     """
     partition = site.partition(profile.partition)
-    resources = _resources(profile, partition.gpus.type if partition.gpus else None)
+    resources = _resources(profile, partition.gpu_type)
     most = max_workers(partition, profile.cpus.min)
     count = "workers"
-    return _spec(site, profile, [
+    return _spec(profile, partition, [
         Field("workers", "Workers", "count", 0, most, 0, unit=count, hint="workers to start now (fixed size)"),
         replace(resources["cpus"], name="cores", label="Cores per worker", hint=f"{profile.cpus.min} to {profile.cpus.max}"),
         replace(resources["memory"], label="Memory per worker"),

@@ -81,6 +81,14 @@ class Partition(Model):
     def gpus_per_node(self) -> int:
         return self.gpus.count if self.gpus else 0
 
+    @property
+    def gpu_type(self) -> str | None:
+        return self.gpus.type if self.gpus else None
+
+    @property
+    def gpu_vendor(self) -> str | None:
+        return self.gpus.vendor if self.gpus else None
+
 
 class Project(Model):
     """A Slurm account that jobs are charged to."""

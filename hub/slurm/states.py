@@ -11,6 +11,8 @@ PENDING_STATES = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD"
                             "SUSPENDED"})
 # States of a job that holds its nodes.
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"})
+# Still in the queue: waiting or running.
+LIVE_STATES = PENDING_STATES | RUNNING_STATES
 # States of a job that has ended, in words that follow "stopped: ".
 FINAL_STATES = {
     "COMPLETED": "it ended normally",
