@@ -134,13 +134,21 @@ def test_cli_validate_good_file_exits_zero():
     assert "valid site 'aifactory'" in result.stdout
 
 
-def test_cli_validate_bad_file_names_each_problem(tmp_path):
+def _validate_changed(tmp_path, change) -> subprocess.CompletedProcess:
+    """`aifactory config validate` of BASE with `change(data)` applied."""
     data = copy.deepcopy(BASE)
-    data["profiles"][1]["gpus"]["max"] = 8
-    data["profiles"][0]["partition"] = "huge"
+    change(data)
     bad = tmp_path / "site.yaml"
     bad.write_text(yaml.safe_dump(data))
-    result = _cli("config", "validate", str(bad))
+    return _cli("config", "validate", str(bad))
+
+
+def test_cli_validate_bad_file_names_each_problem(tmp_path):
+    def change(data):
+        data["profiles"][1]["gpus"]["max"] = 8
+        data["profiles"][0]["partition"] = "huge"
+
+    result = _validate_changed(tmp_path, change)
     assert result.returncode == 1
     assert "profiles[1].gpus.max: 8 exceeds partition gpu (2 GPUs per node)" in result.stderr
     assert "profiles[0].partition: unknown partition 'huge'" in result.stderr
@@ -148,12 +156,8 @@ def test_cli_validate_bad_file_names_each_problem(tmp_path):
 
 
 def test_cli_validate_names_a_trait_that_is_not_an_operators_knob(tmp_path):
-    data = copy.deepcopy(BASE)
-    data["hub"] = {"traits": {"SiteSlurmSpawner": {"slurm_poll_intervall": 60},
-                              "JupyterHub": {"cookie_secret": "00ff"}}}
-    bad = tmp_path / "site.yaml"
-    bad.write_text(yaml.safe_dump(data))
-    result = _cli("config", "validate", str(bad))
+    traits = {"SiteSlurmSpawner": {"slurm_poll_intervall": 60}, "JupyterHub": {"cookie_secret": "00ff"}}
+    result = _validate_changed(tmp_path, lambda data: data.update(hub={"traits": traits}))
     assert result.returncode == 1
     assert "hub.traits.SiteSlurmSpawner.slurm_poll_intervall: not a knob an operator may set here" in result.stderr
     assert "hub.traits.JupyterHub.cookie_secret: not a knob an operator may set here" in result.stderr
