@@ -37,7 +37,13 @@ def _cluster(args: argparse.Namespace) -> int:
     if args.action == "down":
         provision.down()
         return 0
-    return provision.main_status()
+    if args.action == "node":
+        if args.node_action not in ("down", "up") or not args.node:
+            print("usage: aifactory cluster node down|up NAME", file=sys.stderr)
+            return 2
+        provision.node_action(load_site(args.site), args.node_action, args.node)
+        return 0
+    return provision.main_status(load_site(args.site))
 
 
 def _hub(args: argparse.Namespace) -> int:
@@ -89,7 +95,8 @@ def parser() -> argparse.ArgumentParser:
     install.set_defaults(func=_site_install)
 
     for name, func, what, actions in (
-            ("cluster", _cluster, "the local one-node Slurm cluster", ["up", "down", "status"]),
+            ("cluster", _cluster, "the local multi-node Slurm cluster; `node down|up NAME` cuts a compute node "
+                                  "off (a power cut) or brings it back", ["up", "down", "status", "node"]),
             ("hub", _hub, "the JupyterHub of this machine; `sudoers` prints the sudo rule of a hub account "
                           "that is not root", ["up", "down", "status", "sudoers"])):
         cmd = sub.add_parser(name, help=what)
@@ -97,6 +104,9 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("--site", help="site file (default: $AIFACTORY_SITE, then the installed one)")
         if name == "hub":
             cmd.add_argument("--account", default="jupyterhub", help="for sudoers: the hub's Unix account")
+        if name == "cluster":
+            cmd.add_argument("node_action", nargs="?", metavar="down|up", help="for node: what happens to it")
+            cmd.add_argument("node", nargs="?", metavar="NAME", help="for node: the compute node, e.g. standard-1")
         cmd.set_defaults(func=func)
 
     usage = sub.add_parser("usage", help="core-hours and GPU-hours per project and user, from Slurm accounting")

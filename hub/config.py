@@ -180,7 +180,8 @@ def hub_config(
             "template_paths": [TEMPLATES],
             "ip": site.hub.ip,
             "port": site.hub.port,
-            "hub_ip": "127.0.0.1",
+            # Where the compute nodes reach the hub's API (the login node's address on their network).
+            "hub_ip": site.hub_api_ip(),
             "hub_port": site.hub.hub_port,
             "db_url": f"sqlite:///{paths.state}/jupyterhub.sqlite",
             "cookie_secret_file": f"{paths.state}/jupyterhub_cookie_secret",

@@ -81,6 +81,8 @@ def sbatch_options(options: ValidatedOptions, warn_minutes: int) -> list[str]:
         f"--mem={format_memory(options.memory_mib)}",
         f"--time={format_walltime(options.walltime_minutes)}",
         f"--signal=B:USR1@{signal_seconds(options.walltime_minutes, warn_minutes)}",
+        # A server whose node failed ends (NODE_FAIL, told to the user), never restarts elsewhere behind the hub's back.
+        "--no-requeue",
     ]
     if options.gpus:
         lines.append(f"--gres=gpu:{options.gpu_type}:{options.gpus}" if options.gpu_type else f"--gres=gpu:{options.gpus}")

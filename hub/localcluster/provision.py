@@ -1,9 +1,11 @@
-"""`aifactory cluster up|down|status`: the site as a real one-node Slurm cluster.
+"""`aifactory cluster up|down|status|node`: the site as a real multi-node Slurm cluster.
 
-munge, MariaDB + slurmdbd (accounting enforced), slurmctld and slurmd from the
-distribution's packages, started without systemd; Unix accounts and Slurm
-associations from the site. Every step checks before it acts, so `up` twice
-is safe and `down` stops exactly the daemons `up` started.
+This machine is the login node: munge, MariaDB + slurmdbd (accounting enforced)
+and slurmctld from the distribution's packages, started without systemd, and
+later the hub and the proxy. Each partition's nodes are compute nodes in Linux
+namespaces, each with its own address and slurmd (`nodes.py`). Unix accounts and
+Slurm associations come from the site. Every step checks before it acts, so
+`up` twice is safe and `down` removes exactly what `up` made.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from aifactory.slurm.sinfo import SINFO_ARGV, NodeState, parse_sinfo_nodes
 from aifactory.slurm.squeue import parse_squeue, squeue_argv
 from aifactory.slurm.states import LIVE_STATES
 
-from . import accounts, slurmconf
-from .slurmconf import Layout
+from . import accounts, nodes, slurmconf
+from .slurmconf import ComputeNode, Layout, compute_nodes
 from .system import (
     ProvisionError,
     pid_from,
@@ -72,13 +74,12 @@ class Daemon:
 
 
 def daemons(layout: Layout) -> list[Daemon]:
-    """The daemons in start order (stopped in reverse)."""
+    """The login node's daemons in start order (stopped in reverse); each compute node has its slurmd."""
     return [
         Daemon("munged", MUNGE_PID),
         Daemon("mariadb", Path("/run/mysqld/mysqld.pid")),
         Daemon("slurmdbd", Path(layout.pidfile("slurmdbd"))),
         Daemon("slurmctld", Path(layout.pidfile("slurmctld"))),
-        Daemon("slurmd", Path(layout.pidfile("slurmd"))),
     ]
 
 
@@ -185,13 +186,13 @@ def _restart(daemon: str, layout: Layout, say: Say) -> None:
         stop_pid(pid)
 
 
-def _write_slurm_config(site: Site, node: slurmconf.LocalNode, db_password: str, layout: Layout) -> set[str]:
+def _write_slurm_config(site: Site, login_name: str, db_password: str, layout: Layout) -> set[str]:
     """Write Slurm's configuration; returns the daemons that must restart to read what changed."""
     etc = Path(layout.slurm_etc)
-    changed = write_if_changed(etc / "slurm.conf", slurmconf.slurm_conf(site, node, layout))
-    changed |= write_if_changed(etc / "gres.conf", slurmconf.gres_conf(site, node, layout))
+    changed = write_if_changed(etc / "slurm.conf", slurmconf.slurm_conf(site, login_name, layout))
+    changed |= write_if_changed(etc / "gres.conf", slurmconf.gres_conf(site, layout))
     changed |= write_if_changed(etc / "cgroup.conf", slurmconf.cgroup_conf())
-    for path, major, minor in slurmconf.gpu_devices(site, layout):
+    for path, major, minor in (d for devices in slurmconf.gpu_devices(site, layout).values() for d in devices):
         device = Path(path)
         if not device.is_char_device() or device.stat().st_rdev != os.makedev(major, minor):
             device.parent.mkdir(parents=True, exist_ok=True)
@@ -199,8 +200,7 @@ def _write_slurm_config(site: Site, node: slurmconf.LocalNode, db_password: str,
             os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
             os.chmod(device, 0o666)
     dbd_changed = write_if_changed(etc / "slurmdbd.conf", slurmconf.slurmdbd_conf(db_password, layout), mode=0o600)
-    for sub in ("ctld", "d"):
-        Path(layout.slurm_state, sub).mkdir(parents=True, exist_ok=True)
+    Path(layout.slurm_state, "ctld").mkdir(parents=True, exist_ok=True)
     return ({"slurmctld", "slurmd"} if changed else set()) | ({"slurmdbd"} if dbd_changed else set())
 
 
@@ -226,28 +226,29 @@ def _ensure_accounting(site: Site, say: Say) -> None:
             raise ProvisionError(f"`{' '.join(argv)}` failed: {error}") from None
 
 
-def _node_states(node: str) -> list[NodeState]:
-    """The node in each of its partitions, as sinfo sees it (none while slurmctld does not know it)."""
+def _node_states(names: list[str]) -> list[NodeState]:
+    """The nodes in each of their partitions, as sinfo sees them (none while slurmctld does not know them)."""
     try:
-        return parse_sinfo_nodes(SLURM.run_sync([*SINFO_ARGV, f"--nodes={node}"], timeout=15))
+        return parse_sinfo_nodes(SLURM.run_sync([*SINFO_ARGV, f"--nodes={','.join(names)}"], timeout=15))
     except SlurmError:
         return []
 
 
-def _ensure_node_up(node: str, say: Say) -> None:
+def _ensure_nodes_up(names: list[str], say: Say, timeout: float = 60) -> None:
+    """Wait until every node takes jobs, resuming any that Slurm still holds down or drained."""
     def usable() -> bool:
-        states = _node_states(node)
-        if any(s.state.startswith(("down", "drain", "drng", "fail")) for s in states):
+        states = _node_states(names)
+        stuck = sorted({s.node for s in states if s.state.startswith(("down", "drain", "drng", "fail"))})
+        if stuck:
             try:
-                SLURM.run_sync(["scontrol", "update", f"NodeName={node}", "State=RESUME"], timeout=15)
+                SLURM.run_sync(["scontrol", "update", f"NodeName={','.join(stuck)}", "State=RESUME"], timeout=15)
             except SlurmError:
                 pass  # asked again on the next round
-            return False
-        return any(s.usable for s in states)
+        return {s.node for s in states if s.usable} >= set(names)
 
-    if not wait_for(usable, 60, interval=1):
-        states = ", ".join(sorted({s.state for s in _node_states(node)})) or "not listed"
-        raise ProvisionError(f"node {node} is not usable ({states}): see slurmd.log")
+    if not wait_for(usable, timeout, interval=1):
+        states = ", ".join(sorted({f"{s.node} {s.state}" for s in _node_states(names)})) or "not listed"
+        raise ProvisionError(f"nodes are not all usable ({states}): see {Layout().logs}/slurmd-<node>.log")
 
 
 # --- users -----------------------------------------------------------------
@@ -288,10 +289,19 @@ def _ensure_environment(say: Say) -> None:
 # --- the commands ----------------------------------------------------------
 
 
+def _machine_memory_mib() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+
+
 def up(site: Site, layout: Layout = Layout(), say: Say = _say) -> None:
     """Bring the local cluster up, or bring a running one in line with the site."""
     if os.geteuid() != 0:
-        raise ProvisionError("`aifactory cluster up` needs root: it starts daemons and creates accounts")
+        raise ProvisionError("`aifactory cluster up` needs root: it starts daemons, makes namespaces and accounts")
+    if site.local is None:
+        raise ProvisionError("the site has no 'local' section: it does not describe a local cluster")
+    if site.local.memory > _machine_memory_mib():
+        raise ProvisionError(f"local.memory ({site.local.memory} MiB) is more than this machine has "
+                             f"({_machine_memory_mib()} MiB): lower it in the site file")
     for directory, mode in ((layout.state, 0o755), (secrets_dir(layout), 0o700), (layout.logs, 0o755),
                             (layout.run, 0o755)):
         Path(directory).mkdir(parents=True, exist_ok=True)
@@ -299,26 +309,62 @@ def up(site: Site, layout: Layout = Layout(), say: Say = _say) -> None:
     for log in Path(layout.logs).iterdir():  # root's daemons' logs: root's only (spawn_daemon makes them so)
         if log.is_file() and not log.is_symlink():
             log.chmod(0o600)
-    node = slurmconf.local_node(site, hostname())
-    _ensure_resolvable(node.hostname, say)
+    login = hostname()
+    _ensure_resolvable(login, say)
     _ensure_users(site, layout, say)
     _ensure_environment(say)
     _ensure_munge(say)
     db_password = _ensure_mariadb(layout, say)
-    restart = _write_slurm_config(site, node, db_password, layout)
+    restart = _write_slurm_config(site, login, db_password, layout)
     if "slurmdbd" in restart:
         _restart("slurmdbd", layout, say)
     _start("slurmdbd", ["/usr/sbin/slurmdbd"], layout,
            _slurm_ready(["sacctmgr", "-n", "show", "cluster"]), say)
     _register_cluster(site, say)
-    for daemon in ("slurmctld", "slurmd"):
-        if daemon in restart:
-            _restart(daemon, layout, say)
+    cluster_nodes = compute_nodes(site)
+    _remove_stale_nodes(cluster_nodes, layout, say)
+    nodes.ensure_bridge(site, layout, say)
+    for node in cluster_nodes:
+        nodes.ensure_node_network(site, node, layout, say)
+    nodes.write_hosts(slurmconf.hosts_lines(site))
+    if "slurmctld" in restart:
+        _restart("slurmctld", layout, say)
+        for node in cluster_nodes:
+            nodes.stop_slurmd(node, layout)
     _start("slurmctld", ["/usr/sbin/slurmctld"], layout, _slurm_ready(["scontrol", "ping"]), say)
-    _start("slurmd", ["/usr/sbin/slurmd"], layout, lambda: bool(_node_states(node.hostname)), say)
-    _ensure_node_up(node.hostname, say)
+    for node in cluster_nodes:
+        nodes.start_slurmd(node, layout, say)
+    _ensure_nodes_up([n.name for n in cluster_nodes], say)
     _ensure_accounting(site, say)  # after slurmctld: it registers the gres/gpu TRES
-    say(f"cluster {site.cluster.name} is up: {len(site.partitions)} partitions on node {node.hostname}")
+    say(f"cluster {site.cluster.name} is up: login node {login} ({site.local.login_address}), "
+        + ", ".join(f"{p.name}: {', '.join(n.name for n in cluster_nodes if n.partition == p.name)}"
+                    for p in site.partitions))
+
+
+def _remove_stale_nodes(wanted: list[ComputeNode], layout: Layout, say: Say) -> None:
+    """Nodes of an earlier layout (and a slurmd on the login node itself, as the one-node cluster ran
+    it) go before the new layout's start."""
+    pid = pid_from(layout.pidfile("slurmd"))
+    if pid is not None:
+        say("stopping the login node's own slurmd (compute nodes now run in namespaces)")
+        stop_pid(pid)
+    names = {n.netns(layout) for n in wanted}
+    for netns in nodes.namespaces(layout):
+        if netns not in names:
+            say(f"removing node {netns.removeprefix(layout.netns_prefix)}: the site no longer has it")
+            nodes.remove_namespace(netns)
+
+
+def node_action(site: Site, action: str, name: str, layout: Layout = Layout(), say: Say = _say) -> None:
+    """`aifactory cluster node down|up NAME`: a node fails (power cut), or comes back and takes jobs."""
+    node = nodes.find(site, name)
+    if action == "down":
+        nodes.power_off(node, layout, say)
+        say(f"node {name} is off; Slurm marks it down within {slurmconf.SLURMD_TIMEOUT} s and its jobs end NODE_FAIL")
+        return
+    nodes.power_on(site, node, layout, say)
+    _ensure_nodes_up([name], say, timeout=90)
+    say(f"node {name} is up and takes jobs")
 
 
 def _cancel_all_jobs(layout: Layout, say: Say) -> None:
@@ -345,8 +391,9 @@ def _live_jobs() -> list[str]:
 
 
 def down(layout: Layout = Layout(), say: Say = _say) -> None:
-    """Cancel the jobs, then stop every daemon `up` started, newest first."""
+    """Cancel the jobs, remove the compute nodes, then stop every daemon `up` started, newest first."""
     _cancel_all_jobs(layout, say)
+    nodes.remove_all(layout, say)
     for daemon in reversed(daemons(layout)):
         if daemon.name == "mariadb":
             mark = Path(layout.run, MARIADB_MARK)
@@ -362,7 +409,7 @@ def down(layout: Layout = Layout(), say: Say = _say) -> None:
 
 
 def status(layout: Layout = Layout()) -> dict[str, bool]:
-    """Which daemons of the local cluster run."""
+    """Which daemons of the login node run."""
     result = {}
     for daemon in daemons(layout):
         if daemon.name == "mariadb":
@@ -372,14 +419,24 @@ def status(layout: Layout = Layout()) -> dict[str, bool]:
     return result
 
 
-def main_status(layout: Layout = Layout()) -> int:
+def node_rows(site: Site, states: list[NodeState], layout: Layout = Layout()) -> list[tuple[str, ...]]:
+    """One row per compute node: name, partition, address, Slurm's state, whether its slurmd runs. Pure but
+    for the pid files."""
+    by_node = {s.node: s for s in states}
+    return [
+        (n.name, n.partition, n.address, by_node[n.name].state if n.name in by_node else "unknown",
+         "running" if pid_from(nodes.slurmd_pidfile(n, layout)) else "stopped")
+        for n in compute_nodes(site)
+    ]
+
+
+def main_status(site: Site, layout: Layout = Layout()) -> int:
     states = status(layout)
     for name, running in states.items():
         print(f"{name:10s} {'running' if running else 'stopped'}")
-    if states.get("slurmctld"):
-        try:
-            print(SLURM.run_sync(["sinfo", "-o", "%P %a %l %D %t %c %m %G"]), end="")
-        except SlurmError as error:
-            print(f"sinfo: {error}")
-    return 0 if all(states.values()) else 3
-
+    rows = node_rows(site, _node_states([n.name for n in compute_nodes(site)]) if states.get("slurmctld") else [],
+                     layout)
+    print(f"\n{'NODE':16s} {'PARTITION':14s} {'ADDRESS':15s} {'STATE':10s} SLURMD")
+    for row in rows:
+        print(f"{row[0]:16s} {row[1]:14s} {row[2]:15s} {row[3]:10s} {row[4]}")
+    return 0 if all(states.values()) and all(r[4] == "running" for r in rows) else 3

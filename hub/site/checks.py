@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from .schema import Site
+from .schema import FIRST_NODE_HOST, Site
 from .units import format_memory, format_walltime
 
 
@@ -104,36 +104,30 @@ def _people(site: Site) -> Iterator[Problem]:
             yield Problem(f"auth.admin_groups[{j}]", _unknown("group", group, groups))
 
 
-def _local_node(site: Site) -> Iterator[Problem]:
-    """The local cluster is one node hosting every partition: each must fit on it."""
+def _local_nodes(site: Site) -> Iterator[Problem]:
+    """The local cluster's compute nodes, all partitions' together, must fit this one machine."""
     if site.local is None:
         return
-    for i, part in enumerate(site.partitions):
-        if part.cpus_per_node > site.local.cpus:
-            yield Problem(
-                f"partitions[{i}].cpus_per_node",
-                f"{part.cpus_per_node} exceeds the local node (local.cpus = {site.local.cpus})",
-            )
-        if part.memory_per_node > site.local.memory:
-            yield Problem(
-                f"partitions[{i}].memory_per_node",
-                f"{format_memory(part.memory_per_node)} exceeds the local node "
-                f"(local.memory = {format_memory(site.local.memory)})",
-            )
-    gpu_types: dict[str, tuple[int, str]] = {}
-    for i, part in enumerate(site.partitions):
-        if part.gpus is None:
-            continue
-        seen = gpu_types.setdefault(part.gpus.type, (part.gpus.count, part.name))
-        if seen[0] != part.gpus.count:
-            yield Problem(
-                f"partitions[{i}].gpus.count",
-                f"{part.gpus.count} {part.gpus.type} GPUs differs from partition {seen[1]} ({seen[0]}); "
-                "the one local node has a single count per GPU type",
-            )
+    local = site.local
+    cpus = sum(p.nodes * p.cpus_per_node for p in site.partitions)
+    memory = sum(p.nodes * p.memory_per_node for p in site.partitions)
+    nodes = sum(p.nodes for p in site.partitions)
+    if cpus > local.cpus:
+        yield Problem("local.cpus", f"the partitions' nodes declare {cpus} CPUs together, more than local.cpus = "
+                      f"{local.cpus}: raise it, or give the partitions fewer nodes or CPUs")
+    if memory > local.memory:
+        yield Problem("local.memory", f"the partitions' nodes declare {format_memory(memory)} together, more than "
+                      f"local.memory = {format_memory(local.memory)}: give the partitions fewer nodes or less memory")
+    room = local.network.num_addresses - FIRST_NODE_HOST - 1
+    if nodes > room:
+        yield Problem("local.network", f"{local.network} has room for {max(room, 0)} nodes (from .{FIRST_NODE_HOST} "
+                      f"on), the partitions have {nodes}: use a larger network")
+    if site.hub.api_ip is not None and str(site.hub.api_ip) != local.login_address:
+        yield Problem("hub.api_ip", f"{site.hub.api_ip} is not the login node's address on local.network "
+                      f"({local.login_address}), where the nodes reach the hub: leave it out or set it so")
 
 
-CHECKS = (_duplicates, _profiles, _people, _local_node)
+CHECKS = (_duplicates, _profiles, _people, _local_nodes)
 
 
 def check_site(site: Site) -> list[Problem]:

@@ -9,6 +9,7 @@ the file to another live in `checks.py`, so each problem can name its own path.
 from __future__ import annotations
 
 import re
+from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal, Union
 from urllib.parse import urlsplit
 
@@ -263,7 +264,12 @@ def check_subdomain_host(url: str) -> str:
 
 
 class HubSettings(Model):
-    ip: str = Field("127.0.0.1", pattern=r"^[0-9.]+$|^[0-9a-fA-F:]+$")
+    ip: str = Field("127.0.0.1", pattern=r"^[0-9.]+$|^[0-9a-fA-F:]+$",
+                    description="Address of the public proxy (the URL users open).")
+    api_ip: IPv4Address | None = Field(
+        None, description="Address of the hub's API on the network the compute nodes reach it through: "
+        "the hub listens there, and servers and Dask report to it there (JupyterHub's hub_ip). Default: "
+        "a local cluster's login-node address (local.network), else `ip`.")
     port: int = Field(8000, ge=1, le=65535)
     hub_port: int = Field(8081, ge=1, le=65535)
     min_uid: int = Field(1000, ge=1, description="Accounts below this uid (system accounts) never get a server.")
@@ -307,11 +313,29 @@ class CourseStorage(Model):
         "and a trainer collects, e.g. 100M or 2G; anything larger is refused with this size named.")
 
 
-class LocalCluster(Model):
-    """The one-node cluster `aifactory cluster up` builds on this machine."""
+# Compute nodes take local.network's addresses from .11 on, as a centre numbers its nodes.
+FIRST_NODE_HOST = 11
 
-    cpus: int = Field(16, ge=1, le=1024, description="Slurm CPUs of the node; may exceed real cores.")
-    memory: MemoryMiB = Field(parse_memory_mib("12G"), description="Slurm RealMemory of the node.")
+
+class LocalCluster(Model):
+    """What this one machine gives the multi-node cluster `aifactory cluster up` builds on it.
+
+    Each partition's `nodes` become compute nodes here: Linux network, UTS and mount
+    namespaces, each with its own address on a private bridge and its own slurmd. The
+    nodes' CPUs and memory together must fit these totals."""
+
+    cpus: int = Field(32, ge=1, le=1024, description="Slurm CPUs all nodes together may declare; may exceed "
+                      "real cores (jobs of a class mostly wait for people).")
+    memory: MemoryMiB = Field(parse_memory_mib("16G"), description="Memory all nodes together may declare "
+                              "(Slurm RealMemory); at most what the machine has to spare for jobs.")
+    network: IPv4Network = Field(IPv4Network("10.77.0.0/24"), description="Private network of the nodes: "
+                                 "the login node (hub, proxy, slurmctld) takes its first address, the "
+                                 "compute nodes the next ones from .11 on. Only these and loopback are used.")
+
+    @property
+    def login_address(self) -> str:
+        """The login node's address on the nodes' network: slurmctld and the hub's API answer there."""
+        return str(next(self.network.hosts()))
 
 
 class Site(Model):
@@ -344,6 +368,14 @@ class Site(Model):
 
     def projects_of(self, user: str) -> list[Project]:
         return [p for p in self.projects if user in p.members]
+
+    def hub_api_ip(self) -> str:
+        """Where the hub's API listens and every job reaches it; never assumed to be loopback."""
+        if self.hub.api_ip is not None:
+            return str(self.hub.api_ip)
+        if self.local is not None:
+            return self.local.login_address
+        return self.hub.ip
 
     def groups_of(self, user: str) -> list[str]:
         return next((list(u.groups) for u in self.users if u.name == user), [])

@@ -185,12 +185,13 @@ def test_a_student_starts_a_course_server_and_runs_a_cell_in_a_slurm_job(hub, pa
 
 
 def fill_the_node() -> list[str]:
-    """Jobs of student3 that take every MiB of the one node, so the next server waits for resources."""
+    """Jobs of student3 that take every MiB of the interactive nodes, so the next course server waits
+    for resources."""
     jobs = [subprocess.run(
         ["sudo", "-u", "student3", "sbatch", "--parsable", "-J", "br-blocker", "-p", partition,
          "-A", "project_465000002", f"--mem={memory}", "-c", "1", "-t", "5", "--chdir=/tmp",
          "--output=/dev/null", "--wrap", "sleep 240"], capture_output=True, text=True, check=True).stdout.strip()
-        for partition, memory in (("standard", "8G"), ("interactive", "4G"))]
+        for partition, memory in (("interactive", "3G"), ("interactive", "3G"))]
     deadline = time.monotonic() + 180
     while parse_sinfo(subprocess.run(SINFO_ARGV, capture_output=True, text=True).stdout)["interactive"].free_memory_mib:
         if time.monotonic() > deadline:

@@ -182,19 +182,19 @@ def test_gpu_profile_reserves_the_gres(api):
 
 
 def test_pending_spawn_shows_reason_and_position_and_cancel_leaves_no_job(api):
-    # Fill the node's memory so an 8G server cannot start: Slurm says "Resources".
-    blocker = subprocess.run(
+    # Fill both standard nodes' memory so a 5G server cannot start: Slurm says "Resources".
+    blockers = [subprocess.run(
         ["sudo", "-u", "student3", "sbatch", "--parsable", "-J", "sp-blocker", "-p", "standard",
-         "-A", "project_465000002", "--mem=6G", "-c", "1", "-t", "5", "--chdir=/tmp", "--output=/dev/null",
+         "-A", "project_465000002", "--mem=5G", "-c", "1", "-t", "5", "--chdir=/tmp", "--output=/dev/null",
          "--wrap", "sleep 120"],
-        capture_output=True, text=True, check=True).stdout.strip()
+        capture_output=True, text=True, check=True).stdout.strip() for _node in range(2)]
     try:
         deadline = time.monotonic() + 60
-        while subprocess.run(["squeue", "-h", "-j", blocker, "-o", "%T"], capture_output=True,
-                             text=True).stdout.strip() != "RUNNING":
-            assert time.monotonic() < deadline, "the blocking job did not start"
+        while subprocess.run(["squeue", "-h", "-j", ",".join(blockers), "-o", "%T"], capture_output=True,
+                             text=True).stdout.split() != ["RUNNING", "RUNNING"]:
+            assert time.monotonic() < deadline, "the blocking jobs did not start"
             time.sleep(1)
-        assert api.spawn("student3", "sp-wait", {"profile": "cpu", "memory": "8G"}).status_code in (201, 202)
+        assert api.spawn("student3", "sp-wait", {"profile": "cpu", "memory": "5G"}).status_code in (201, 202)
         # Slurm's first word on a new job is "None" until its scheduler has looked at it.
         messages = progress_messages(api, "student3", "sp-wait", until="Pending: waiting for resources", timeout=90)
         assert "waiting in partition standard" in messages[-1]
@@ -205,7 +205,7 @@ def test_pending_spawn_shows_reason_and_position_and_cancel_leaves_no_job(api):
         assert api.wait_stopped("student3", "sp-wait", 30) is not None
     finally:
         cleanup(api, "student3", "sp-wait")
-        subprocess.run(["scancel", blocker])
+        subprocess.run(["scancel", *blockers])
 
 
 @pytest.mark.slow

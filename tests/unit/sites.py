@@ -40,5 +40,5 @@ users:
   - {name: alice, groups: [students]}
   - {name: bob, groups: [researchers]}
 auth: {kind: pam, admin_groups: [researchers]}
-local: {cpus: 8, memory: 10G}
+local: {cpus: 12, memory: 24G}
 """
