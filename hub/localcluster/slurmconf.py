@@ -137,7 +137,8 @@ def slurm_conf(site: Site, login_name: str, layout: Layout = Layout()) -> str:
             ("SlurmctldPort", 6817),
             ("SlurmdPort", 6818),
             ("AccountingStorageType", "accounting_storage/slurmdbd"),
-            ("AccountingStorageHost", "localhost"),
+            # Users run sacct on the compute nodes too: slurmdbd answers on the login node's address.
+            ("AccountingStorageHost", _local(site).login_address),
             ("AccountingStorageEnforce", "associations,limits,qos"),
             ("AccountingStorageTRES", "gres/gpu"),
             ("JobAcctGatherType", "jobacct_gather/cgroup"),

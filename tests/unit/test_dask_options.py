@@ -35,7 +35,7 @@ def test_out_of_range_values_are_refused_all_at_once():
         choose_options(CPU, {"cores": 9, "memory": "16G", "walltime": "2-00:00:00"})
     assert str(refused.value) == (
         "Cores per worker: 9 is out of range; allowed 1 to 8. "
-        "Memory per worker: 16G is out of range; allowed 1G to 8G. "
+        "Memory per worker: 16G is out of range; allowed 1G to 5G. "
         "Walltime per worker: 2-00:00:00 is out of range; allowed 00:01:00 to 1-00:00:00."
     )
 
@@ -47,9 +47,9 @@ def test_gpus_only_within_the_profile():
 
 
 def test_workers_limited_to_what_fits_on_the_partition():
-    with pytest.raises(OptionsError, match=r"Workers: 5 is out of range; allowed 0 to 4 \(that is how many 2-core "
+    with pytest.raises(OptionsError, match=r"Workers: 9 is out of range; allowed 0 to 8 \(that is how many 2-core "
                                            r"workers fit on partition standard at once\)"):
-        choose_options(CPU, {"cores": 2, "workers": 5})
+        choose_options(CPU, {"cores": 2, "workers": 9})
 
 
 def test_unknown_and_malformed_options_are_named():
@@ -58,6 +58,6 @@ def test_unknown_and_malformed_options_are_named():
     assert refused.value.problems == (
         Problem("nodes", "unknown option; allowed options: workers, cores, memory, gpus, walltime, adaptive_min, "
                          "adaptive_max, project"),
-        Problem("workers", "-1 is out of range; allowed 0 to 8"),
-        Problem("memory", "must be like '2G' or '1536M'; allowed 1G to 8G"),
+        Problem("workers", "-1 is out of range; allowed 0 to 16"),
+        Problem("memory", "must be like '2G' or '1536M'; allowed 1G to 5G"),
     )

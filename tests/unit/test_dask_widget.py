@@ -51,9 +51,9 @@ def test_form_follows_the_profiles_spec():
         "gpus": (1, 4, 1),
         "adaptive_min": (0, 8, None),
         "adaptive_max": (1, 8, None),
-        "memory": "4G",
+        "memory": "2G",
         "walltime": "02:00:00",
-        "hints": "Memory per worker: 2G to 8G, e.g. 2G or 1536M; "
+        "hints": "Memory per worker: 2G to 4G, e.g. 2G or 1536M; "
                  "Walltime per worker: hours:minutes:seconds, up to 12:00:00",
     }
     ui = launcher("student1")
@@ -96,7 +96,7 @@ def test_errors_are_sentences_not_tracebacks():
     ui = launcher()
     ui.memory.value = "lots"
     ui.start()
-    assert "Memory per worker: must be like &#x27;2G&#x27; or &#x27;1536M&#x27;; allowed 1G to 8G." in ui.message.value
+    assert "Memory per worker: must be like &#x27;2G&#x27; or &#x27;1536M&#x27;; allowed 1G to 5G." in ui.message.value
     assert "Traceback" not in ui.message.value
     assert ui.cluster is None
     assert error_sentence(AccessRefused("You may not.")) == "You may not."

@@ -31,7 +31,7 @@ def test_hub_config_for_a_pam_site():
             "template_paths": [TEMPLATES],
             "ip": "127.0.0.1",
             "port": 8000,
-            "hub_ip": "127.0.0.1",
+            "hub_ip": "10.77.0.1",  # the login node's address on local.network, where the nodes reach it
             "hub_port": 8081,
             "db_url": "sqlite:////s/jupyterhub.sqlite",
             "cookie_secret_file": "/s/jupyterhub_cookie_secret",

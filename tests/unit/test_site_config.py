@@ -97,7 +97,15 @@ BROKEN = [
     (_set("projects.0.name", "Proj A; rm -rf /"),
      "projects[0].name: 'Proj A; rm -rf /' is not valid: expected a name of lower-case letters, digits, '-' and '_', "
      "starting with a letter (at most 32)"),
-    (_set("local.cpus", 2), "partitions[0].cpus_per_node: 4 exceeds the local node (local.cpus = 2)"),
+    (_set("local.cpus", 2), "local.cpus: the partitions' nodes declare 12 CPUs together, more than local.cpus = 2: "
+                            "raise it, or give the partitions fewer nodes or CPUs"),
+    (_set("local.memory", "8G"), "local.memory: the partitions' nodes declare 24G together, more than local.memory = "
+                                 "8G: give the partitions fewer nodes or less memory"),
+    (_set("local.network", "10.9.0.0/29"), "local.network: 10.9.0.0/29 has room for 0 nodes (from .11 on), the "
+                                           "partitions have 3: use a larger network"),
+    (_set("local.network", "10.9.0.1/24"), "local.network: Input is not a valid IPv4 network"),
+    (lambda d: d.update(hub={"api_ip": "127.0.0.1"}), "hub.api_ip: 127.0.0.1 is not the login node's address on local.network "
+                                      "(10.77.0.1), where the nodes reach the hub: leave it out or set it so"),
     (lambda d: d.pop("auth"), "auth: required field is missing"),
 ]
 

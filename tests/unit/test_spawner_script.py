@@ -38,6 +38,7 @@ def test_cpu_server_in_a_python_environment():
 #SBATCH --mem=1536M
 #SBATCH --time=01:30:00
 #SBATCH --signal=B:USR1@300
+#SBATCH --no-requeue
 set -eo pipefail
 cd ~
 mkdir -p .aifactory
