@@ -37,19 +37,25 @@ def _hours(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
 def partition_words(offer: ProfileSpec, state: PartitionState | None) -> tuple[str, bool | None]:
-    """('12 of 16 CPUs idle, ...', fits now?) for a card; (why unknown, None) without state."""
+    """('2 of 2 nodes idle · 14 of 16 CPUs free · ... · 1 node down', fits now?) for a card, counted
+    per node by sinfo; fits when one node has the profile's defaults free. (Why unknown, None) without state."""
     if state is None:
         return "live state unknown: Slurm did not answer", None
+    unavailable = [f"{_count(n, 'node')} {word}"
+                   for n, word in ((state.down_nodes, "down"), (state.drained_nodes, "drained")) if n]
     if state.nodes == 0:
-        return "no node of this partition is up", False
-    parts = [f"{state.idle_cpus} of {state.cpus} CPUs idle", f"{format_memory(state.free_memory_mib)} memory free"]
+        return " · ".join(["no node of this partition is up", *unavailable]), False
+    parts = [f"{state.idle_nodes} of {_count(state.nodes, 'node')} idle",
+             f"{state.idle_cpus} of {state.cpus} CPUs free", f"{format_memory(state.free_memory_mib)} memory free"]
     if offer.gpu_type:
         parts.append(f"{state.free_gpus} of {state.gpus} {offer.gpu_type.upper()} GPUs free")
-    parts.append(f"{state.idle_nodes} of {state.nodes} node{'s' if state.nodes != 1 else ''} idle")
-    fits = (state.idle_cpus >= offer["cpus"].default and state.free_memory_mib >= offer["memory"].default
-            and (not offer.gpu_type or state.free_gpus >= offer["gpus"].default))
-    return ", ".join(parts), fits
+    fits = state.fits(offer["cpus"].default, offer["memory"].default, offer["gpus"].default if offer.gpu_type else 0)
+    return " · ".join([*parts, *unavailable]), fits
 
 
 def allocation_words(account: str, use: AllocationUse | None) -> str:

@@ -1,13 +1,16 @@
 """`sinfo`: what each node of each partition has free now, one argv and one parser.
 
-The spawn page reads the free CPUs, memory and GPUs per partition; the local cluster's
-checks read whether its node is usable. Both come from the same per-node lines.
+The spawn page reads, per partition, how many nodes are idle, down or drained and the
+free CPUs, memory and GPUs; the local cluster's checks read whether its nodes are usable.
+Both come from the same per-node lines: a server or a worker runs on one node, so whether
+a request starts now depends on what one node has free, not on the partition's sum.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from .runner import Failed
 
@@ -17,6 +20,8 @@ SINFO_ARGV = ["sinfo", "--noheader", "--Node", "--Format",
 _GPU = re.compile(r"^gpu(?::[^:(,]+)?:(\d+)")
 # StateCompact words of a node that takes no job now.
 _UNUSABLE = ("down", "drain", "drng", "fail", "maint", "inval", "futr", "unk", "npc", "boot", "powered", "pow")
+# A drained (or draining) node was taken out of service by an operator; anything else unusable is down.
+_DRAINED = ("drain", "drng")
 
 
 @dataclass(frozen=True)
@@ -34,26 +39,46 @@ class NodeState:
 
     @property
     def usable(self) -> bool:
-        """Whether the node takes jobs (not down, drained, failing or booting)."""
-        return not any(word in self.state.lower() for word in _UNUSABLE)
+        """Whether the node takes jobs: not down, drained, failing or booting, and answering
+        (a trailing '*' is a slurmd that stopped answering: no new work goes there)."""
+        return "*" not in self.state and not any(word in self.state.lower() for word in _UNUSABLE)
 
     @property
     def idle(self) -> bool:
         return self.state.rstrip("*~#!%$@^-").lower() == "idle"
 
+    @property
+    def condition(self) -> Literal["idle", "in use", "drained", "down"]:
+        """What a user is told about the node."""
+        if not self.usable:
+            return "drained" if any(word in self.state.lower() for word in _DRAINED) else "down"
+        return "idle" if self.idle else "in use"
+
+    @property
+    def free_gpus(self) -> int:
+        return max(self.gpus - self.gpus_used, 0)
+
 
 @dataclass(frozen=True)
 class PartitionState:
-    """What is free in a partition now (usable nodes only)."""
+    """A partition now: its nodes counted by condition, and what is free on the usable ones
+    (totals, and per node as (idle CPUs, free memory MiB, free GPUs))."""
 
     name: str
-    nodes: int = 0
+    nodes: int = 0  # usable: idle or in use
     idle_nodes: int = 0
     idle_cpus: int = 0
     cpus: int = 0
     free_memory_mib: int = 0
     free_gpus: int = 0
     gpus: int = 0
+    down_nodes: int = 0
+    drained_nodes: int = 0
+    free_by_node: tuple[tuple[int, int, int], ...] = ()
+
+    def fits(self, cpus: int, memory_mib: int, gpus: int = 0) -> bool:
+        """Whether one node has this much free now (a job of one node starts without waiting)."""
+        return any(c >= cpus and m >= memory_mib and g >= gpus for c, m, g in self.free_by_node)
 
 
 def _gpus(gres: str) -> int:
@@ -80,18 +105,22 @@ def parse_sinfo_nodes(text: str) -> list[NodeState]:
 
 
 def parse_sinfo(text: str) -> dict[str, PartitionState]:
-    """`SINFO_ARGV` output -> {partition: PartitionState}; nodes down, drained or failing count as absent."""
-    totals: dict[str, dict[str, int]] = {}
+    """`SINFO_ARGV` output -> {partition: PartitionState}; nodes down or drained are counted as
+    such and add nothing free."""
+    by_partition: dict[str, list[NodeState]] = {}
     for node in parse_sinfo_nodes(text):
-        total = totals.setdefault(node.partition, dict.fromkeys(
-            ("nodes", "idle_nodes", "idle_cpus", "cpus", "free_memory_mib", "free_gpus", "gpus"), 0))
-        if not node.usable:
-            continue
-        total["nodes"] += 1
-        total["idle_nodes"] += node.idle
-        total["idle_cpus"] += node.idle_cpus
-        total["cpus"] += node.cpus
-        total["free_memory_mib"] += node.free_memory_mib
-        total["gpus"] += node.gpus
-        total["free_gpus"] += max(node.gpus - node.gpus_used, 0)
-    return {name: PartitionState(name=name, **values) for name, values in totals.items()}
+        by_partition.setdefault(node.partition, []).append(node)
+    return {name: _partition(name, nodes) for name, nodes in by_partition.items()}
+
+
+def _partition(name: str, nodes: list[NodeState]) -> PartitionState:
+    usable = [n for n in nodes if n.usable]
+    conditions = [n.condition for n in nodes]
+    return PartitionState(
+        name, nodes=len(usable), idle_nodes=conditions.count("idle"),
+        idle_cpus=sum(n.idle_cpus for n in usable), cpus=sum(n.cpus for n in usable),
+        free_memory_mib=sum(n.free_memory_mib for n in usable),
+        free_gpus=sum(n.free_gpus for n in usable), gpus=sum(n.gpus for n in usable),
+        down_nodes=conditions.count("down"), drained_nodes=conditions.count("drained"),
+        free_by_node=tuple((n.idle_cpus, n.free_memory_mib, n.free_gpus) for n in usable),
+    )

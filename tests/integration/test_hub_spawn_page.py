@@ -1,4 +1,4 @@
-"""The spawn page is built from the cluster: free CPUs as Slurm sees them, and the project's use."""
+"""The spawn page is built from the cluster: nodes, free CPUs and GPUs as Slurm sees them, and the project's use."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from aifactory.slurm.sinfo import SINFO_ARGV, parse_sinfo
+from aifactory.slurm.sinfo import SINFO_ARGV, PartitionState, parse_sinfo, parse_sinfo_nodes
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
@@ -25,10 +25,34 @@ def logged_in(hub: str, user: str, password: str) -> requests.Session:
     return session
 
 
+def spawn_page(session: requests.Session, hub: str) -> str:
+    """The spawn page as the browser reads it: UTF-8 by its <meta charset> (the header names no charset)."""
+    return session.get(f"{hub}/hub/spawn", timeout=60).content.decode()
+
+
 def idle_cpus_shown(page: str, partition: str) -> int:
-    match = re.search(rf"<code>{partition}</code>: (\d+) of \d+ CPUs idle", page)
+    match = re.search(rf"<code>{partition}</code>: \d+ of \d+ nodes? idle · (\d+) of \d+ CPUs free", page)
     assert match, f"no live state for {partition} on the spawn page"
     return int(match.group(1))
+
+
+# A card's live line: '2 of 2 nodes idle · 14 of 16 CPUs free · 8960M memory free[ · 4 of 4 MI250X GPUs free]
+# [ · 1 node down][ · 1 node drained]', or 'no node of this partition is up · 2 nodes down'.
+CARD = re.compile(r"<code>(?P<partition>[\w-]+)</code>: (?:(?P<idle>\d+) of (?P<up>\d+) nodes? idle · (?P<free>\d+) of "
+                  r"(?P<cpus>\d+) CPUs free · [\dMGT.]+ memory free(?: · (?P<free_gpus>\d+) of (?P<gpus>\d+) \w+ GPUs free)?"
+                  r"|no node of this partition is up)(?: · (?P<down>\d+) nodes? down)?(?: · (?P<drained>\d+) nodes? drained)?")
+
+
+def counts_shown(page: str) -> dict[str, tuple[int, ...]]:
+    """{partition: (idle nodes, usable nodes, free CPUs, CPUs, free GPUs, GPUs, down, drained)} as the page says."""
+    return {m["partition"]: tuple(int(m[k] or 0) for k in ("idle", "up", "free", "cpus", "free_gpus", "gpus",
+                                                           "down", "drained"))
+            for m in CARD.finditer(page)}
+
+
+def counts(state: PartitionState) -> tuple[int, ...]:
+    return (state.idle_nodes, state.nodes, state.idle_cpus, state.cpus, state.free_gpus, state.gpus,
+            state.down_nodes, state.drained_nodes)
 
 
 def test_the_spawn_page_shows_free_cpus_as_slurm_sees_them_and_the_projects_use(hub, passwords, demo_site):
@@ -46,7 +70,7 @@ def test_the_spawn_page_shows_free_cpus_as_slurm_sees_them_and_the_projects_use(
             time.sleep(1)
         for attempt in range(5):  # other jobs may start or end between the two looks
             time.sleep(6)  # past the page's few seconds of cache
-            page = session.get(f"{hub}/hub/spawn", timeout=60).text
+            page = spawn_page(session, hub)
             slurm = parse_sinfo(subprocess.run(SINFO_ARGV, capture_output=True, text=True).stdout)["interactive"]
             if idle_cpus_shown(page, "interactive") == slurm.idle_cpus:
                 break
@@ -58,3 +82,27 @@ def test_the_spawn_page_shows_free_cpus_as_slurm_sees_them_and_the_projects_use(
                          page)
     finally:
         subprocess.run(["scancel", blocker])
+
+
+def test_each_card_counts_the_partitions_nodes_cpus_and_gpus_as_sinfo_lists_them(hub, passwords, demo_site):
+    """admin1 sees all three profiles, one per partition: each card counts that partition's nodes of the real
+    cluster (standard-1/2, small-g-1, interactive-1/2), idle, down or drained, and their free CPUs and GPUs."""
+    session = logged_in(hub, "admin1", passwords["admin1"])
+    text = subprocess.run(SINFO_ARGV, capture_output=True, text=True, check=True).stdout
+    assert {(n.partition, n.node) for n in parse_sinfo_nodes(text)} == {
+        ("standard", "standard-1"), ("standard", "standard-2"), ("small-g", "small-g-1"),
+        ("interactive", "interactive-1"), ("interactive", "interactive-2")}
+    for attempt in range(5):  # other people's jobs start and end between the page's look and ours
+        page = spawn_page(session, hub)
+        shown = counts_shown(page)
+        slurm = {name: counts(state) for name, state in
+                 parse_sinfo(subprocess.run(SINFO_ARGV, capture_output=True, text=True, check=True).stdout).items()}
+        if shown == slurm:
+            break
+        time.sleep(6)  # past the page's few seconds of cache
+    else:
+        pytest.fail(f"the spawn page counts {shown}, Slurm {slurm}")
+    for partition in demo_site.partitions:  # every node of the site file is counted, in whatever state
+        idle, up, _, cpus, _, gpus, down, drained = shown[partition.name]
+        assert up + down + drained == partition.nodes and idle <= up
+        assert cpus == up * partition.cpus_per_node and gpus == up * partition.gpus_per_node

@@ -114,7 +114,45 @@ def test_sinfo_free_capacity_per_partition():
     assert [(n.partition, n.node, n.state, n.usable) for n in nodes] == [
         ("standard", "vm", "mix", True), ("small-g", "vm", "mix", True), ("interactive", "vm", "mix", True)]
     assert parse_sinfo(captured("sinfo.txt"))["small-g"] == PartitionState(
-        "small-g", nodes=1, idle_nodes=0, idle_cpus=13, cpus=16, free_memory_mib=9216, free_gpus=2, gpus=4)
+        "small-g", nodes=1, idle_nodes=0, idle_cpus=13, cpus=16, free_memory_mib=9216, free_gpus=2, gpus=4,
+        free_by_node=((13, 9216, 2),))
+
+
+def test_sinfo_counts_each_partition_per_node_on_the_multi_node_cluster():
+    nodes = parse_sinfo_nodes(captured("sinfo-nodes.txt"))
+    assert [(n.node, n.condition) for n in nodes] == [
+        ("interactive-1", "in use"), ("interactive-2", "idle"), ("small-g-1", "in use"),
+        ("standard-1", "in use"), ("standard-2", "in use")]
+    states = parse_sinfo(captured("sinfo-nodes.txt"))
+    assert states["interactive"] == PartitionState(
+        "interactive", nodes=2, idle_nodes=1, idle_cpus=7, cpus=8, free_memory_mib=2816 + 3072,
+        free_by_node=((3, 2816, 0), (4, 3072, 0)))
+    assert states["small-g"] == PartitionState(
+        "small-g", nodes=1, idle_cpus=7, cpus=8, free_memory_mib=3840, free_gpus=2, gpus=4,
+        free_by_node=((7, 3840, 2),))
+    assert states["standard"] == PartitionState(
+        "standard", nodes=2, idle_cpus=14, cpus=16, free_memory_mib=4096 + 4864,
+        free_by_node=((7, 4096, 0), (7, 4864, 0)))
+
+
+def test_a_node_down_or_drained_is_counted_as_such_and_adds_nothing_free():
+    states = parse_sinfo(captured("sinfo-node-down.txt"))
+    assert states["standard"] == PartitionState(
+        "standard", nodes=1, idle_cpus=7, cpus=8, free_memory_mib=4096, down_nodes=1, free_by_node=((7, 4096, 0),))
+    assert states["interactive"] == PartitionState(
+        "interactive", nodes=1, idle_cpus=3, cpus=4, free_memory_mib=2816, drained_nodes=1,
+        free_by_node=((3, 2816, 0),))
+    assert states["small-g"].down_nodes == states["small-g"].drained_nodes == 0
+
+
+@pytest.mark.parametrize("state, condition", [
+    ("idle", "idle"), ("mix", "in use"), ("alloc", "in use"), ("idle*", "down"), ("down*", "down"),
+    ("drain", "drained"), ("drng", "drained"), ("mix-", "in use"), ("fail", "down"), ("boot", "down"),
+])
+def test_a_node_state_in_words(state, condition):
+    """A trailing '*' is a slurmd that stopped answering (a node just cut off): Slurm sends it no new work."""
+    node = parse_sinfo_nodes(f"standard|standard-1|{state}|0/8/0/8|(null)|gpu:0|0|5120|\n")[0]
+    assert node.condition == condition and node.usable == (condition in ("idle", "in use"))
 
 
 def test_a_users_projects_default_first_and_the_fallback_from_the_site_file():

@@ -16,6 +16,7 @@ from aifactory.spawners.form import allocation_words, options_form_html, partiti
 from aifactory.spawners.options import UserFacts, offers
 
 from .sites import SMALL_SITE
+from .test_slurm_parsers import captured
 
 SITE = parse_site(SMALL_SITE)
 BOB = UserFacts("bob", frozenset({"researchers"}), ("proj_a", "proj_b"), frozenset({"ml101-res"}))
@@ -50,9 +51,10 @@ class Elements(HTMLParser):
 
 def test_sinfo_counts_free_capacity_of_usable_nodes_only():
     states = parse_sinfo(SINFO)
-    assert states["cpu"] == PartitionState("cpu", nodes=1, idle_nodes=1, idle_cpus=4, cpus=4, free_memory_mib=8192)
+    assert states["cpu"] == PartitionState("cpu", nodes=1, idle_nodes=1, idle_cpus=4, cpus=4, free_memory_mib=8192,
+                                           drained_nodes=1, free_by_node=((4, 8192, 0),))
     assert states["gpu"] == PartitionState("gpu", nodes=1, idle_nodes=0, idle_cpus=2, cpus=4, free_memory_mib=5120,
-                                           free_gpus=1, gpus=2)
+                                           free_gpus=1, gpus=2, free_by_node=((2, 5120, 1),))
 
 
 def test_allocation_use_sums_every_member_of_the_project():
@@ -66,15 +68,55 @@ def test_allocation_use_sums_every_member_of_the_project():
     assert allocation_words("proj_b", None) == "proj_b"
 
 
-def test_partition_words_say_whether_the_default_fits_now():
+def test_partition_words_count_nodes_cpus_and_gpus_and_say_whether_the_default_fits_now():
     small, gpu = offers(SITE, BOB)
     states = parse_sinfo(SINFO)
-    assert partition_words(small, states["cpu"]) == ("4 of 4 CPUs idle, 8G memory free, 1 of 1 node idle", True)
+    assert partition_words(small, states["cpu"]) == (
+        "1 of 1 node idle · 4 of 4 CPUs free · 8G memory free · 1 node drained", True)
     words, fits = partition_words(gpu, states["gpu"])
-    assert words == "2 of 4 CPUs idle, 5G memory free, 1 of 2 A100 GPUs free, 0 of 1 node idle" and fits is True
-    busy = PartitionState("gpu", nodes=1, idle_cpus=1, cpus=4, free_memory_mib=512, free_gpus=0, gpus=2)
+    assert words == "0 of 1 node idle · 2 of 4 CPUs free · 5G memory free · 1 of 2 A100 GPUs free" and fits is True
+    busy = PartitionState("gpu", nodes=1, idle_cpus=1, cpus=4, free_memory_mib=512, free_gpus=0, gpus=2,
+                          free_by_node=((1, 512, 0),))
     assert partition_words(gpu, busy)[1] is False
     assert partition_words(gpu, None) == ("live state unknown: Slurm did not answer", None)
+    gone = parse_sinfo("cpu*|c1|down*|0/0/4/4|(null)|gpu:0|0|8192|\ncpu*|c2|down*|0/0/4/4|(null)|gpu:0|0|8192|\n")
+    assert partition_words(small, gone["cpu"]) == ("no node of this partition is up · 2 nodes down", False)
+
+
+def test_a_profile_fits_now_only_if_one_node_has_it_free_not_the_partitions_sum():
+    """Two nodes with 1 CPU idle each: a 2-CPU server queues, though the partition has 2 CPUs idle."""
+    small, gpu = offers(SITE, BOB)
+    two_halves = parse_sinfo("cpu*|c1|mix|3/1/0/4|(null)|gpu:0|1024|8192|\ncpu*|c2|mix|3/1/0/4|(null)|gpu:0|1024|8192|\n"
+                             "gpu|g1|mix|2/2/0/4|gpu:a100:2(S:0)|gpu:a100:2(IDX:0-1)|0|8192|\n"
+                             "gpu|g2|mix|3/1/0/4|gpu:a100:2(S:0)|gpu:a100:0(IDX:N/A)|0|8192|\n")
+    assert two_halves["cpu"].idle_cpus == 2 and partition_words(small, two_halves["cpu"])[1] is True  # 1 CPU each
+    assert two_halves["cpu"].fits(2, 1024) is False
+    # g1 has the CPUs but no GPU, g2 the GPU but 1 CPU: the GPU profile (2 CPUs, 1 GPU) does not start now.
+    assert two_halves["gpu"].idle_cpus == 3 and two_halves["gpu"].free_gpus == 2
+    assert partition_words(gpu, two_halves["gpu"]) == (
+        "0 of 2 nodes idle · 3 of 8 CPUs free · 16G memory free · 2 of 4 A100 GPUs free", False)
+
+
+def test_the_demos_cards_count_its_five_nodes_as_sinfo_lists_them(demo_site):
+    """The multi-node cluster's real sinfo (tests/unit/data/slurm), as researcher1 (cpu, gpu) and a student (course)
+    see it; then standard-2 cut off and interactive-2 drained."""
+    researcher = UserFacts("researcher1", frozenset({"researchers"}), ("project_465000001",))
+    student = UserFacts("student1", frozenset({"students"}), ("project_465000002",))
+    (cpu, gpu), (_, course) = offers(demo_site, researcher), offers(demo_site, student)
+    live = parse_sinfo(captured("sinfo-nodes.txt"))
+    assert partition_words(cpu, live["standard"]) == (
+        "0 of 2 nodes idle · 14 of 16 CPUs free · 8960M memory free", True)
+    assert partition_words(gpu, live["small-g"]) == (
+        "0 of 1 node idle · 7 of 8 CPUs free · 3840M memory free · 2 of 4 MI250X GPUs free", True)
+    assert partition_words(course, live["interactive"]) == (
+        "1 of 2 nodes idle · 7 of 8 CPUs free · 5888M memory free", True)
+    failed = parse_sinfo(captured("sinfo-node-down.txt"))
+    assert partition_words(cpu, failed["standard"]) == (
+        "0 of 1 node idle · 7 of 8 CPUs free · 4G memory free · 1 node down", True)
+    assert partition_words(course, failed["interactive"]) == (
+        "0 of 1 node idle · 3 of 4 CPUs free · 2816M memory free · 1 node drained", True)
+    page = Elements(options_form_html([cpu, gpu], failed))
+    assert "1 node down" in "".join(page.text)  # in words on the card, not only a colour
 
 
 def test_one_card_per_offered_profile_with_live_state_and_allocations():
@@ -86,6 +128,7 @@ def test_one_card_per_offered_profile_with_live_state_and_allocations():
     assert "checked" in radios[0] and "checked" not in radios[1]
     text = " ".join(page.text)
     assert "1 of 2 A100 GPUs free" in text and "starts now" in text
+    assert "Partition cpu: 1 of 1 node idle · 4 of 4 CPUs free · 8G memory free · 1 node drained" in "".join(page.text)
     assert "proj_a: 8.0 of 100 core-hours used (92.0 left)" in text
     assert [o["value"] for o in page.find("option") if o.get("value", "").startswith("proj")] == ["proj_a", "proj_b"]
     assert page.find("input", name="cpus", type="number", min="1", max="4", placeholder="1")
