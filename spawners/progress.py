@@ -28,8 +28,10 @@ def job_failure(state: str) -> str:
     return f"job_{state_name(state).lower()}"
 
 
-def stop_message(state: str, job_id: str) -> str:
-    """Why a server stopped, for the user and the hub log; a failed server points to its log."""
+def stop_message(state: str, job_id: str, node: str = "") -> str:
+    """Why a server stopped, for the user and the hub log, naming its node when known (a node failure
+    is then plain); a failed server points to its log."""
     word = state_name(state)
     log = f" (see ~/.aifactory/jupyter-{job_id}.log)" if word == "FAILED" else ""
-    return f"Your server (Slurm job {job_id}) stopped: {state_words(word)}{log} [{word}]"
+    where = f" on node {node}" if node else ""
+    return f"Your server (Slurm job {job_id}{where}) stopped: {state_words(word)}{log} [{word}]"

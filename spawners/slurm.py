@@ -378,6 +378,11 @@ class SiteSlurmSpawner(SlurmSpawner):
             yield event
 
     # -- poll and stop -------------------------------------------------------
+    @property
+    def last_stop_reason(self) -> str:
+        """Why the last server stopped, in words (the hub's "not running" page shows it)."""
+        return self.job.stop_reason
+
     async def poll(self):
         """None while the job is queued, running or unknown; 1 (with a reason) once it has left the queue."""
         job_id = self.job.job_id
@@ -392,7 +397,8 @@ class SiteSlurmSpawner(SlurmSpawner):
             view = await poller.fresh_view(job_id)  # first poll after a hub start: one shared query
         if view.kind != "gone":
             return None
-        self.job = replace(self.job, stop_reason=stop_message(view.state, job_id), job_status=view.state)
+        self.job = replace(self.job, stop_reason=stop_message(view.state, job_id, self.job.node),
+                           job_status=view.state)
         self.log.warning("%s: %s", self.who, self.job.stop_reason)
         return 1
 

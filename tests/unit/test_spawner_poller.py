@@ -118,6 +118,8 @@ def test_plain_words():
     assert reason_words("AssocGrpCpuLimit").startswith("waiting: your project's limit")
     assert reason_words("Priority") == "waiting behind jobs with higher priority"
     assert stop_message("TIMEOUT", "7") == "Your server (Slurm job 7) stopped: the walltime ran out [TIMEOUT]"
+    assert stop_message("NODE_FAIL", "7", "standard-2") == (
+        "Your server (Slurm job 7 on node standard-2) stopped: the node running it failed [NODE_FAIL]")
     assert stop_message("FAILED", "7") == ("Your server (Slurm job 7) stopped: it failed "
                                            "(see ~/.aifactory/jupyter-7.log) [FAILED]")
 
