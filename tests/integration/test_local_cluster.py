@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from aifactory.hub.localcluster.slurmconf import Layout, compute_nodes
 from tests.conftest import BIN
 
 pytestmark = pytest.mark.slurm
@@ -85,10 +86,47 @@ def test_cluster_up_again_is_a_no_op(cluster):
     assert "is up" in result.stdout
 
 
-def test_status_reports_every_daemon(cluster):
+LOGIN_DAEMONS = ("munged", "mariadb", "slurmdbd", "slurmctld")
+
+
+def node_rows(status: str) -> dict[str, list[str]]:
+    """`aifactory cluster status`'s node table: {node: [partition, address, state, slurmd]}."""
+    table = status.split("NODE ", 1)[1].splitlines()[1:]
+    return {row.split()[0]: row.split()[1:] for row in table if row.strip()}
+
+
+def test_status_reports_every_daemon_and_node(cluster):
     result = subprocess.run([str(BIN / "aifactory"), "cluster", "status"], capture_output=True, text=True)
-    for daemon in ("munged", "mariadb", "slurmdbd", "slurmctld", "slurmd"):
+    for daemon in LOGIN_DAEMONS:
         assert f"{daemon:10s} running" in result.stdout
+    rows = node_rows(result.stdout)
+    assert list(rows) == [n.name for n in compute_nodes(cluster)]
+    for node in compute_nodes(cluster):
+        partition, address, state, slurmd = rows[node.name]
+        assert (partition, address, slurmd) == (node.partition, node.address, "running")
+        assert state in ("idle", "mix", "alloc"), rows
+
+
+def test_each_node_has_its_own_hostname_address_and_tmp(cluster):
+    """A job sees its node's name and address, not the login node's, and a /tmp that no other node shares."""
+    nodes = compute_nodes(cluster)
+    marker = f"aifactory-node-test-{os.getpid()}"
+    seen = {}
+    for node in nodes:
+        account = "project_465000001" if node.gpus else "project_465000002"
+        user = "researcher1" if node.gpus else "student1"
+        script = f"hostname; hostname -I; ls /tmp; touch /tmp/{marker}-{node.name}"
+        job = as_user(user, "srun", f"--account={account}", f"--partition={node.partition}", f"--nodelist={node.name}",
+                      "--mem=100M", "-t", "1", "bash", "-c", script, timeout=120)
+        assert job.returncode == 0, job.stderr
+        seen[node.name] = job.stdout.split()
+    for node in nodes:
+        hostname, address, *tmp = seen[node.name]
+        assert (hostname, address) == (node.name, node.address)
+        assert not [name for name in tmp if name.startswith(marker)], f"{node.name} sees another node's /tmp: {tmp}"
+    assert not list(Path("/tmp").glob(f"{marker}-*")), "a node's /tmp is the login node's"
+    for node in nodes:
+        (Path("/var/lib/aifactory/nodes") / node.name / "tmp" / f"{marker}-{node.name}").unlink()
 
 
 def test_a_user_without_any_association_is_refused(cluster):
@@ -105,12 +143,21 @@ def test_down_stops_every_daemon_and_up_brings_them_back(cluster):
     assert down.returncode == 0, down.stderr
     stopped = subprocess.run([aifactory, "cluster", "status"], capture_output=True, text=True)
     assert stopped.returncode == 3
-    for daemon in ("munged", "mariadb", "slurmdbd", "slurmctld", "slurmd"):
+    for daemon in LOGIN_DAEMONS:
         assert f"{daemon:10s} stopped" in stopped.stdout
+    assert {row[3] for row in node_rows(stopped.stdout).values()} == {"stopped"}
+    # Every namespace, link and name `up` made is gone.
+    layout = Layout()
+    assert not [ns for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+                if ns.startswith(layout.netns_prefix)]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    assert layout.bridge not in links and "aifv" not in links
+    assert "aifactory compute nodes" not in Path("/etc/hosts").read_text()
     up = subprocess.run([aifactory, "cluster", "up"], capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, up.stderr
     running = subprocess.run([aifactory, "cluster", "status"], capture_output=True, text=True)
     assert running.returncode == 0, running.stdout
+    assert {row[3] for row in node_rows(running.stdout).values()} == {"running"}
     # Accounting survived the restart: associations are still enforced.
     refused = as_user("student1", "sbatch", "--account=project_465000001", "--wrap", "true")
     assert "Invalid account" in refused.stderr
