@@ -17,6 +17,7 @@ server stops.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import secrets
@@ -26,6 +27,7 @@ from typing import Any
 
 from dask_jobqueue import SLURMCluster
 from distributed.security import Security
+from distributed.utils import get_ip
 
 from aifactory.site import load_site
 from aifactory.site.access import check_profile, project_to_charge
@@ -59,6 +61,14 @@ def dashboard_url(service_prefix: str | None, port: int | None, fallback: str) -
 def dashboard_address(service_prefix: str | None) -> str:
     """Inside the user's server the dashboard is reached through its proxy, so it listens on loopback only."""
     return "127.0.0.1:0" if service_prefix else ":0"
+
+
+def scheduler_host(site: Site) -> str | None:
+    """The address workers on other nodes reach the scheduler at: this node's own address towards the
+    hub's API, which every compute node reaches (the site's `hub_api_ip`). Loopback only where the hub
+    is on loopback, a one-machine site. None (Dask's choice) for an unspecified hub address."""
+    target = ipaddress.ip_address(site.hub_api_ip())
+    return None if target.is_unspecified else get_ip(str(target))
 
 
 def ended_without_worker(jobs: dict[str, str], states: dict[str, JobState], connected: set[str]) -> list[str]:
@@ -116,6 +126,8 @@ class SiteCluster(SLURMCluster):
         self.summary = WorkerSummary(0, 0, 0, 0, ())
         self.failures_in_a_row = 0
         self.replacing_stopped: str | None = None
+        # Worker name -> why its last job ended, kept until its replacement connects (a sentence for people).
+        self.replaced: dict[str, str] = {}
         self._watch_task: asyncio.Task | None = None
         self.credentials = None  # set once written; removed at close, or by the watchdog if this process dies
         config = jobqueue_config(
@@ -129,6 +141,7 @@ class SiteCluster(SLURMCluster):
             interface=interface,
             local_directory=local_directory,
             dashboard_address=dashboard_address(os.environ.get("JUPYTERHUB_SERVICE_PREFIX")),
+            scheduler_host=None if interface else scheduler_host(site),
         )
         self.config = config
         # Recorded before any job exists, so the server extension can cancel them when the server stops.
@@ -150,11 +163,14 @@ class SiteCluster(SLURMCluster):
             # Before the scheduler exists, so it never listens without TLS.
             tls.write_credentials(credentials, tls.pem_files(Security.temporary()))
             self.credentials = credentials
+            kwargs = cluster_kwargs(config)
+            # "", not None: dask-jobqueue would take None as "read the interface from the dask config".
+            kwargs["interface"] = kwargs["interface"] or ""
             super().__init__(
                 asynchronous=asynchronous,
                 loop=loop,
                 security=tls.cluster_security(self.credentials),
-                **cluster_kwargs(config),
+                **kwargs,
             )
         except BaseException:
             self._reaper.terminate()
@@ -196,10 +212,11 @@ class SiteCluster(SLURMCluster):
     def why_missing(self) -> list[str]:
         """Why fewer workers are connected than asked for, in sentences; empty when none is missing."""
         summary = self.worker_status()
-        reasons = list(summary.explanations)
-        if self.replacing_stopped:
-            reasons.append(self.replacing_stopped)
-        return reasons
+        return [*summary.explanations, *self.notes()]
+
+    def notes(self) -> list[str]:
+        """Why workers were replaced (until the replacement connects), and why replacing stopped."""
+        return [*self.replaced.values(), *([self.replacing_stopped] if self.replacing_stopped else [])]
 
     def adapt(self, minimum: int = 0, maximum: int = 1, **kwargs):
         """Adaptive scaling between `minimum` and `maximum` workers, checked against the profile."""
@@ -229,6 +246,8 @@ class SiteCluster(SLURMCluster):
         ids = self.job_ids()
         states = await query_job_states(self.user, list(ids.values()))
         connected = self.connected_names()
+        for name in connected & set(self.replaced):
+            del self.replaced[name]
         self.job_states = states
         self.summary = summarize(states, list(ids.values()), len(connected), self.target)
         return self.summary
@@ -245,6 +264,8 @@ class SiteCluster(SLURMCluster):
                 # Someone cancelled it on purpose (the user, an operator, the watchdog): do not undo that.
                 self.worker_spec.pop(name, None)
                 continue
+            if state.state != "COMPLETED":  # a worker retiring at its --lifetime needs no words
+                self.replaced[name] = f"{explain(state)[:-1]}; a new job replaces worker {name}."
             if state.state in ("FAILED", "NODE_FAIL", "BOOT_FAIL", "OUT_OF_MEMORY"):
                 self.failures_in_a_row += 1
             else:
@@ -256,6 +277,7 @@ class SiteCluster(SLURMCluster):
                 )
                 for spec_name in [n for n in self.worker_spec if n not in self.workers]:
                     del self.worker_spec[spec_name]
+                    self.replaced.pop(spec_name, None)  # no new job replaces it after all
                 return
         # Workers that retired at their --lifetime, or whose jobs ended, get new jobs.
         if name_missing(self.worker_spec, self.workers):

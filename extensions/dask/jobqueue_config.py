@@ -14,7 +14,7 @@ from typing import Any
 
 from aifactory.site.launch import launch
 from aifactory.site.options import dask_spec
-from aifactory.site.schema import Partition, Profile, Site
+from aifactory.site.schema import Profile, Site
 from aifactory.site.units import format_memory, format_walltime
 
 from .options import DaskOptions, choose_options
@@ -34,14 +34,6 @@ def worker_lifetime(walltime_minutes: int) -> tuple[int, int]:
     return walltime - margin, margin // 2
 
 
-def network_interface(site: Site, partition: Partition) -> str | None:
-    """The interface workers and scheduler talk on: the partition's, else loopback on the
-    one-node local cluster, else Dask's choice."""
-    if partition.network_interface:
-        return partition.network_interface
-    return "lo" if site.local is not None else None
-
-
 def jobqueue_config(
     site: Site,
     profile: Profile,
@@ -54,6 +46,7 @@ def jobqueue_config(
     interface: str | None = None,
     local_directory: str | None = None,
     dashboard_address: str = ":0",
+    scheduler_host: str | None = None,
 ) -> dict[str, Any]:
     """The `jobqueue.slurm` settings for `user`'s workers under `profile` with `options`.
 
@@ -61,13 +54,22 @@ def jobqueue_config(
     logs in the directory the cluster starts in. `interface` and
     `local_directory` override the site's network interface and the node-local
     scratch directory for spill files; `dashboard_address` is where the
-    scheduler's dashboard (plain HTTP) listens.
+    scheduler's dashboard (plain HTTP) listens; `scheduler_host` the address
+    the scheduler listens on and gives workers where no interface is set.
     """
     partition = site.partition(profile.partition)
     worker = launch(site.environment(profile.environment), "python3", gpus=options.gpus,
                     gpu_vendor=partition.gpu_vendor)
     lifetime, stagger = worker_lifetime(options.walltime)
-    extra_directives: list[str] = []
+    # Without the site's interface each side picks its own address: nodes name their interfaces
+    # differently (the local cluster's login node is on a bridge, its nodes on eth0).
+    interface = interface or partition.network_interface
+    scheduler_options: dict[str, Any] = {"dashboard_address": dashboard_address}
+    if scheduler_host and not interface:
+        scheduler_options["host"] = scheduler_host
+    # A worker whose node failed must end (NODE_FAIL), not be requeued under the same job: SiteCluster
+    # replaces it itself, counts the failure and says why the worker went.
+    extra_directives: list[str] = ["--no-requeue"]
     worker_args = ["--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s"]
     if options.gpus:
         gpu_type = partition.gpu_type or "gpu"
@@ -79,7 +81,7 @@ def jobqueue_config(
         "memory": f"{options.memory}MiB",
         "processes": 1,
         "python": shlex.join(worker.argv),
-        "interface": interface or network_interface(site, partition),
+        "interface": interface,
         "death-timeout": DEATH_TIMEOUT,
         "local-directory": local_directory or f"{partition.local_scratch.rstrip('/')}/dask-{user}",
         "worker-extra-args": worker_args,
@@ -93,7 +95,7 @@ def jobqueue_config(
         "job-extra-directives": extra_directives,
         "job-directives-skip": [],
         "log-directory": f"{home}/.cache/aifactory/dask-logs" if home else None,
-        "scheduler-options": {"dashboard_address": dashboard_address},
+        "scheduler-options": scheduler_options,
     }
 
 

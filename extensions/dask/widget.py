@@ -239,7 +239,7 @@ class Launcher:
             return
         try:
             summary = cluster.worker_status()
-            extra = [cluster.replacing_stopped] if getattr(cluster, "replacing_stopped", None) else []
+            extra = cluster.notes()
         except Exception as exc:
             self.status.value = self._say(error_sentence(exc))
             return

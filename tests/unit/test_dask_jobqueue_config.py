@@ -25,7 +25,7 @@ def test_cpu_profile_config():
         "memory": "1024MiB",
         "processes": 1,
         "python": "/opt/aifactory/venv/bin/python3",
-        "interface": "lo",
+        "interface": None,
         "death-timeout": 60,
         "local-directory": "/tmp/dask-researcher1",
         "worker-extra-args": ["--lifetime", "3240s", "--lifetime-stagger", "180s"],
@@ -36,7 +36,7 @@ def test_cpu_profile_config():
         "job-script-prologue": ['export PATH=/opt/aifactory/venv/bin:"$PATH"', "export VIRTUAL_ENV=/opt/aifactory/venv"],
         "job-cpu": 2,
         "job-mem": "1G",
-        "job-extra-directives": [],
+        "job-extra-directives": ["--no-requeue"],
         "job-directives-skip": [],
         "log-directory": "/home/researcher1/.cache/aifactory/dask-logs",
         "scheduler-options": {"dashboard_address": ":0"},
@@ -47,7 +47,7 @@ def test_gpu_workers_ask_for_gres_and_declare_a_resource():
     profile = SITE.profile("gpu")
     options = choose_options(dask_spec(SITE, profile), {"gpus": 2})
     config = jobqueue_config(SITE, profile, "researcher1", options, project="project_465000001", home="/home/r")
-    assert config["job-extra-directives"] == ["--gres=gpu:mi250x:2"]
+    assert config["job-extra-directives"] == ["--no-requeue", "--gres=gpu:mi250x:2"]
     assert config["worker-extra-args"][-2:] == ["--resources", "GPU=2"]
     assert config["queue"] == "small-g"
 
@@ -88,7 +88,7 @@ def test_site_config_has_a_section_per_profile():
     config = site_jobqueue_config(SITE)["jobqueue"]
     assert sorted(config) == ["course", "cpu", "gpu", "slurm"]
     assert config["slurm"] == config["cpu"]
-    assert config["gpu"]["job-extra-directives"] == ["--gres=gpu:mi250x:1"]
+    assert config["gpu"]["job-extra-directives"] == ["--no-requeue", "--gres=gpu:mi250x:1"]
     assert config["course"]["local-directory"] == "/tmp/dask-$USER"
     assert config["course"]["account"] is None and config["course"]["log-directory"] is None
 
@@ -146,3 +146,24 @@ def test_dashboard_address_is_passed_to_the_scheduler():
     options = choose_options(dask_spec(SITE, profile))
     config = jobqueue_config(SITE, profile, "student1", options, project=None, home=None, dashboard_address="127.0.0.1:0")
     assert config["scheduler-options"] == {"dashboard_address": "127.0.0.1:0"}
+
+
+def test_the_scheduler_listens_on_the_given_host_unless_an_interface_is_set():
+    """Workers on other nodes reach the scheduler at the address its node chose; a site's interface wins."""
+    profile = SITE.profile("cpu")
+    options = choose_options(dask_spec(SITE, profile))
+    on_node = jobqueue_config(SITE, profile, "student1", options, project=None, home=None, scheduler_host="10.77.0.11")
+    assert on_node["scheduler-options"]["host"] == "10.77.0.11"
+    assert on_node["interface"] is None  # workers choose their own address towards the scheduler
+    chosen = jobqueue_config(SITE, profile, "student1", options, project=None, home=None,
+                             interface="ib0", scheduler_host="10.77.0.11")
+    assert "host" not in chosen["scheduler-options"] and chosen["interface"] == "ib0"
+
+
+def test_scheduler_host_is_this_nodes_address_towards_the_hub():
+    from aifactory.extensions.dask.cluster import scheduler_host
+
+    one_machine = SITE.model_copy(update={"local": None, "hub": SITE.hub.model_copy(update={"api_ip": None})})
+    assert scheduler_host(one_machine) == "127.0.0.1"  # a hub on loopback: everything is on this machine
+    anywhere = one_machine.model_copy(update={"hub": one_machine.hub.model_copy(update={"ip": "0.0.0.0"})})
+    assert scheduler_host(anywhere) is None

@@ -23,7 +23,7 @@ class FakeCluster:
         self.slurm_job_name = "dask-cpu-fake"
         self.calls: list[tuple] = []
         self.closed = False
-        self.replacing_stopped = None
+        self.replaced_notes: list[str] = []
         self.dashboard_link = "/user/student1/proxy/8787/status"
         FakeCluster.instances.append(self)
 
@@ -32,6 +32,9 @@ class FakeCluster:
 
     def adapt(self, minimum, maximum):
         self.calls.append(("adapt", minimum, maximum))
+
+    def notes(self):
+        return self.replaced_notes
 
     def worker_status(self):
         return WorkerSummary(2, 1, 1, 1, ("Job 7 is pending: other jobs have higher priority.",))
@@ -84,6 +87,9 @@ def test_start_scale_stop():
     assert (ui.progress.value, ui.progress.max) == (1, 2)
     assert "Job 7 is pending: other jobs have higher priority." in ui.status.value
     assert "/user/student1/proxy/8787/status" in ui.status.value
+    cluster.replaced_notes.append("Job 8 stopped: the node running it failed; a new job replaces worker 1.")
+    ui.refresh()
+    assert "Job 8 stopped: the node running it failed; a new job replaces worker 1." in ui.status.value
     ui.adaptive.value = True
     ui.minimum.value, ui.maximum.value = 1, 3
     ui.rescale()
