@@ -192,7 +192,11 @@ def _write_slurm_config(site: Site, login_name: str, db_password: str, layout: L
     changed = write_if_changed(etc / "slurm.conf", slurmconf.slurm_conf(site, login_name, layout))
     changed |= write_if_changed(etc / "gres.conf", slurmconf.gres_conf(site, layout))
     changed |= write_if_changed(etc / "cgroup.conf", slurmconf.cgroup_conf())
-    for path, major, minor in (d for devices in slurmconf.gpu_devices(site, layout).values() for d in devices):
+    wanted = [d for devices in slurmconf.gpu_devices(site, layout).values() for d in devices]
+    for stale in set(Path(layout.state, "gpus").rglob("*")) - {Path(path) for path, _, _ in wanted}:
+        if stale.is_char_device():  # a GPU of a node the site no longer has
+            stale.unlink()
+    for path, major, minor in wanted:
         device = Path(path)
         if not device.is_char_device() or device.stat().st_rdev != os.makedev(major, minor):
             device.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,8 @@ given, and sees only its owner's jobs (PrivateData)."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -128,7 +130,7 @@ GPU_PROBE = textwrap.dedent("""\
     #!/bin/bash
     exec {python} - <<'EOF'
     import errno, glob, os
-    for path in sorted(glob.glob("/var/lib/aifactory/gpus/*")):
+    for path in sorted(glob.glob("/var/lib/aifactory/gpus/" + os.environ["SLURMD_NODENAME"] + "/*")):
         try:
             os.close(os.open(path, os.O_RDONLY))
             print(path, "opened")
@@ -139,9 +141,11 @@ GPU_PROBE = textwrap.dedent("""\
 
 
 def test_a_gpu_job_opens_only_the_gpu_it_was_given(cluster):
-    folder = Path(tempfile.mkdtemp(prefix="aifactory-gpu-probe-"))  # pytest's own is root's only
+    # In the researcher's home: the shared file system every node sees (a node's /tmp is its own).
+    home = pwd.getpwnam("researcher1")
+    folder = Path(tempfile.mkdtemp(prefix=".aifactory-gpu-probe-", dir=home.pw_dir))
     try:
-        folder.chmod(0o777)
+        os.chown(folder, home.pw_uid, home.pw_gid)
         out = folder / "probe.out"
         job_id = submit("researcher1", RESEARCH_PROJECT, GPU_PROBE, "--partition=small-g", "--gres=gpu:mi250x:1",
                         "--mem=256M", "--time=2", f"--output={out}")
