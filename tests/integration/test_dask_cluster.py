@@ -48,13 +48,16 @@ if _missing:
 
 
 class UserProgram:
-    """A Python program run as `user` in their home; prints `KIND json` lines."""
+    """A Python program run as `user` in their home; prints `KIND json` lines.
 
-    def __init__(self, user: str, body: str, env: tuple[str, ...] = (), preamble: str = PREAMBLE):
+    `launcher` comes before the interpreter, e.g. `srun ...` to run it on a compute node."""
+
+    def __init__(self, user: str, body: str, env: tuple[str, ...] = (), preamble: str = PREAMBLE,
+                 launcher: tuple[str, ...] = ()):
         self.user = user
         code = preamble + textwrap.dedent(body)
         self.proc = subprocess.Popen(
-            ["sudo", "-u", user, "-H", "env", *env, PYTHON, "-c", code],
+            ["sudo", "-u", user, "-H", "env", *env, *launcher, PYTHON, "-c", code],
             cwd=pwd.getpwnam(user).pw_dir,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -1,16 +1,18 @@
 """Dask from the user's server, through the hub: the dashboard link works, stopping the server ends the jobs.
 
-Each test starts student1's server through the hub's REST API (a Slurm job),
-runs a small Python program as student1 under that server's Slurm job id (what
-a kernel of the server inherits), and stops the server in `finally`.
+Each test starts student1's server through the hub's REST API (a Slurm job on a
+compute node), runs a small Python program as student1 inside that job on that
+node, as a kernel of the server would run, and stops the server in `finally`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +21,7 @@ import pytest
 import requests
 
 from tests.integration.test_dask_cluster import UserProgram
-from tests.integration.test_dask_security import listening_addresses
+from aifactory.hub.localcluster.slurmconf import Layout
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.slow]
 
@@ -57,46 +59,75 @@ def wait_until(condition, timeout: float, what: str):
 @pytest.fixture
 def server(hub, operator_token):
     """student1's default server, started through the hub; yields its Slurm job id; stopped afterwards."""
-    api = f"{hub}/hub/api/users/{USER}"
+    with started_server(hub, operator_token, "cpu") as started:
+        yield started
+
+
+@contextlib.contextmanager
+def started_server(hub: str, operator_token: str, profile: str, user: str = USER):
+    """`user`'s default server under `profile`, started through the hub's REST API; stopped at the end."""
+    api = f"{hub}/hub/api/users/{user}"
     headers = {"Authorization": f"token {operator_token}"}
-    assert not server_jobs(USER), f"{USER} already has a server job"
-    started = requests.post(f"{api}/server", headers=headers, json={"profile": "cpu"}, timeout=120)
+    assert not server_jobs(user), f"{user} already has a server job"
+    started = requests.post(f"{api}/server", headers=headers, json={"profile": profile}, timeout=120)
     assert started.status_code in (201, 202), started.text
     stop = lambda: requests.delete(f"{api}/server", headers=headers, timeout=60)  # noqa: E731
     try:
         wait_until(
             lambda: (requests.get(api, headers=headers, timeout=10).json()["servers"].get("") or {}).get("ready"),
-            150, f"server of {USER} not ready",
+            150, f"server of {user} not ready",
         )
-        jobs = server_jobs(USER)
+        jobs = server_jobs(user)
         assert len(jobs) == 1, jobs
         yield {"job": jobs[0], "stop": stop, "headers": headers}
     finally:
         stop()
-        wait_until(lambda: not server_jobs(USER), 60, f"the server job of {USER} still there")
+        wait_until(lambda: not server_jobs(user), 60, f"the server job of {user} still there")
 
 
 class ProgramInServer(UserProgram):
-    """A Python program run as USER with the server's Slurm job id, as a kernel of that server would have."""
+    """A Python program run as `user` as a kernel of their server: inside the server's Slurm job on the
+    server's node (`srun --overlap`), or, with `inside=False`, on this (login) node with only the
+    server's job id, so that it outlives the server."""
 
-    def __init__(self, server_job: str, body: str):
-        env = (f"SLURM_JOB_ID={server_job}", f"JUPYTERHUB_SERVICE_PREFIX=/user/{USER}/")
-        super().__init__(USER, body, env=env, preamble=PREAMBLE)
+    def __init__(self, server_job: str, body: str, user: str = USER, inside: bool = True):
+        env = (f"JUPYTERHUB_SERVICE_PREFIX=/user/{user}/",)
+        srun = ("srun", f"--jobid={server_job}", "--overlap", "--mem=0", "--ntasks=1", "--quiet")
+        super().__init__(user, body, env=env if inside else (f"SLURM_JOB_ID={server_job}", *env),
+                         preamble=PREAMBLE, launcher=srun if inside else ())
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # srun passes it on to the program on the node
+            self.proc.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
         super().kill()
         name = self.said.get("NAME")
         if name:
-            subprocess.run(["scancel", "--user", USER, "--name", name], check=False)
+            subprocess.run(["scancel", "--user", self.user, "--name", str(name)], check=False)
+
+
+def node_of(job: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job, "-o", "%N"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def listening_on_node(node: str, port: int) -> list[str]:
+    """Addresses listening on `port` in the compute node's own network namespace."""
+    netns = f"/run/netns/{Layout().netns_prefix}{node}"
+    out = subprocess.run(["nsenter", f"--net={netns}", "ss", "-Hltn", f"sport = :{port}"],
+                         capture_output=True, text=True, check=True).stdout
+    return [line.split()[3] for line in out.splitlines() if line.strip()]
 
 
 @pytest.fixture
 def program():
     started: list[ProgramInServer] = []
-    yield lambda job, body: started.append(ProgramInServer(job, body)) or started[-1]
+    yield lambda *args, **kwargs: started.append(ProgramInServer(*args, **kwargs)) or started[-1]
     for each in started:
         each.kill()
 
@@ -129,7 +160,7 @@ def test_dashboard_link_works_through_the_hub(server_url, server, program):
     assert "<title>Dask Diagnostic UI</title>" in response.text and "bokeh" in response.text, response.text[:500]
     # ... although the dashboard listens on loopback only: the owner's server proxies to it there.
     port = int(link.split("/proxy/")[1].split("/")[0])
-    assert listening_addresses(port) == [f"127.0.0.1:{port}"]
+    assert listening_on_node(node_of(server["job"]), port) == [f"127.0.0.1:{port}"]
 
 
 def test_stopping_the_server_through_the_hub_cancels_its_dask_jobs(server, program):
@@ -141,6 +172,7 @@ def test_stopping_the_server_through_the_hub_cancels_its_dask_jobs(server, progr
         say("NAME", cluster.slurm_job_name)
         time.sleep(600)
         """,
+        inside=False,
     )
     name = cluster.wait_for("NAME")
     registry = os.path.join(pwd.getpwnam(USER).pw_dir, ".aifactory", "dask-jobs", f"{name}.json")
