@@ -59,6 +59,11 @@ def test_grade_feedback_and_rerun(released):
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:] if line.startswith("student")}
     assert rows["student1"][1:3] == ["ok", "2"]
     assert rows["student2"][1:3] == ["ok", "0"]
+    # The two array tasks ran on both nodes of the course's partition (LLN spreads them).
+    job_id = out.rsplit(", job ", 1)[1].split()[0]
+    nodes = subprocess.run(["sacct", "-j", job_id, "-X", "-n", "-P", "-o", "NodeList"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert len(set(nodes)) == 2 and all(node.startswith("interactive-") for node in nodes), nodes
     # The probe ran as the grader, outside the network, away from the gradebook.
     import nbformat
 
