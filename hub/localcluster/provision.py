@@ -443,4 +443,5 @@ def main_status(site: Site, layout: Layout = Layout()) -> int:
     print(f"\n{'NODE':16s} {'PARTITION':14s} {'ADDRESS':15s} {'STATE':10s} SLURMD")
     for row in rows:
         print(f"{row[0]:16s} {row[1]:14s} {row[2]:15s} {row[3]:10s} {row[4]}")
-    return 0 if all(states.values()) and all(r[4] == "running" for r in rows) else 3
+    # A node that is down is a state of a running cluster (listed above), not a cluster that is down.
+    return 0 if all(states.values()) and any(r[4] == "running" for r in rows) else 3

@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from aifactory.site import load_site
 from aifactory.site.identity import hub_sudoers
 from aifactory.slurm.runner import NoAnswer
 from aifactory.spawners.facts import gather_facts
@@ -42,6 +43,10 @@ from aifactory.spawners.options import validate
 from aifactory.spawners.poller import SlurmPoller
 from aifactory.spawners.remote import RemoteSlurmSpawner
 from aifactory.spawners.script import build_job
+
+# The login node's address on the compute nodes' network: the chart's pod listens there, so the
+# servers (Slurm jobs on the nodes) reach it as they reach an Ingress.
+LOGIN = load_site(Path(__file__).parents[2] / "hub/site/demo.yaml").hub_api_ip()
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -240,7 +245,8 @@ def chart_pod(login_node: dict, proxy_port: int, hub_port: int, root: Path) -> t
         "site": site,
         "ingress": {"enabled": False},
         "networkPolicy": {"enabled": False},
-        "hub": {"urlForJobs": f"http://127.0.0.1:{proxy_port}"},  # through the proxy, as via the Ingress
+        # Through the proxy, as via the Ingress, at the address the compute nodes reach this machine on.
+        "hub": {"urlForJobs": f"http://{LOGIN}:{proxy_port}"},
         "slurm": {"access": "ssh", "ssh": {
             "loginNode": login_node["ssh_login_node"], "port": login_node["ssh_port"], "user": login_node["ssh_user"],
             "knownHosts": Path(login_node["ssh_known_hosts_file"]).read_text(),
@@ -272,7 +278,7 @@ def test_a_hub_rendered_by_the_chart_spawns_through_the_login_node(login_node, t
 
     proxy_port, hub_port, api_port = free_port(), free_port(), free_port()
     env, proxy_argv = chart_pod(login_node, proxy_port, hub_port, tmp_path)
-    names = {"0.0.0.0": "127.0.0.1", f"{FULLNAME}-hub": "127.0.0.1", f"{FULLNAME}-proxy-api": "127.0.0.1",
+    names = {"--ip=0.0.0.0": f"--ip={LOGIN}", "0.0.0.0": "127.0.0.1", f"{FULLNAME}-hub": "127.0.0.1", f"{FULLNAME}-proxy-api": "127.0.0.1",
              "8001": str(api_port)}
     env.update(AIFACTORY_HUB_SERVICE="127.0.0.1", AIFACTORY_PROXY_API_URL=f"http://127.0.0.1:{api_port}",
                PATH=os.environ["PATH"], HOME=str(tmp_path))
@@ -281,7 +287,7 @@ def test_a_hub_rendered_by_the_chart_spawns_through_the_login_node(login_node, t
     local.write_text(f"load_subconfig({str(config)!r})\nc.JupyterHub.hub_ip = '127.0.0.1'\n")
     token = Path(env["AIFACTORY_HUB_STATE"], "operator-token").read_text().strip()
     headers = {"Authorization": f"token {token}"}
-    url = f"http://127.0.0.1:{proxy_port}"
+    url = f"http://{LOGIN}:{proxy_port}"
     user, name = USER, "ssh-hub"
     logs = tmp_path / "logs"
     logs.mkdir()
