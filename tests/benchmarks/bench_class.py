@@ -4,8 +4,9 @@
 
 Not a test (not collected by pytest). Needs root and the local Slurm cluster. For
 the run only, it makes N Unix users (bench001...) with an association to the
-demo's course project, a Slurm partition `bench-class` (`scontrol create`, cores
-shared by up to 4 servers, so a class fits on this small node without taking the
+demo's course project, a Slurm partition `bench-class` over the nodes of the
+`standard` partition (`scontrol create`, cores shared by up to 4 servers and split
+evenly over the nodes, so a class fits on these small nodes without taking the
 cores other jobs need) and a site file with a 1-CPU `class` profile in it; all are
 removed at the end, also on failure or Ctrl-C. slurm.conf and the installed site
 are not changed. Each side runs in its own throw-away hub (ports 8300 and 8310):
@@ -14,7 +15,7 @@ API and each server is a real jupyterhub-singleuser in a real Slurm job.
 Printed, in seconds from the request: when all are ready, the median user's
 ready, failures, and from accounting where the time went: the jobs' submit
 (median), their longest wait in Slurm's queue (other people's jobs share the
-node: a run that waited for them is measured again) and job start to ready.
+nodes: a run that waited for them is measured again) and job start to ready.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def main() -> None:
     parser.add_argument("--memory", default="256M", help="memory of each server (Slurm holds it; cores are shared)")
     parser.add_argument("--rounds", type=int, default=1, help="class starts per side, alternating which goes first")
     parser.add_argument("--timeout", type=float, default=300, help="seconds a class may take to start")
-    parser.add_argument("--wait", type=float, default=600, help="seconds to wait for the node to be free enough")
+    parser.add_argument("--wait", type=float, default=600, help="seconds to wait for the nodes to be free enough")
     parser.add_argument("--attempts", type=int, default=3,
                         help="measure a side again (up to this often) when its jobs waited for other people's jobs")
     parser.add_argument("--max-queue-wait", type=float, default=15,
@@ -126,13 +127,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-class-") as tmp, \
             bench_partition(PARTITION, max_cpus=cores, oversubscribe=SHARE) as partition, bench_users(names):
         os.chmod(tmp, 0o755)
-        site_file = class_site(Path(tmp, "site.yaml"), partition, args.memory, cpus_per_node=cores)
+        site_file = class_site(Path(tmp, "site.yaml"), partition, args.memory)
         for round_ in range(args.rounds):
             sides = [("stock", 8300), ("ours", 8310)]
             for kind, port in (sides if round_ % 2 == 0 else sides[::-1]):
                 for attempt in range(1, args.attempts + 1):
-                    busy = not wait_for_room(cores, room_mib, args.wait)
-                    run = measure(kind, port, names, partition, args.memory, site_file, args.timeout)
+                    busy = not wait_for_room(partition, cores, room_mib, args.wait)
+                    run = measure(kind, port, names, partition.name, args.memory, site_file, args.timeout)
                     if max(run.waits, default=0) <= args.max_queue_wait or attempt == args.attempts:
                         break
                     print(f"({LABELS[kind]}: a job waited {max(run.waits):.0f} s for other jobs; measuring again)")

@@ -8,9 +8,10 @@ stock batchspawner.SlurmSpawner, then one with this project's SiteSlurmSpawner.
 Both get the same 200 hub users (bench001...); the first 50 are real Unix users
 with an association to the demo's course project, made for the run and removed
 after (with their jobs, also on failure or Ctrl-C). Their servers are 1-CPU
-jobs in a partition `bench-load` made at run time (`scontrol create`, up to 4
-servers per core on at most 8 cores), so what does not fit on the one node
-waits in Slurm's queue, as on a busy centre.
+jobs in a partition `bench-load` over the nodes of the `standard` partition,
+made at run time (`scontrol create`, up to 4 servers per core on at most 8
+cores, split evenly over the nodes), so what does not fit waits in Slurm's
+queue, as on a busy centre.
 
 While the 50 servers are requested at once, one client per endpoint asks the
 hub, back to back, for GET /hub/api/users/<name> (the service token, names in
@@ -82,9 +83,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp, \
             bench_partition(PARTITION, max_cpus=CORES, oversubscribe=SHARE) as partition, bench_users(spawning):
         os.chmod(tmp, 0o755)
-        site_file = class_site(Path(tmp, "site.yaml"), partition, args.memory, cpus_per_node=CORES)
+        site_file = class_site(Path(tmp, "site.yaml"), partition, args.memory)
         for kind, port in (("stock", 8300), ("ours", 8310)):
-            with BenchHub(kind, port, partition=partition, memory=args.memory, site_file=site_file) as hub:
+            with BenchHub(kind, port, partition=partition.name, memory=args.memory, site_file=site_file) as hub:
                 created = hub.add_users(names)
                 asked = targets(hub, names)
                 with LatencySampler(asked, hub) as idle:

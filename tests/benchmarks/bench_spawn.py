@@ -38,12 +38,15 @@ def options_for(kind: str) -> dict:
 
 
 def floor_start(hub: BenchHub, user: str = "student1", port: int = 8399) -> float:
-    """A bare jupyterhub-singleuser, started as the user, until it answers HTTP."""
+    """A bare jupyterhub-singleuser, started as the user on this (login) node, until it answers HTTP.
+
+    It talks to the hub's API where the servers in jobs do (the site's hub_api_ip).
+    """
     token = hub.api("POST", f"/users/{user}/tokens", json={"expires_in": 600}).json()["token"]
     prefix = f"/user/{user}/floor/"
     env = {
         "PATH": f"{VENV}/bin:/usr/bin:/bin", "HOME": f"/home/{user}", "USER": user,
-        "JUPYTERHUB_API_TOKEN": token, "JUPYTERHUB_API_URL": f"{hub.url.replace(str(hub.port), str(hub.port + 1))}/hub/api",
+        "JUPYTERHUB_API_TOKEN": token, "JUPYTERHUB_API_URL": hub.api_url,
         "JUPYTERHUB_BASE_URL": "/", "JUPYTERHUB_SERVICE_PREFIX": prefix, "JUPYTERHUB_USER": user,
         "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{user}-floor", "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}{prefix}",
         "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback", "JUPYTERHUB_DEFAULT_URL": "/lab",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import grp
 import itertools
+import math
 import os
 import pwd
 import secrets
@@ -21,6 +22,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -42,7 +44,7 @@ Argv = list[str]
 COMMON = """
 c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = {port}
-c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_ip = "{hub_ip}"
 c.JupyterHub.hub_port = {port} + 1
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api}"
 c.ConfigurableHTTPProxy.command = ["{proxy}"]
@@ -107,6 +109,9 @@ class BenchHub:
 
     kind "stock" runs batchspawner.SlurmSpawner in `partition` with `memory`; kind
     "ours" runs SiteSlurmSpawner with `site_file` (empty: the installed site).
+    The public side (the proxy, which this client uses) is on loopback; the hub's
+    API listens on the site's `hub_api_ip`, as the platform's hub does, because the
+    servers run on compute nodes that cannot reach the login node's loopback.
     """
 
     def __init__(self, kind: str, port: int, partition: str = "standard", memory: str = "1G", site_file: str = ""):
@@ -114,11 +119,14 @@ class BenchHub:
         self.token = secrets.token_hex(16)
         self.state = tempfile.mkdtemp(prefix=f"bench-hub-{kind}-")
         os.chmod(self.state, 0o755)
-        config = COMMON.format(port=port, proxy_api=port + 2, proxy=PROXY, state=self.state, token=self.token)
+        self.hub_ip = load_site(site_file or None).hub_api_ip()
+        config = COMMON.format(port=port, hub_ip=self.hub_ip, proxy_api=port + 2, proxy=PROXY, state=self.state,
+                               token=self.token)
         config += (STOCK if kind == "stock" else OURS).format(venv=VENV, partition=partition, memory=memory,
                                                               site_file=site_file)
         Path(self.state, "config.py").write_text(config)
         self.url = f"http://127.0.0.1:{port}"
+        self.api_url = f"http://{self.hub_ip}:{port + 1}/hub/api"  # where servers reach the hub
         self.headers = {"Authorization": f"token {self.token}"}
         self.proc: subprocess.Popen | None = None
 
@@ -284,21 +292,42 @@ def bench_users(names: list[str], account: str = BENCH_ACCOUNT) -> Iterator[list
 # --- a bench-only partition and site ------------------------------------------
 
 
+@dataclass(frozen=True)
+class BenchPartition:
+    """A partition made for a run: its name, the nodes it spans and the cores it may use on each."""
+
+    name: str
+    nodes: list[str]
+    cpus_per_node: int
+
+
+def partition_nodes(partition: str) -> list[str]:
+    """The nodes of an existing Slurm partition, by name (sinfo's one line per node)."""
+    nodes = sorted(set(run(["sinfo", "-h", "-N", "-p", partition, "-o", "%N"]).stdout.split()))
+    if not nodes:
+        raise RuntimeError(f"Slurm partition {partition!r} has no nodes")
+    return nodes
+
+
 @contextmanager
-def bench_partition(name: str, max_cpus: int, oversubscribe: int, max_time: str = "1:00:00") -> Iterator[str]:
-    """A Slurm partition on the local node made at run time (`scontrol create`), deleted on exit.
+def bench_partition(name: str, max_cpus: int, oversubscribe: int, max_time: str = "1:00:00",
+                    over: str = "standard") -> Iterator[BenchPartition]:
+    """A Slurm partition over every node of partition `over`, made at run time (`scontrol create`), deleted on exit.
 
     slurm.conf and the installed site stay as they are. `oversubscribe` jobs may share
     a core (OverSubscribe=FORCE:n) and the partition holds at most `max_cpus` cores,
-    so a class of 1-CPU servers fits without taking the cores other jobs need.
-    Memory is never shared: every server still holds what it asked for.
+    split evenly over its nodes (MaxCPUsPerNode, rounded up), so a class of 1-CPU servers fits
+    without taking the cores other jobs need. Like the site's partitions it spreads
+    jobs to the least loaded node (LLN). Memory is never shared: every server still
+    holds what it asked for.
     """
-    node = run(["sinfo", "-h", "-N", "-o", "%N"]).stdout.split()[0]
+    nodes = partition_nodes(over)
+    per_node = math.ceil(max_cpus / len(nodes))
     run(["scontrol", "delete", f"PartitionName={name}"], check=False)  # left by a killed run
-    run(["scontrol", "create", f"PartitionName={name}", f"Nodes={node}", f"MaxTime={max_time}",
-         f"MaxCPUsPerNode={max_cpus}", f"OverSubscribe=FORCE:{oversubscribe}", "State=UP"])
+    run(["scontrol", "create", f"PartitionName={name}", f"Nodes={','.join(nodes)}", f"MaxTime={max_time}",
+         f"MaxCPUsPerNode={per_node}", f"OverSubscribe=FORCE:{oversubscribe}", "LLN=YES", "State=UP"])
     try:
-        yield name
+        yield BenchPartition(name, nodes, per_node)
     finally:
         jobs = run(["squeue", "-h", "-p", name, "-o", "%i"], check=False).stdout.split()
         if jobs:
@@ -309,14 +338,24 @@ def bench_partition(name: str, max_cpus: int, oversubscribe: int, max_time: str 
         run(["scontrol", "delete", f"PartitionName={name}"], check=False)
 
 
-def class_site(path: Path, partition: str, memory: str, cpus_per_node: int) -> str:
-    """The installed site plus `partition` and a 1-CPU `class` profile open to everyone; written to `path`."""
+def class_site(path: Path, partition: BenchPartition, memory: str) -> str:
+    """The installed site plus `partition` and a 1-CPU `class` profile open to everyone; written to `path`.
+
+    The partition declares the nodes it lends from another one, so a local cluster's
+    totals (local.cpus, local.memory, which every partition's nodes must fit) grow
+    by as much: nothing here is a new machine.
+    """
     data = read_yaml(Path(INSTALLED_SITE).read_text())
-    data["partitions"].append({"name": partition, "description": "Benchmark class partition (made at run time)",
-                               "nodes": 1, "cpus_per_node": cpus_per_node, "memory_per_node": "8G",
-                               "max_walltime": "1:00:00"})
+    node_mib = min(int(node_fields(n)["RealMemory"]) for n in partition.nodes)
+    local = load_site(INSTALLED_SITE).local
+    if local is not None:
+        data["local"]["cpus"] = local.cpus + len(partition.nodes) * partition.cpus_per_node
+        data["local"]["memory"] = f"{local.memory + len(partition.nodes) * node_mib}M"
+    data["partitions"].append({"name": partition.name, "description": "Benchmark class partition (made at run time)",
+                               "nodes": len(partition.nodes), "cpus_per_node": partition.cpus_per_node,
+                               "memory_per_node": f"{node_mib}M", "max_walltime": "1:00:00"})
     data["profiles"].append({"name": "class", "title": "Class notebook", "description": "One CPU, small memory",
-                             "partition": partition, "environment": "aifactory",
+                             "partition": partition.name, "environment": "aifactory",
                              "cpus": {"min": 1, "max": 1, "default": 1},
                              "memory": {"min": memory, "max": memory, "default": memory},
                              "walltime": {"max": "1:00:00", "default": "1:00:00"}})
@@ -326,23 +365,41 @@ def class_site(path: Path, partition: str, memory: str, cpus_per_node: int) -> s
     return str(path)
 
 
-def node_free() -> tuple[int, int]:
-    """Free CPUs and MiB of the local node as Slurm allocates them."""
-    words = run(["scontrol", "show", "node", "-o"]).stdout.split()
-    fields = dict(w.split("=", 1) for w in words if "=" in w)
-    return (int(fields["CPUTot"]) - int(fields["CPUAlloc"]),
-            int(fields["RealMemory"]) - int(fields.get("AllocMem", 0)))
+def node_fields(node: str) -> dict[str, str]:
+    """One node's `scontrol show node -o` line as {field: value}."""
+    words = run(["scontrol", "show", "node", "-o", node]).stdout.split()
+    return dict(w.split("=", 1) for w in words if "=" in w)
 
 
-def wait_for_room(cpus: int, mib: int, timeout: float) -> bool:
-    """Wait until the node has `cpus` and `mib` free (other people's tests share it)."""
+UNUSABLE = ("DOWN", "DRAIN", "FAIL", "NOT_RESPONDING", "POWER")  # states in which a node takes no new job
+
+
+def node_free(nodes: list[str]) -> dict[str, tuple[int, int]]:
+    """{node: (free CPUs, free MiB)} as Slurm allocates them, for each of `nodes`; (0, 0) for one that takes no job."""
+    free = {}
+    for node in nodes:
+        fields = node_fields(node)
+        if any(word in fields.get("State", "") for word in UNUSABLE):
+            free[node] = (0, 0)
+        else:
+            free[node] = (int(fields["CPUTot"]) - int(fields["CPUAlloc"]),
+                          int(fields["RealMemory"]) - int(fields.get("AllocMem", 0)))
+    return free
+
+
+def wait_for_room(partition: BenchPartition, cpus: int, mib: int, timeout: float) -> bool:
+    """Wait until each node of `partition` has its even share of `cpus` and `mib` free (other people's tests share
+    them; LLN spreads the servers evenly)."""
+    share_cpus, share_mib = math.ceil(cpus / len(partition.nodes)), math.ceil(mib / len(partition.nodes))
     deadline = time.monotonic() + timeout
     while True:
-        free_cpus, free_mib = node_free()
-        if free_cpus >= cpus and free_mib >= mib:
+        free = node_free(partition.nodes)
+        if all(c >= share_cpus and m >= share_mib for c, m in free.values()):
             return True
         if time.monotonic() > deadline:
-            print(f"(node still busy: {free_cpus} CPUs and {free_mib} MiB free; measuring anyway)")
+            busy = ", ".join(f"{n}: {c} CPUs and {m} MiB" for n, (c, m) in free.items())
+            print(f"(nodes still busy, free: {busy}; each needs {share_cpus} CPUs and {share_mib} MiB; "
+                  "measuring anyway)")
             return False
         time.sleep(2)
 
@@ -353,7 +410,7 @@ def wait_for_room(cpus: int, mib: int, timeout: float) -> bool:
 def job_times(partition: str, since: float) -> dict[str, tuple[float, float]]:
     """{user: (submit, start)} in epoch seconds for the jobs of `partition` submitted after `since`, from accounting.
 
-    Other people's jobs share the node: a long wait between submit and start means
+    Other people's jobs share the nodes: a long wait between submit and start means
     a server waited for them, not for a spawner. A user's last job wins.
     """
     def epoch(text: str) -> float:
