@@ -4,7 +4,8 @@
 trainer1 on the local cluster. Run as root: python tests/benchmarks/bench_grading.py
 Prints both times and the speedup; the target is >= 0.8 x the parallel slots
 (on a 2-core machine, >= 1.6x). BENCH_TASKS=N forces N array tasks (default:
-what `aifactory grade` chooses), BENCH_SUBMISSIONS the class size.
+what `aifactory grade` chooses), BENCH_SUBMISSIONS the class size. Its course tree lives next to the site's
+courses, on the file system the compute nodes share (their /tmp is their own).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import time
 from pathlib import Path
 
 import nbformat
+
+from aifactory.site import load_site
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.integration.test_exchange_permissions import tiny_assignment  # noqa: E402
@@ -49,9 +52,14 @@ def as_trainer(*argv, cwd="/"):
     return time.monotonic() - t0, proc.stdout
 
 
+def shared_dir() -> Path:
+    """Where the grading tasks on the compute nodes see the same files: beside the site's courses."""
+    return Path(load_site().course_storage.courses_root).parent
+
+
 def main() -> None:
     subprocess.run([str(BIN / "aifactory"), "course", "setup", "intro-dl"], check=True, capture_output=True)
-    root = Path(tempfile.mkdtemp(prefix="aifactory-bench-"))
+    root = Path(tempfile.mkdtemp(prefix="aifactory-bench-", dir=shared_dir()))
     try:
         root.chmod(0o755)
         serial = root / "serial"
