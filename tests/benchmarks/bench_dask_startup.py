@@ -41,7 +41,10 @@ def plain(site_cluster_config: dict):
     from dask_jobqueue import SLURMCluster
 
     same = {key: site_cluster_config[key] for key in ("queue", "account", "walltime", "interface", "python")}
-    return lambda: SLURMCluster(cores=1, memory="1GiB", processes=1, **same)
+    # The scheduler on the address the compute nodes reach, as SiteCluster's (none on a one-node site).
+    host = site_cluster_config.get("scheduler-options", {}).get("host")
+    scheduler = {"scheduler_options": {"host": host}} if host else {}
+    return lambda: SLURMCluster(cores=1, memory="1GiB", processes=1, **same, **scheduler)
 
 
 def measure(repeat: int, sizes: list[int]) -> list[tuple[int, float, float]]:
