@@ -27,7 +27,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 
 from .browser import chromium, login, wait
-from .test_spawner_slurm import Hub, cleanup, wait_no_job
+from .test_spawner_slurm import Hub, cleanup, jobs_of, wait_no_job
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser, pytest.mark.slow]
 
@@ -106,8 +106,9 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def attack_page(hub, server_url):
-    """student1's page, served from their home by a web server they run, through their server's proxy."""
+def attack_page(hub, server_url, servers):
+    """student1's page, served from their home by a web server they run next to their server (a step of its
+    Slurm job, on its compute node), through their server's proxy."""
     home = os.path.expanduser(f"~{ATTACKER}")
     folder = tempfile.mkdtemp(prefix=".origin-test-", dir=home)
     page = PAGE
@@ -119,7 +120,9 @@ def attack_page(hub, server_url):
     shutil.chown(folder, ATTACKER)
     shutil.chown(os.path.join(folder, "evil.html"), ATTACKER)
     port = free_port()
-    web = subprocess.Popen(["sudo", "-u", ATTACKER, "/usr/bin/python3", "-m", "http.server", str(port),
+    ((job_id, _),) = jobs_of(ATTACKER, SERVER)
+    web = subprocess.Popen(["sudo", "-u", ATTACKER, "srun", f"--jobid={job_id}", "--overlap", "--mem=0", "--ntasks=1",
+                            "/usr/bin/python3", "-m", "http.server", str(port),
                             "--bind", "127.0.0.1", "--directory", folder],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
