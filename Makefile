@@ -11,8 +11,9 @@ SITE ?= hub/site/demo.yaml
 PYTEST_ARGS ?=
 # openssh-server: the SSH test plays a login node with its own sshd (tests/integration/test_spawner_ssh.py).
 # bubblewrap: the grading sandbox starts each student's kernel in it (courses/grading/jobs.py).
+# iproute2: the compute nodes' namespaces, links and bridge (hub/localcluster/nodes.py).
 APT_PACKAGES := slurm-wlm slurmdbd munge mariadb-server sudo lmod python3-venv python3-dev \
-	gcc chromium chromium-driver curl procps openssh-server bubblewrap
+	gcc chromium chromium-driver curl procps openssh-server bubblewrap iproute2
 # Editable when every user can read this checkout (jobs run as them), else a copy.
 EDITABLE := $(shell runuser -u nobody -- test -r $(CURDIR)/pyproject.toml 2>/dev/null && echo --editable)
 
