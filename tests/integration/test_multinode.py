@@ -2,9 +2,9 @@
 
 The login node (this machine) holds slurmctld, the hub's API on its bridge address and the
 proxy on loopback; each compute node is a namespace with its own address. One set of
-servers is started for the whole module, in parallel, 1 CPU and 1G each where the profile
-allows: student1's and student2's default servers (standard, LLN spreads them), researcher1's
-named CPU server (standard) and GPU server (small-g). Every test reads them; the last one
+servers is started for the whole module, 1 CPU and 1G each where the profile allows, each
+spawn request as soon as the previous job has a node: student1's and student2's default servers
+(standard, LLN spreads them), researcher1's named CPU server (standard) and GPU server (small-g). Every test reads them; the last one
 attacks student1's server, straight at its node's address, and the login node's proxy API and
 MariaDB from student2's own job on the other standard node. (The grading array's spread over
 the interactive nodes is asserted in test_grading_course.py, which grades anyway.)
