@@ -318,6 +318,8 @@ def up(site: Site, layout: Layout = Layout(), say: Say = _say) -> None:
     _ensure_users(site, layout, say)
     _ensure_environment(say)
     _ensure_munge(say)
+    # The nodes' network first: Slurm's daemons and commands meet at the login node's address on it.
+    nodes.ensure_bridge(site, layout, say)
     db_password = _ensure_mariadb(layout, say)
     restart = _write_slurm_config(site, login, db_password, layout)
     if "slurmdbd" in restart:
@@ -327,7 +329,6 @@ def up(site: Site, layout: Layout = Layout(), say: Say = _say) -> None:
     _register_cluster(site, say)
     cluster_nodes = compute_nodes(site)
     _remove_stale_nodes(cluster_nodes, layout, say)
-    nodes.ensure_bridge(site, layout, say)
     for node in cluster_nodes:
         nodes.ensure_node_network(site, node, layout, say)
     nodes.write_hosts(slurmconf.hosts_lines(site))
