@@ -47,6 +47,25 @@ if _missing:
     pytestmark.append(pytest.mark.skip(reason=_missing))
 
 
+def widget_cluster(workers: int, timeout: int = 120) -> str:
+    """Program lines: the launcher widget starts a `cpu` cluster of `workers` 1G workers, as a user
+    would, and a client waits for them (`ui`, `cluster` and `client` for the lines after)."""
+    return f"""
+from distributed import Client
+from aifactory.extensions.dask.widget import Launcher
+ui = Launcher()
+ui.profile.value = "cpu"
+ui.workers.value = {workers}
+ui.memory.value = "1G"
+ui.walltime.value = "15"
+ui.start()
+cluster = ui.cluster
+say("NAME", cluster.slurm_job_name)
+client = Client(cluster)
+client.wait_for_workers({workers}, timeout={timeout})
+"""
+
+
 class UserProgram:
     """A Python program run as `user` in their home; prints `KIND json` lines.
 

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.conftest import BIN
-from tests.integration.test_dask_cluster import UserProgram, wait_until_no_jobs
+from tests.integration.test_dask_cluster import UserProgram, wait_until_no_jobs, widget_cluster
 from tests.integration.test_dask_security import ATTACKER_PROGRAM, refused
 from tests.integration.test_dask_server import (
     ProgramInServer,
@@ -71,18 +71,7 @@ say("CLOSED", True)
 """
 
 # Small workers, so that a replacement fits next to the survivor; LLN puts them on the two idle nodes.
-NODE_FAILS = START + """
-from aifactory.extensions.dask.widget import Launcher
-ui = Launcher()
-ui.profile.value = "cpu"
-ui.workers.value = 2
-ui.memory.value = "1G"
-ui.walltime.value = "15"
-ui.start()
-cluster = ui.cluster
-say("NAME", cluster.slurm_job_name)
-client = Client(cluster)
-client.wait_for_workers(2, timeout=120)
+NODE_FAILS = START + widget_cluster(2) + """
 placement_before = placement(client)
 say("PLACED", placement_before)
 say("JOBS", cluster.job_ids())

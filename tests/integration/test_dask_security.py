@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from aifactory.extensions.dask.tls import LOADER
-from tests.integration.test_dask_cluster import UserProgram, wait_until_no_jobs
+from tests.integration.test_dask_cluster import UserProgram, wait_until_no_jobs, widget_cluster
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -29,20 +29,8 @@ OWNER, OTHER = "student1", "student2"
 
 OWNER_PROGRAM = """
 import os, asyncio
-from distributed import Client
 from distributed.core import rpc
-from aifactory.extensions.dask.widget import Launcher
-
-ui = Launcher()
-ui.profile.value = "cpu"
-ui.workers.value = 1
-ui.memory.value = "1G"
-ui.walltime.value = "15"
-ui.start()
-cluster = ui.cluster
-say("NAME", cluster.slurm_job_name)
-client = Client(cluster)
-client.wait_for_workers(1, timeout=90)
+""" + widget_cluster(1, timeout=90) + """
 ui.refresh()
 say("WIDGET", ui.status.value)
 worker, info = next(iter(client.scheduler_info()["workers"].items()))
