@@ -120,8 +120,8 @@ GRADERS_PER_CORE = 2
 
 def grading_slots(site: Site, partition: str, cores: int | None) -> int:
     """Graders that can run at once in `partition`: its CPUs, and on the local
-    cluster (one node on this machine) no more than GRADERS_PER_CORE per core of
-    the machine. A grader leaves its core idle part of the time (a kernel's start
+    cluster (all its nodes share this machine's cores) no more than GRADERS_PER_CORE
+    per core of the machine. A grader leaves its core idle part of the time (a kernel's start
     and shutdown, message round trips), which a second one fills: 40 submissions
     on 2 cores took 36-47 s in 2 tasks, 28-31 s in 4 (and 28 s in 6). Pure."""
     p = next(p for p in site.partitions if p.name == partition)
