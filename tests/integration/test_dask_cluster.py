@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 PYTHON = sys.executable
 PREAMBLE = """
-import json, sys, time
+import faulthandler, json, sys, time
+faulthandler.enable()  # SIGABRT prints every thread's stack: what a program that hangs was doing
 from aifactory.extensions.dask import SiteCluster, AccessRefused, OptionsError
 def say(kind, value):
     print(kind, json.dumps(value), flush=True)
@@ -108,7 +109,12 @@ class UserProgram:
         return self.said[kind]
 
     def finish(self, timeout: float = 60) -> dict:
-        out, err = self.proc.communicate(timeout=timeout)
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGABRT)  # faulthandler (PREAMBLE) prints where it hangs
+            out, err = self.proc.communicate(timeout=30)
+            pytest.fail(f"the program did not end within {timeout}s; said {out[-500:]!r}; its threads:\n{err[-6000:]}")
         for line in out.splitlines():
             head, _, rest = line.partition(" ")
             if head.isupper():
