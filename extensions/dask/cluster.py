@@ -141,7 +141,7 @@ class SiteCluster(SLURMCluster):
             interface=interface,
             local_directory=local_directory,
             dashboard_address=dashboard_address(os.environ.get("JUPYTERHUB_SERVICE_PREFIX")),
-            scheduler_host=None if interface else scheduler_host(site),
+            scheduler_host=scheduler_host(site),  # jobqueue_config uses it only without an interface
         )
         self.config = config
         # Recorded before any job exists, so the server extension can cancel them when the server stops.

@@ -303,9 +303,10 @@ def up(site: Site, layout: Layout = Layout(), say: Say = _say) -> None:
         raise ProvisionError("`aifactory cluster up` needs root: it starts daemons, makes namespaces and accounts")
     if site.local is None:
         raise ProvisionError("the site has no 'local' section: it does not describe a local cluster")
-    if site.local.memory > _machine_memory_mib():
+    machine_mib = _machine_memory_mib()
+    if site.local.memory > machine_mib:
         raise ProvisionError(f"local.memory ({site.local.memory} MiB) is more than this machine has "
-                             f"({_machine_memory_mib()} MiB): lower it in the site file")
+                             f"({machine_mib} MiB): lower it in the site file")
     for directory, mode in ((layout.state, 0o755), (secrets_dir(layout), 0o700), (layout.logs, 0o755),
                             (layout.run, 0o755)):
         Path(directory).mkdir(parents=True, exist_ok=True)
