@@ -79,6 +79,14 @@ def test_a_node_failure_ends_that_server_with_words_and_spares_the_other_node(ap
             login(driver, api.url, VICTIM[0], passwords[VICTIM[0]], f"/hub/user/{VICTIM[0]}/{VICTIM[1]}/")
             shown = wait(driver, 30).until(lambda d: d.find_elements("id", "stop-reason"))[0].text
         assert f"on node {victim_node}" in shown and "the node running it failed" in shown
+
+        # Another student asking for that page learns nothing of it (a second real user's token).
+        other = requests.post(f"{api.url}/hub/api/users/student2/tokens", headers=api.headers,
+                              json={"expires_in": 300}, timeout=10).json()["token"]
+        peek = requests.get(f"{api.url}/hub/user/{VICTIM[0]}/{VICTIM[1]}/", timeout=30, allow_redirects=True,
+                            headers={"Authorization": f"token {other}", "Accept": "text/html"})
+        assert peek.status_code in (403, 404), peek.status_code  # their own such page answers 424
+        assert victim_node not in peek.text and "[NODE_FAIL]" not in peek.text
     finally:
         for user, name in (VICTIM, BYSTANDER):
             cleanup(api, user, name)
