@@ -91,6 +91,15 @@ def sbatch_options(options: ValidatedOptions, warn_minutes: int) -> list[str]:
     return lines
 
 
+def workbench_env(apps: list[str], gpus: int, gpu_idle_minutes: int) -> dict[str, str]:
+    """What the server's workbench (extensions/workbench) reads from its environment: the profile's apps,
+    and, for a server holding GPUs, how long its GPUs and kernels may idle before it is stopped."""
+    env = {"AIFACTORY_APPS": ",".join(apps)}
+    if gpus:
+        env["AIFACTORY_GPU_IDLE_MINUTES"] = str(gpu_idle_minutes)
+    return env
+
+
 def submit_argv(user: str, sbatch: str = "sbatch") -> list[str]:
     """sbatch as the user, keeping the hub-provided environment (the script's --export lists it)."""
     return ["sudo", "-E", "-u", user, sbatch, "--parsable"]

@@ -48,7 +48,7 @@ from .port_api import token_digest
 from .progress import job_failure, stop_message
 from .refused_forms import REFUSED
 from .resume import resume_start
-from .script import build_job
+from .script import build_job, workbench_env
 from .start_log import StartLog
 from .start_wait import JobEnded, until_port, until_running
 
@@ -303,7 +303,8 @@ class SiteSlurmSpawner(SlurmSpawner):
         site = self._site()
         # The job finds the user's home and makes ~/.aifactory itself (script.HOME_LINES): no user lookup here.
         partition = site.partition(options.partition)
-        env = self.get_env()
+        env = {**self.get_env(), **workbench_env(
+            site.profile(options.profile).apps, options.gpus, site.limits.gpu_idle_timeout)}
         job = build_job(
             options, site.environment(options.environment), user=self.user.name,
             env_names=list(env), launcher=self.launcher, server_args=self.get_args(),

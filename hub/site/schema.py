@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -170,6 +171,10 @@ def _at_least_one_cpu(r: Range) -> Range:
     return r
 
 
+# The web apps a profile can offer (extensions/workbench/apps.py says how each one runs).
+App = Literal["vscode", "tensorboard", "mlflow"]
+
+
 class Profile(Model):
     """What a user may start: a partition, an environment and resource ranges."""
 
@@ -183,6 +188,15 @@ class Profile(Model):
     gpus: Range = Range(min=0, max=0, default=0)
     walltime: WalltimeRange
     groups: list[Name] = Field(default_factory=list, description="Groups that may use it; empty means everyone.")
+    apps: list[App] = Field(default_factory=list, description="Web apps its servers offer next to JupyterLab, "
+                            "each behind the user's own server (jupyter-server-proxy) with a launcher tile.")
+
+    @field_validator("apps")
+    @classmethod
+    def _apps_once(cls, apps: list[str]) -> list[str]:
+        if len(set(apps)) != len(apps):
+            raise ValueError("each app may be named once")
+        return apps
 
 
 class Course(Model):
@@ -240,6 +254,9 @@ class Limits(Model):
     servers_per_user: int = Field(1, ge=1, le=20)
     idle_timeout: Minutes = Field(60, description="Stop servers idle this long.")
     max_session: Minutes = Field(12 * 60, description="Stop servers older than this.")
+    gpu_idle_timeout: Minutes = Field(
+        60, description="Warn, then stop a server holding GPUs once its GPUs and its kernels were idle this long."
+    )
 
 
 def check_subdomain_host(url: str) -> str:

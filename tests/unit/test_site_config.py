@@ -107,6 +107,11 @@ BROKEN = [
     (lambda d: d.update(hub={"api_ip": "127.0.0.1"}), "hub.api_ip: 127.0.0.1 is not the login node's address on local.network "
                                       "(10.77.0.1), where the nodes reach the hub: leave it out or set it so"),
     (lambda d: d.pop("auth"), "auth: required field is missing"),
+    (_set("profiles.0.apps", ["vscode", "jupyter-desktop"]),
+     "profiles[0].apps[1]: Input should be 'vscode', 'tensorboard' or 'mlflow'"),
+    (_set("profiles.0.apps", ["mlflow", "mlflow"]), "profiles[0].apps: each app may be named once"),
+    (lambda d: d.update(limits={"gpu_idle_timeout": "soon"}),
+     "limits.gpu_idle_timeout: walltime must be like '2:00:00' or '1-00:00:00', not 'soon'"),
 ]
 
 

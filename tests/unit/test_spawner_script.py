@@ -8,7 +8,7 @@ import pytest
 
 from aifactory.site.schema import ContainerEnvironment, LmodEnvironment, PythonEnvironment
 from aifactory.spawners.options import ValidatedOptions
-from aifactory.spawners.script import build_job, job_name, signal_seconds
+from aifactory.spawners.script import build_job, job_name, signal_seconds, workbench_env
 
 CPU = ValidatedOptions(profile="small", partition="cpu", account="proj_a", cpus=2, memory_mib=1536, gpus=0,
                        gpu_type=None, walltime_minutes=90, environment="base")
@@ -104,3 +104,8 @@ def test_the_job_makes_its_log_in_the_users_home_itself(tmp_path):
                    env={"HOME": str(home), "SLURM_JOB_ID": "42", "PATH": "/usr/bin:/bin"})
     assert (home / ".aifactory" / "jupyter-42.log").read_text() == \
         "launched -- /opt/aifactory/venv/bin/jupyterhub-singleuser\n"
+
+
+def test_the_workbench_learns_the_profiles_apps_and_only_a_gpu_server_its_idle_timeout():
+    assert workbench_env(["vscode", "mlflow"], gpus=0, gpu_idle_minutes=60) == {"AIFACTORY_APPS": "vscode,mlflow"}
+    assert workbench_env([], gpus=2, gpu_idle_minutes=45) == {"AIFACTORY_APPS": "", "AIFACTORY_GPU_IDLE_MINUTES": "45"}
