@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -14,6 +17,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+# axe-core, installed by `make test-tools` from tests/browser_tools/package.json (the npm registry).
+AXE = Path(os.environ.get("AIFACTORY_PREFIX", "/opt/aifactory")) / "test-node/node_modules/axe-core/axe.min.js"
+# Where `screenshot` saves the README's pictures when asked (make screenshots); else a throw-away folder.
+SCREENSHOTS = os.environ.get("AIFACTORY_SCREENSHOTS", "")
 
 
 @contextmanager
@@ -46,3 +53,33 @@ def login(driver, hub: str, user: str, password: str, next_path: str = "") -> No
     driver.find_element(By.ID, "username_input").send_keys(user)
     driver.find_element(By.ID, "password_input").send_keys(password)
     driver.find_element(By.ID, "login_submit").click()
+
+
+def axe_violations(driver, context: str | None = None, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
+    """axe-core's violations of `impacts` on the page as it is now (or inside the CSS selector `context`),
+    each as 'rule: help (n nodes: first target)', so a failing assert names what to mend."""
+    driver.execute_script(AXE.read_text())
+    driver.set_script_timeout(60)
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(arguments[0] || document, {resultTypes: ['violations']})"
+        ".then(r => done(JSON.stringify(r.violations)), e => done(JSON.stringify({error: String(e)})));",
+        context,
+    )
+    violations = json.loads(result)
+    if isinstance(violations, dict):
+        raise RuntimeError(f"axe-core failed: {violations['error']}")
+    return [
+        f"{v['id']}: {v['help']} ({len(v['nodes'])} nodes: {v['nodes'][0]['target']})"
+        for v in violations if v.get("impact") in impacts
+    ]
+
+
+def screenshot(driver, name: str) -> Path:
+    """Save the page as `<name>.png`: into $AIFACTORY_SCREENSHOTS (the README's pictures, `make screenshots`)
+    or a temporary folder, so the same test code makes them either way."""
+    folder = Path(SCREENSHOTS or tempfile.mkdtemp(prefix="aifactory-screenshots-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
