@@ -55,6 +55,9 @@ python: system
 test-tools: python
 	@$(BIN)/pip install -q --disable-pip-version-check -r $(TEST_LOCK) > $(PREFIX)/pip.log 2>&1 \
 	  || { cat $(PREFIX)/pip.log; exit 1; }
+	@mkdir -p $(PREFIX)/test-node && cp tests/browser_tools/package.json $(PREFIX)/test-node/package.json
+	@test -f $(PREFIX)/test-node/node_modules/axe-core/axe.min.js || \
+	  npm install --prefix $(PREFIX)/test-node --omit=dev --no-package-lock --no-fund --no-audit --loglevel=error
 
 node: system
 	@mkdir -p $(PREFIX)/node && cp hub/proxy/package.json $(PREFIX)/node/package.json
