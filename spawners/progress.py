@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from aifactory.site.units import format_walltime
 from aifactory.slurm.states import reason_words, state_name, state_words
+
+from .singleuser import GPU_IDLE_EXIT
 
 
 def pending_message(reason: str, position: int | None, total: int | None, partition: str,
@@ -28,10 +31,14 @@ def job_failure(state: str) -> str:
     return f"job_{state_name(state).lower()}"
 
 
-def stop_message(state: str, job_id: str, node: str = "") -> str:
+def stop_message(state: str, job_id: str, node: str = "", exit_code: str = "", gpu_idle_minutes: int = 0) -> str:
     """Why a server stopped, for the user and the hub log, naming its node when known (a node failure
-    is then plain); a failed server points to its log."""
+    is then plain); a failed server points to its log, unless its launcher's exit code (accounting's
+    'exit:signal') says the server stopped itself because its GPUs and kernels were idle."""
     word = state_name(state)
-    log = f" (see ~/.aifactory/jupyter-{job_id}.log)" if word == "FAILED" else ""
     where = f" on node {node}" if node else ""
+    if word == "FAILED" and exit_code.split(":")[0] == str(GPU_IDLE_EXIT):
+        idle = f" for {format_walltime(gpu_idle_minutes)}" if gpu_idle_minutes else ""
+        return f"Your server (Slurm job {job_id}{where}) stopped: its GPUs and kernels were idle{idle} [GPU_IDLE]"
+    log = f" (see ~/.aifactory/jupyter-{job_id}.log)" if word == "FAILED" else ""
     return f"Your server (Slurm job {job_id}{where}) stopped: {state_words(word)}{log} [{word}]"

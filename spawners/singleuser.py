@@ -17,7 +17,11 @@ Standard library only (it starts before the server, on every spawn):
    `REPORT_SECONDS` while the hub is restarting;
 4. on SIGUSR1 (Slurm's warning, `--signal=B:USR1@...`) records the warning in the
    session file; on SIGTERM (the end of the walltime or scancel) stops the server
-   cleanly and exits with its status.
+   cleanly and exits with its status;
+5. exits with `GPU_IDLE_EXIT` when the server stopped itself because its GPUs and
+   kernels were idle (the workbench leaves `{"reason": GPU_IDLE_REASON}` in
+   `AIFACTORY_STOP_FILE` first): the hub reads that exit code in accounting and
+   tells the user why (`progress.stop_message`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ PORT_ATTEMPTS = 5
 LISTEN_SECONDS = 300
 # Seconds the report is retried while the hub does not answer (a hub restart) or does not wait yet (409).
 REPORT_SECONDS = 900
+# The exit code of a server stopped for idle GPUs (EX_TEMPFAIL: nothing broke, the resources were wanted
+# elsewhere), and the reason the workbench's server extension leaves in the stop file.
+GPU_IDLE_EXIT = 75
+GPU_IDLE_REASON = "gpu-idle"
 
 
 def free_port() -> int:
@@ -162,6 +170,16 @@ def write_session(path: str, data: dict) -> None:
     atomic_write(path, json.dumps(data), 0o600)
 
 
+def stop_code(path: str, code: int) -> int:
+    """The launcher's exit code: `GPU_IDLE_EXIT` when the server left the idle-GPU reason in `path`."""
+    try:
+        with open(path) as text:
+            reason = json.load(text).get("reason")
+    except (OSError, ValueError, AttributeError):
+        return code
+    return GPU_IDLE_EXIT if reason == GPU_IDLE_REASON else code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "--":
@@ -179,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     write_session(session_file, session)
     env["AIFACTORY_JOB_END"] = str(ends_at)
     env["AIFACTORY_SESSION_FILE"] = session_file
+    env["AIFACTORY_STOP_FILE"] = stop_file = os.path.join(session_dir, f"stop-{job}.json")
+    if os.path.exists(stop_file):
+        os.unlink(stop_file)  # a requeued job's or an earlier run's
 
     children: list[subprocess.Popen] = []
     stopping: list[int] = []
@@ -224,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         child.terminate()
         child.wait()
         raise
-    code = child.wait()
+    code = stop_code(stop_file, child.wait())
     print(f"aifactory: server exited with {code}", file=sys.stderr, flush=True)
     return code
 
