@@ -30,6 +30,16 @@ class AllocationUse:
     cpu_hours: int | None = None
     gpu_hours: int | None = None
 
+    @property
+    def cpu_hours_left(self) -> float | None:
+        """What is left of the core-hour allocation (negative when overdrawn); None: no allocation."""
+        return None if self.cpu_hours is None else self.cpu_hours - self.cpu_hours_used
+
+    @property
+    def gpu_hours_left(self) -> float | None:
+        """What is left of the GPU-hour allocation (negative when overdrawn); None: no allocation."""
+        return None if self.gpu_hours is None else self.gpu_hours - self.gpu_hours_used
+
 
 def allocation_uses(site: Site, accounts: tuple[str, ...], sacct_text: str, since: datetime,
                     until: datetime) -> dict[str, AllocationUse]:
@@ -83,3 +93,15 @@ async def allocation_use(site: Site, accounts: tuple[str, ...], timeout: float |
                                 timeout=timeout)
         return allocation_uses(site, accounts, text, since, until)
     return await cached(("sacct", accounts), max_age, fetch)
+
+
+async def hours_left(site: Site, account: str, timeout: float | None = None, max_age: float = 60.0,
+                     runner: SlurmRunner = SlurmRunner()) -> tuple[float | None, float | None]:
+    """(core-hours, GPU-hours) left of `account`'s allocation, as the spawn page counts them; None where the
+    site gives no such allocation (then accounting is not asked). Raises SlurmError. The one place a walltime
+    extension learns what is left."""
+    project = next((p for p in site.projects if p.name == account), None)
+    if project is None or (project.cpu_hours is None and project.gpu_hours is None):
+        return None, None
+    use = (await allocation_use(site, (account,), timeout=timeout, max_age=max_age, runner=runner))[account]
+    return use.cpu_hours_left, use.gpu_hours_left

@@ -24,15 +24,20 @@ class ServerJob:
     node: str = ""              # where the server runs, from squeue
     port: int = 0               # the port the server reported
     stop_reason: str = ""       # why the last server stopped, in words; survives `cleared`
+    time_limit_minutes: int = 0  # the job's time limit: the walltime asked at submission, then each extension's
 
     def cleared(self) -> ServerJob:
         """The state once the server is gone: only the reason it stopped stays (the user sees it)."""
         return ServerJob(stop_reason=self.stop_reason)
 
-    def submitted(self, job_id: str, token_sha256: str, at: float) -> ServerJob:
+    def submitted(self, job_id: str, token_sha256: str, at: float, time_limit_minutes: int = 0) -> ServerJob:
         """sbatch answered: the job exists and waits for its server's port."""
         return replace(self, job_id=job_id, token_sha256=token_sha256, submitted_at=at, awaiting_port=True,
-                       node="", port=0, job_status="")
+                       node="", port=0, job_status="", time_limit_minutes=time_limit_minutes)
+
+    def extended(self, time_limit_minutes: int) -> ServerJob:
+        """Slurm took a new time limit for the running job."""
+        return replace(self, time_limit_minutes=time_limit_minutes)
 
     def listening(self, node: str, port: int) -> ServerJob:
         """The server reported its port on `node`: the start is complete."""
@@ -50,6 +55,8 @@ def to_state(job: ServerJob) -> dict:
         state["stop_reason"] = job.stop_reason
     if job.job_id:
         state.update(token_sha256=job.token_sha256, submitted_at=job.submitted_at)
+        if job.time_limit_minutes:
+            state["time_limit_minutes"] = job.time_limit_minutes
         if job.awaiting_port:
             state["awaiting_port"] = True
         elif job.port:
@@ -68,4 +75,5 @@ def from_state(state: dict) -> ServerJob:
         node=str(state.get("ip", "")) if state.get("port") else "",
         port=int(state["port"]) if state.get("port") else 0,
         stop_reason=str(state.get("stop_reason", "")),
+        time_limit_minutes=int(state.get("time_limit_minutes", 0) or 0),  # 0: saved before limits were kept
     )
