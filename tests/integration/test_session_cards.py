@@ -137,6 +137,14 @@ def test_a_card_in_each_state_with_its_buttons_and_slurms_facts(api, hub, passwo
                 field(driver, "status")
             assert scontrol(job_id)["TimeLimit"] == "01:00:00"
             assert 50 <= int(re.match(r"(\d+) min", field(driver, "time-left")).group(1)) <= 60
+            # A refused extension says why, where the user looks: two days more, as a crafted form would ask.
+            select = running.find_element(By.CSS_SELECTOR, ".aif-extend select")
+            driver.execute_script("arguments[0].options[0].value = '2880'", select)
+            Select(select).select_by_visible_text("30 min")
+            press(driver, running.find_element(By.CSS_SELECTOR, ".aif-extend button"))
+            wait(driver, 60).until(lambda d: field(d, "status").startswith("Not extended"))
+            assert "profile" in field(driver, "status"), field(driver, "status")
+            assert scontrol(job_id)["TimeLimit"] == "01:00:00"
 
             # Copy link: a link to the spawn page with these options, shown to copy by hand if need be.
             press(driver, running.find_element(By.CSS_SELECTOR, ".aif-copy"))
