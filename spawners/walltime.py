@@ -3,7 +3,8 @@
 A user asks for `minutes` more. `extension` allows it only if the new time limit stays within the
 profile's maximum and the partition's MaxTime, and the added time on the server's CPUs and GPUs
 fits in what is left of its project's allocation; otherwise it says which limit, and how much
-more would still fit. Where two time limits are passed, the tighter one is named (the profile's on a
+more would still fit. The site's `limits.max_session` is a limit too: the hub's culler stops older
+servers whatever their walltime. Where two time limits are passed, the tighter one is named (the profile's on a
 tie): it is the one that says how much more is possible. `walltime_api` does the I/O around it.
 """
 
@@ -16,7 +17,7 @@ from typing import Literal
 
 from aifactory.site.units import format_walltime
 
-Reason = Literal["profile_maximum", "allocation", "partition_limit", "not_running"]
+Reason = Literal["profile_maximum", "session_maximum", "allocation", "partition_limit", "not_running"]
 # A body asking for more than a year is malformed, not an extension to weigh against the limits.
 MAX_MINUTES = 366 * 1440
 
@@ -74,12 +75,15 @@ def _allocation_refusal(project: str, unit: str, left: float, add: int, count: i
 
 def extension(current_limit_min: int, add_min: int, profile_max_min: int, partition_max_min: int | None,
               cpus: int, gpus: int, remaining_cpu_hours: float | None, remaining_gpu_hours: float | None, *,
-              profile: str = "this", partition: str = "this", project: str = "The project") -> Allowed | Refused:
+              profile: str = "this", partition: str = "this", project: str = "The project",
+              session_max_min: int | None = None) -> Allowed | Refused:
     """Whether a server with `current_limit_min` may get `add_min` more minutes (None: no such limit)."""
     new = current_limit_min + add_min
     limits = [(profile_max_min, 0, "profile_maximum", f"The {profile} profile")]
     if partition_max_min is not None:
         limits.append((partition_max_min, 1, "partition_limit", f"The {partition} partition (its MaxTime in Slurm)"))
+    if session_max_min is not None:  # the hub's culler stops any server older than limits.max_session
+        limits.append((session_max_min, 2, "session_maximum", "This site's session limit (limits.max_session)"))
     maximum, _, kind, what = min(limits)
     if new > maximum:
         return _time_refusal(kind, what, maximum, current_limit_min)

@@ -108,7 +108,8 @@ async def _extend(spawner: Any, minutes: int) -> Extended | Refused:
     cpu_left, gpu_left = await hours_left(site, job.account, timeout=timeout,
                                           max_age=spawner.allocation_use_seconds, runner=runner)
     decision = extension(job.limit_minutes, minutes, profile.walltime.max, partition_max, job.cpus, job.gpus,
-                         cpu_left, gpu_left, profile=profile.name, partition=job.partition, project=job.account)
+                         cpu_left, gpu_left, profile=profile.name, partition=job.partition, project=job.account,
+                         session_max_min=site.limits.max_session)
     if not isinstance(decision, Allowed):
         return decision
     try:

@@ -144,7 +144,7 @@ def test_spawn_in_each_environment_and_reach_the_server(api, server_url, user, n
 @pytest.mark.parametrize("options, words", [
     ({"cpus": 99}, "'cpus': 99 is out of range; allowed 1 to 8"),
     ({"profile": "gpu"}, "'profile': 'gpu' is not allowed; choose one of: cpu, course"),
-    ({"walltime": "5-00:00:00"}, "allowed 00:01:00 to 1-00:00:00"),
+    ({"walltime": "5-00:00:00"}, "allowed 00:01:00 to 12:00:00"),
     ({"command": "rm -rf /"}, "'command': unknown option"),
 ])
 def test_invalid_options_are_refused_with_the_field_and_nothing_is_submitted(api, options, words):

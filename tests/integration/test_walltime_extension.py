@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
 USER, NAME, OTHER = "student1", "wt-extend", "student2"
 OPTIONS = {"profile": "cpu", "cpus": "1", "memory": "1G", "walltime": "1:00:00"}
-PROFILE_MAX = 24 * 60  # demo.yaml: the cpu profile's walltime max, 1-00:00:00
+PROFILE_MAX = 12 * 60  # demo.yaml: the cpu profile's walltime max, 12:00:00 (limits.max_session too)
 
 
 def job_times(job_id: str) -> tuple[int, datetime]:
@@ -136,7 +136,7 @@ def test_past_the_profile_maximum_is_refused_with_what_still_fits(server):
     assert refused.status_code == 409, refused.text
     assert refused.json() == {
         "reason": "profile_maximum",
-        "message": f"The cpu profile allows at most 1-00:00:00; this server already has {clock(limit)}, "
+        "message": f"The cpu profile allows at most 12:00:00; this server already has {clock(limit)}, "
                    f"so at most {clock(fits)} more."}
     assert job_times(job_id)[0] == limit
     # Exactly up to the maximum is fine; then nothing more.

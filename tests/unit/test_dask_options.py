@@ -36,7 +36,7 @@ def test_out_of_range_values_are_refused_all_at_once():
     assert str(refused.value) == (
         "Cores per worker: 9 is out of range; allowed 1 to 8. "
         "Memory per worker: 16G is out of range; allowed 1G to 5G. "
-        "Walltime per worker: 2-00:00:00 is out of range; allowed 00:01:00 to 1-00:00:00."
+        "Walltime per worker: 2-00:00:00 is out of range; allowed 00:01:00 to 12:00:00."
     )
 
 

@@ -118,6 +118,13 @@ def test_past_the_partitions_max_time_when_it_is_the_tighter_limit():
     assert extension(200, 60, 480, None, 1, 0, None, None) == Allowed(260, 60)  # MaxTime UNLIMITED
 
 
+def test_past_the_sites_session_limit_which_the_culler_enforces():
+    refused = extension(11 * 60, 120, 1440, 2880, 1, 0, None, None, profile="cpu", session_max_min=720)
+    assert refused == Refused("session_maximum", "This site's session limit (limits.max_session) allows at most "
+                                                 "12:00:00; this server already has 11:00:00, so at most 01:00:00 more.")
+    assert extension(11 * 60, 60, 1440, 2880, 1, 0, None, None, session_max_min=720) == Allowed(720, 60)
+
+
 def test_past_the_projects_allocation():
     refused = extension(60, 120, 1440, None, 4, 0, 3.2, None, project="project_465000002")
     assert refused == Refused("allocation", "project_465000002 has 3.2 core-hours left; 2 hours more on 4 CPUs "
