@@ -115,8 +115,21 @@ def origin_config(site: Site) -> dict:
     return {"subdomain_host": site.hub.subdomain_host, "subdomain_hook": subdomain_hook}
 
 
+def session_cards(user):
+    """The templates' `session_cards(base_url)` for the page's user (JupyterHub calls this per page)."""
+    from aifactory.hub.session_cards import cards_of
+
+    return cards_of(user)
+
+
 def port_handlers() -> list[tuple]:
     from aifactory.spawners.port_api import handlers
+
+    return handlers
+
+
+def walltime_handlers() -> list[tuple]:
+    from aifactory.spawners.walltime_api import handlers
 
     return handlers
 
@@ -187,7 +200,10 @@ def hub_config(
             "cookie_secret_file": f"{paths.state}/jupyterhub_cookie_secret",
             "spawner_class": "aifactory.spawners.slurm.SiteSlurmSpawner",
             # The only way a starting server reports its port (replaces batchspawner's handler).
-            "extra_handlers": list(port_handlers()),
+            # ... and the home page's "Extend" (a running server's walltime, spawners/walltime_api.py).
+            "extra_handlers": [*port_handlers(), *walltime_handlers()],
+            # The home page's session cards (hub/session_cards.py), built only when home.html asks.
+            "template_vars": {"session_cards": session_cards},
             # Servers are Slurm jobs: they outlive a hub restart and are reattached.
             "cleanup_servers": False,
             "allow_named_servers": True,

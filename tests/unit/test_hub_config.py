@@ -8,6 +8,7 @@ from aifactory.hub.config import (
     TUNABLE_TRAITS,
     HubPaths,
     hub_config,
+    session_cards,
     subdomain_hook,
     trait_problems,
     tunable_classes,
@@ -17,6 +18,7 @@ from aifactory.hub.services import idle_culler_command, service_roles
 from aifactory.site import SiteError, parse_site
 from aifactory.site.load import read_yaml
 from aifactory.spawners.port_api import PortHandler
+from aifactory.spawners.walltime_api import WalltimeHandler
 
 import pytest
 import yaml
@@ -36,7 +38,10 @@ def test_hub_config_for_a_pam_site():
             "db_url": "sqlite:////s/jupyterhub.sqlite",
             "cookie_secret_file": "/s/jupyterhub_cookie_secret",
             "spawner_class": "aifactory.spawners.slurm.SiteSlurmSpawner",
-            "extra_handlers": [("/api/aifactory/port", PortHandler)],
+            "extra_handlers": [("/api/aifactory/port", PortHandler),
+                               (r"/api/aifactory/users/([^/]+)/server/walltime", WalltimeHandler),
+                               (r"/api/aifactory/users/([^/]+)/servers/([^/]+)/walltime", WalltimeHandler)],
+            "template_vars": {"session_cards": session_cards},
             "cleanup_servers": False,
             "allow_named_servers": True,
             "named_server_limit_per_user": 1,
