@@ -99,6 +99,7 @@ def mlflow(socket_path: str) -> None:
     # What `mlflow server --backend-store-uri ... --default-artifact-root ...` hands its workers.
     os.environ["_MLFLOW_SERVER_FILE_STORE"] = store
     os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = apps.mlflow_artifacts(home)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline nodes; and the user's runs are theirs
     public = urlsplit(os.environ.get("JUPYTERHUB_PUBLIC_URL", ""))
     if public.netloc:
         os.environ.setdefault("MLFLOW_SERVER_ALLOWED_HOSTS", f"{public.netloc},localhost")

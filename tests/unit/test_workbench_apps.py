@@ -98,28 +98,31 @@ def test_tensorboard_log_folder_choice(tmp_path):
         assert logdir == home / "tensorboard" and choice in why, (choice, why)
 
 
-def server_config(env: dict[str, str], home: Path) -> tuple[dict, str | None, list[str], str]:
+def server_config(env: dict[str, str], home: Path) -> tuple[dict, str | None, list[str], str, str | None]:
     """Run the jupyter config file as the server would: its servers, the MLFLOW_TRACKING_URI it leaves,
-    the modules it imported, its log."""
+    the modules it imported, its log, the MLFLOW_DISABLE_TELEMETRY it leaves."""
     code = (
         "import json, os, runpy, sys\n"
         "from traitlets.config import Config\n"
         "c = Config()\n"
         f"runpy.run_path({str(CONFIG)!r}, init_globals={{'get_config': lambda: c}})\n"
-        "print(json.dumps([c.ServerProxy.servers, os.environ.get('MLFLOW_TRACKING_URI'), sorted(sys.modules)]))\n"
+        "print(json.dumps([c.ServerProxy.servers, os.environ.get('MLFLOW_TRACKING_URI'), sorted(sys.modules),"
+        " os.environ.get('MLFLOW_DISABLE_TELEMETRY')]))\n"
     )
-    clean = {k: v for k, v in os.environ.items() if k not in ("AIFACTORY_APPS", "MLFLOW_TRACKING_URI")}
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("AIFACTORY_APPS", "MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY")}
     out = subprocess.run([sys.executable, "-c", code], env={**clean, **env, "HOME": str(home)},
                          capture_output=True, text=True, check=True)
-    servers, uri, modules = json.loads(out.stdout)
-    return servers, uri, modules, out.stderr
+    servers, uri, modules, telemetry = json.loads(out.stdout)
+    return servers, uri, modules, out.stderr, telemetry
 
 
 def test_the_server_config_reads_the_apps_and_sets_the_kernels_tracking_uri(tmp_path):
-    servers, uri, modules, log = server_config({"AIFACTORY_APPS": "tensorboard,mlflow,nope"}, tmp_path)
+    servers, uri, modules, log, telemetry = server_config({"AIFACTORY_APPS": "tensorboard,mlflow,nope"}, tmp_path)
     assert list(servers) == ["tensorboard", "mlflow"]
     assert servers["mlflow"]["command"][0] == sys.executable
     assert uri == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    assert telemetry == "true"  # the nodes are offline: MLflow in the kernels sends nothing out
     assert "nope" in log
     # The server's start pays for nothing of the apps: no TensorBoard, MLflow or werkzeug imported.
     assert not [m for m in modules if m.split(".")[0] in ("tensorboard", "mlflow", "werkzeug", "flask")]

@@ -25,3 +25,4 @@ if "mlflow" in _offered:
     # Kernels and terminals inherit the server's environment: `mlflow.log_*` in a notebook lands in the
     # store the MLflow app shows (unless the user chose another one).
     os.environ.setdefault("MLFLOW_TRACKING_URI", apps.mlflow_tracking_uri(_home))
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # compute nodes are offline
