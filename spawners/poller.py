@@ -44,6 +44,8 @@ class JobView:
     position: int | None = None
     pending_total: int | None = None
     queue_seconds: float | None = None  # running jobs: from submission to start, as Slurm recorded them
+    started: datetime | None = None  # running jobs: their start (Slurm's local time), for the time they end
+    exit_code: str = ""  # gone FAILED jobs: accounting's 'exit:signal' (the launcher's code says why it stopped)
 
 
 @dataclass
@@ -174,27 +176,38 @@ class SlurmPoller:
             elif entry.state in RUNNING_STATES:
                 self._views[job_id] = JobView("running", job_id, entry.state, entry.reason,
                                               entry.nodes.split(",")[0], entry.partition,
-                                              queue_seconds=queue_seconds(entry))
+                                              queue_seconds=queue_seconds(entry), started=entry.start)
+            elif state_name(entry.state) == "FAILED":
+                left.append(job_id)  # why it failed (its exit code) is in accounting; squeue's state if not yet
             else:
                 self._gone(job_id, state_name(entry.state))
         if left:
-            await self._look_up_final(left)
+            await self._look_up_final(left, {job_id: "FAILED" for job_id in left if job_id in jobs})
         await self._publish(started)
 
-    async def _look_up_final(self, job_ids: list[str]) -> None:
+    async def _look_up_final(self, job_ids: list[str], queued: dict[str, str] | None = None) -> None:
+        """Final states (and exit codes) from accounting; `queued`: the final states squeue still shows,
+        used as they are when accounting does not know the job yet or does not answer."""
+        queued = queued or {}
         try:
             self.scheduler_calls += 1
             records = parse_sacct(await self.runner.run(sacct_argv(job_ids=tuple(job_ids)), timeout=self.timeout))
             states = {record.raw_id: record.state for record in records}
+            exit_codes = {record.raw_id: record.exit_code for record in records}
         except SlurmError as error:
             self.log.warning("sacct did not answer (%s): jobs %s stay as they are", error, ",".join(job_ids))
+            for job_id, state in queued.items():
+                self._gone(job_id, state)
             return
         for job_id in job_ids:
             watched = self._watched.get(job_id)
             if watched is None:
                 continue
             if job_id in states and states[job_id] in FINAL_STATES:
-                self._gone(job_id, states[job_id])
+                self._gone(job_id, states[job_id], exit_codes.get(job_id, ""))
+                continue
+            if job_id in queued:
+                self._gone(job_id, queued[job_id])
                 continue
             watched.missing_rounds += 1
             if watched.missing_rounds >= self.missing_rounds:
@@ -214,9 +227,9 @@ class SlurmPoller:
                     continue
             self._to_cancel.discard(job_id)
 
-    def _gone(self, job_id: str, state: str) -> None:
+    def _gone(self, job_id: str, state: str, exit_code: str = "") -> None:
         self._watched[job_id].final = state
-        self._views[job_id] = JobView("gone", job_id, state)
+        self._views[job_id] = JobView("gone", job_id, state, exit_code=exit_code)
 
     async def _publish(self, started: float) -> None:
         assert self._updated is not None

@@ -24,6 +24,7 @@ import asyncio
 import hmac
 import time
 from dataclasses import replace
+from datetime import datetime
 
 from batchspawner import SlurmSpawner
 from jupyterhub.spawner import Spawner
@@ -48,9 +49,10 @@ from .port_api import token_digest
 from .progress import job_failure, stop_message
 from .refused_forms import REFUSED
 from .resume import resume_start
-from .script import build_job, workbench_env
+from .script import build_job, signal_seconds, workbench_env
 from .start_log import StartLog
 from .start_wait import JobEnded, until_port, until_running
+from .walltime import ends_at as job_ends_at
 
 
 class SiteSlurmSpawner(SlurmSpawner):
@@ -304,7 +306,8 @@ class SiteSlurmSpawner(SlurmSpawner):
         # The job finds the user's home and makes ~/.aifactory itself (script.HOME_LINES): no user lookup here.
         partition = site.partition(options.partition)
         env = {**self.get_env(), **workbench_env(
-            site.profile(options.profile).apps, options.gpus, site.limits.gpu_idle_timeout)}
+            site.profile(options.profile).apps, options.gpus, site.limits.gpu_idle_timeout,
+            signal_seconds(options.walltime_minutes, self.walltime_warning_minutes))}
         job = build_job(
             options, site.environment(options.environment), user=self.user.name,
             env_names=list(env), launcher=self.launcher, server_args=self.get_args(),
@@ -328,7 +331,7 @@ class SiteSlurmSpawner(SlurmSpawner):
             await cancel_by_name(self.slurm_runner, self.user.name, self.name, self.log)
             raise web.HTTPError(503, f"Slurm did not answer the submission ({error}); nothing is left queued")
         self.poller.watch(job_id)
-        self.job = self.job.submitted(job_id, token_digest(self.api_token), time.time())
+        self.job = self.job.submitted(job_id, token_digest(self.api_token), time.time(), options.walltime_minutes)
         internals(self).save()  # a hub killed from here on finds the job and resumes this start
         try:
             return await self.wait_until_up()
@@ -378,6 +381,16 @@ class SiteSlurmSpawner(SlurmSpawner):
         async for event in self.start_log.follow():
             yield event
 
+    @property
+    def ends_at(self) -> datetime | None:
+        """When the running server's job reaches its time limit (UTC; extensions included), for the home
+        page; None while not running, before the poller saw it start, or for a job saved without its limit."""
+        try:
+            view = self.poller.view(self.job.job_id) if self.job.job_id else None
+        except RuntimeError:  # no event loop: no poller
+            return None
+        return job_ends_at(view.started, self.job.time_limit_minutes) if view and view.kind == "running" else None
+
     # -- poll and stop -------------------------------------------------------
     @property
     def last_stop_reason(self) -> str:
@@ -398,8 +411,8 @@ class SiteSlurmSpawner(SlurmSpawner):
             view = await poller.fresh_view(job_id)  # first poll after a hub start: one shared query
         if view.kind != "gone":
             return None
-        self.job = replace(self.job, stop_reason=stop_message(view.state, job_id, self.job.node),
-                           job_status=view.state)
+        stopped = stop_message(view.state, job_id, self.job.node, view.exit_code, self._site().limits.gpu_idle_timeout)
+        self.job = replace(self.job, stop_reason=stopped, job_status=view.state)
         self.log.warning("%s: %s", self.who, self.job.stop_reason)
         return 1
 
@@ -421,6 +434,9 @@ class SiteSlurmSpawner(SlurmSpawner):
                     view = await self.poller.fresh_view(job_id)
                     if view.kind == "gone":
                         break
+        if view.kind == "gone":  # the home page's card says how the job ended (CANCELLED, or what came first)
+            self.job = replace(self.job, stop_reason=stop_message(view.state, job_id, self.job.node),
+                               job_status=view.state)
         self.poller.unwatch(job_id)
 
 

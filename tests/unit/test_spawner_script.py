@@ -106,6 +106,8 @@ def test_the_job_makes_its_log_in_the_users_home_itself(tmp_path):
         "launched -- /opt/aifactory/venv/bin/jupyterhub-singleuser\n"
 
 
-def test_the_workbench_learns_the_profiles_apps_and_only_a_gpu_server_its_idle_timeout():
-    assert workbench_env(["vscode", "mlflow"], gpus=0, gpu_idle_minutes=60) == {"AIFACTORY_APPS": "vscode,mlflow"}
-    assert workbench_env([], gpus=2, gpu_idle_minutes=45) == {"AIFACTORY_APPS": "", "AIFACTORY_GPU_IDLE_MINUTES": "45"}
+def test_the_workbench_learns_the_profiles_apps_the_warning_and_only_a_gpu_server_its_idle_timeout():
+    assert workbench_env(["vscode", "mlflow"], gpus=0, gpu_idle_minutes=60, warn_seconds=300) == {
+        "AIFACTORY_APPS": "vscode,mlflow", "AIFACTORY_WARN_SECONDS": "300"}
+    assert workbench_env([], gpus=2, gpu_idle_minutes=45, warn_seconds=120) == {
+        "AIFACTORY_APPS": "", "AIFACTORY_WARN_SECONDS": "120", "AIFACTORY_GPU_IDLE_MINUTES": "45"}
