@@ -12,22 +12,27 @@ PYTEST_ARGS ?=
 # openssh-server: the SSH test plays a login node with its own sshd (tests/integration/test_spawner_ssh.py).
 # bubblewrap: the grading sandbox starts each student's kernel in it (courses/grading/jobs.py).
 # iproute2: the compute nodes' namespaces, links and bridge (hub/localcluster/nodes.py).
+# ripgrep, libkrb5-dev, pkg-config, g++, make: code-server (`make apps`): VS Code's search runs Debian's rg, and
+# npm builds code-server's native modules (kerberos needs krb5's headers through pkg-config).
 APT_PACKAGES := slurm-wlm slurmdbd munge mariadb-server sudo lmod python3-venv python3-dev \
-	gcc chromium chromium-driver curl procps openssh-server bubblewrap iproute2
+	gcc chromium chromium-driver curl procps openssh-server bubblewrap iproute2 \
+	ripgrep libkrb5-dev pkg-config g++ make
 # Editable when every user can read this checkout (jobs run as them), else a copy.
 EDITABLE := $(shell runuser -u nobody -- test -r $(CURDIR)/pyproject.toml 2>/dev/null && echo --editable)
 
-.PHONY: help install system python test-tools node cluster hub demo test down bench lock images
+.PHONY: help install system python test-tools node apps labextension cluster hub demo test screenshots down bench \
+	lock images
 
 help:
 	@echo "make demo   - install, start the local Slurm cluster and JupyterHub on http://localhost:8000"
 	@echo "make test   - install, start everything and run the whole test suite"
 	@echo "make down   - stop the hub and the cluster"
+	@echo "make screenshots - the README's pictures, taken by the browser tests"
 	@echo "make bench  - benchmarks against the tools this platform replaces"
 	@echo "make images - the container images, base first (prints the commands without docker/apptainer)"
 	@echo "make lock   - rewrite $(RUNTIME_LOCK) (runtime) and $(TEST_LOCK) (runtime + test tools) from pyproject.toml"
 
-install: system python node
+install: system python node apps labextension
 
 system:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -45,9 +50,14 @@ python: system
 	  || { cat $(PREFIX)/pip.log; exit 1; }
 	@install -D -m 644 extensions/dask/jupyter-config/aifactory-dask-cleanup.json \
 	  $(VENV)/etc/jupyter/jupyter_server_config.d/aifactory-dask-cleanup.json
+	@install -D -m 644 extensions/workbench/jupyter-config/aifactory-workbench.json \
+	  $(VENV)/etc/jupyter/jupyter_server_config.d/aifactory-workbench.json
 	@# Compute nodes have no internet: JupyterLab must not ask to fetch news or updates.
 	@install -D -m 644 extensions/jupyterlab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	@install -D -m 644 extensions/nbgrader/jupyter-config/nbgrader_config.py $(VENV)/etc/jupyter/nbgrader_config.py
+	@# The workbench's apps (VS Code, TensorBoard, MLflow) behind jupyter-server-proxy, as the profile offers them.
+	@install -D -m 644 extensions/workbench/jupyter-config/jupyter_server_config.py \
+	  $(VENV)/etc/jupyter/jupyter_server_config.py
 	@chmod -R a+rX $(PREFIX)
 
 # The test tools (pytest, selenium, the OIDC test provider, ...) join the shared environment only
@@ -63,6 +73,40 @@ node: system
 	@mkdir -p $(PREFIX)/node && cp hub/proxy/package.json $(PREFIX)/node/package.json
 	@test -x $(PREFIX)/node/node_modules/.bin/configurable-http-proxy || \
 	  npm install --prefix $(PREFIX)/node --omit=dev --no-package-lock --no-fund --no-audit --loglevel=error
+
+# VS Code in the browser: code-server from the npm registry, pinned in extensions/workbench/code-server/package.json,
+# built here so that nothing is downloaded when a user opens it. Offline too: its @vscode/ripgrep would fetch
+# ripgrep from GitHub unless the archive is already in its download cache, so the cache is given Debian's rg
+# (RIPGREP: @vscode/ripgrep's version in code-server's shrinkwrap, and the ripgrep release it asks for);
+# node-pty's build asks npx for node-gyp (npm registry), hence npm_config_yes.
+CODE_SERVER := $(PREFIX)/code-server
+RIPGREP := vscode-ripgrep-cache-1.15.11/ripgrep-v13.0.0-10-x86_64-unknown-linux-musl.tar.gz
+apps: system
+	@test -x $(CODE_SERVER)/node_modules/.bin/code-server || { set -e; \
+	  echo "[install] code-server (VS Code in the browser), a few minutes: log $(PREFIX)/code-server.log"; \
+	  tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; mkdir -p "$$tmp/$$(dirname $(RIPGREP))" $(CODE_SERVER); \
+	  tar czf "$$tmp/$(RIPGREP)" -C "$$(dirname "$$(command -v rg)")" rg; \
+	  cp extensions/workbench/code-server/package.json $(CODE_SERVER)/package.json; \
+	  TMPDIR="$$tmp" npm_config_yes=true npm_config_unsafe_perm=true npm install --prefix $(CODE_SERVER) --omit=dev \
+	    --no-package-lock --no-fund --no-audit --loglevel=error > $(PREFIX)/code-server.log 2>&1 \
+	    || { tail -40 $(PREFIX)/code-server.log; exit 1; }; }
+	@chmod -R a+rX $(CODE_SERVER)
+
+# The workbench's JupyterLab extension (extensions/workbench/lab): its packages from the npm registry
+# (package-lock.json), built with the shared environment's jupyter-builder, installed prebuilt; built again
+# only when its sources change (their digest is kept next to the installed extension).
+LAB_EXTENSION := extensions/workbench/lab
+LAB_INSTALLED := $(VENV)/share/jupyter/labextensions/@aifactory/workbench
+labextension: python node
+	@digest=$$(cd $(LAB_EXTENSION) && cat package.json package-lock.json tsconfig.json src/* style/* | sha256sum); \
+	test "$$(cat $(LAB_INSTALLED)/.sources.sha256 2>/dev/null)" = "$$digest" || { set -e; \
+	  echo "[install] the workbench's JupyterLab extension: log $(PREFIX)/labextension.log"; \
+	  (cd $(LAB_EXTENSION) && npm ci --no-fund --no-audit --loglevel=error && npx tsc \
+	    && PATH=$(BIN):$$PATH jupyter-builder build .) > $(PREFIX)/labextension.log 2>&1 \
+	    || { tail -40 $(PREFIX)/labextension.log; exit 1; }; \
+	  rm -rf $(LAB_INSTALLED); mkdir -p $(dir $(LAB_INSTALLED)); \
+	  cp -r $(LAB_EXTENSION)/build/labextension $(LAB_INSTALLED); echo "$$digest" > $(LAB_INSTALLED)/.sources.sha256; \
+	  chmod -R a+rX $(dir $(LAB_INSTALLED)); }
 
 cluster: install
 	@$(BIN)/aifactory site install $(SITE)
@@ -83,6 +127,12 @@ demo: hub
 
 test: test-tools hub
 	AIFACTORY_INTEGRATION=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The README's pictures (tests/screenshots/), taken by the browser tests that show those pages.
+SCREENSHOT_TESTS := tests/integration/test_accessibility.py tests/integration/test_session_cards.py \
+	tests/integration/test_workbench_lab.py tests/integration/test_workbench_apps.py
+screenshots: test-tools hub
+	AIFACTORY_INTEGRATION=1 AIFACTORY_SCREENSHOTS=$(CURDIR)/tests/screenshots $(BIN)/python -m pytest $(SCREENSHOT_TESTS)
 
 down:
 	-@test -x $(BIN)/aifactory && $(BIN)/aifactory hub down
