@@ -33,9 +33,10 @@ from tornado import web
 from traitlets import Float, Int
 
 from aifactory.slurm.runner import SlurmError, SlurmRunner
-from aifactory.slurm.squeue import end_time_argv, parse_end_time
+from aifactory.slurm.timelimit import job_limit_argv, parse_job_limit
 from aifactory.spawners.script import signal_seconds
 from aifactory.spawners.singleuser import GPU_IDLE_REASON
+from aifactory.spawners.walltime import ends_at
 
 NO_GPU = "No GPU in this session"
 # Slurm is asked for the job's end at most this often (the status bar asks every 30 s in every tab).
@@ -149,9 +150,10 @@ class JobEnd:
         if not self.job_id:
             return None
         try:
-            end = parse_end_time(await self.runner.run(end_time_argv(self.job_id)))
-        except SlurmError:
+            job = parse_job_limit(await self.runner.run(job_limit_argv(self.job_id)), self.job_id)
+        except (SlurmError, ValueError):
             return None
+        end = ends_at(job.start, job.limit_minutes or 0) if job and job.state == "RUNNING" else None
         return end.timestamp() if end else None
 
 

@@ -89,17 +89,3 @@ def queue_seconds(entry: QueueEntry) -> float | None:
     if entry.start is None or entry.submitted is None:
         return None
     return max(0.0, (entry.start - entry.submitted).total_seconds())
-
-
-def end_time_argv(job_id: str) -> list[str]:
-    """One job's end (its start plus its time limit, as Slurm has it now: an extended walltime moves it)."""
-    return ["squeue", "--noheader", f"--jobs={job_id}", "--format=%e"]
-
-
-def parse_end_time(text: str) -> datetime | None:
-    """Output of `end_time_argv(...)` -> the end (the controller's local time, naive), or None when Slurm
-    gives none (N/A, NONE, Unknown: a pending job, or no line: the job has left the queue)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if len(lines) != 1:
-        return None
-    return _time(lines[0])

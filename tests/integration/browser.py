@@ -9,6 +9,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -83,3 +84,19 @@ def screenshot(driver, name: str) -> Path:
     path = folder / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
+
+
+def logged_in(hub: str, user: str, password: str) -> requests.Session:
+    """A browser's session: logged in, its cookies sent as a browser sends them to the hub's host."""
+    session = requests.Session()
+    session.get(f"{hub}/hub/login", timeout=10)
+    response = session.post(f"{hub}/hub/login", timeout=30, allow_redirects=False,
+                            data={"username": user, "password": password, "_xsrf": session.cookies.get("_xsrf", "")})
+    assert response.status_code == 302, response.status_code
+    # The session id cookie is set for `.localhost` (the users' subdomains share it); a browser sends it to
+    # `localhost`, the stdlib's cookie jar does not (it calls the host `localhost.local`). The xsrf token is
+    # tied to that session id.
+    for cookie in list(session.cookies):
+        if cookie.domain == ".localhost":
+            session.cookies.set(cookie.name, cookie.value, domain="localhost.local", path=cookie.path)
+    return session

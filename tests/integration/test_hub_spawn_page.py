@@ -11,18 +11,11 @@ import requests
 
 from aifactory.slurm.sinfo import SINFO_ARGV, PartitionState, parse_sinfo, parse_sinfo_nodes
 
+from .browser import logged_in
+
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
 USER = "student1"
-
-
-def logged_in(hub: str, user: str, password: str) -> requests.Session:
-    session = requests.Session()
-    session.get(f"{hub}/hub/login", timeout=10)
-    response = session.post(f"{hub}/hub/login", timeout=30, allow_redirects=False,
-                            data={"username": user, "password": password, "_xsrf": session.cookies.get("_xsrf", "")})
-    assert response.status_code == 302, response.status_code
-    return session
 
 
 def spawn_page(session: requests.Session, hub: str) -> str:

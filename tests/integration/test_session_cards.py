@@ -18,8 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select
 
-from .browser import axe_violations, chromium, login, screenshot, wait
-from .test_hub_spawn_page import logged_in
+from .browser import axe_violations, chromium, logged_in, login, screenshot, wait
 from .test_spawner_slurm import Hub, cleanup, hold_jobs_of, jobs_of, wait_job, wait_no_job
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import pytest
 import requests
 
+from .browser import logged_in
 from .test_spawner_slurm import Hub, cleanup, jobs_of
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
@@ -49,22 +50,6 @@ def token_of(api: Hub, user: str) -> str:
 
 def walltime_url(api: Hub, user: str = USER, name: str = NAME) -> str:
     return f"{api.url}/hub/api/aifactory/users/{user}/servers/{name}/walltime"
-
-
-def logged_in(hub: str, user: str, password: str) -> requests.Session:
-    """A browser's session: logged in, its cookies sent as a browser sends them to the hub's host."""
-    session = requests.Session()
-    session.get(f"{hub}/hub/login", timeout=10)
-    response = session.post(f"{hub}/hub/login", timeout=30, allow_redirects=False,
-                            data={"username": user, "password": password, "_xsrf": session.cookies.get("_xsrf", "")})
-    assert response.status_code == 302, response.status_code
-    # The session id cookie is set for `.localhost` (the users' subdomains share it); a browser sends it to
-    # `localhost`, the stdlib's cookie jar does not (it calls the host `localhost.local`). The xsrf token is
-    # tied to that session id.
-    for cookie in list(session.cookies):
-        if cookie.domain == ".localhost":
-            session.cookies.set(cookie.name, cookie.value, domain="localhost.local", path=cookie.path)
-    return session
 
 
 def xsrf(session: requests.Session, hub: str) -> str:

@@ -17,10 +17,12 @@ from aifactory.extensions.workbench.handlers import (
     GpuWatch, JobEnd, format_left, idle_warning, kernels_idle_since, walltime_warning, warn_seconds,
 )
 from aifactory.slurm.runner import NoAnswer
-from aifactory.slurm.squeue import end_time_argv, parse_end_time
+from aifactory.slurm.timelimit import job_limit_argv
 from aifactory.spawners import singleuser
 from aifactory.spawners.poller import SlurmPoller
 from aifactory.spawners.progress import stop_message
+
+TIMELIMIT = Path(__file__).parent / "data" / "slurm" / "timelimit"
 
 UTC = timezone.utc
 NOW = datetime(2026, 12, 1, 14, 28, tzinfo=UTC).timestamp()
@@ -59,13 +61,6 @@ def test_the_warning_time_is_the_hubs_or_slurms_signal_rule():
     assert warn_seconds({}) == 300
 
 
-def test_squeue_gives_one_jobs_end():
-    assert end_time_argv("812") == ["squeue", "--noheader", "--jobs=812", "--format=%e"]
-    assert parse_end_time("2026-12-01T16:32:07\n") == datetime(2026, 12, 1, 16, 32, 7)
-    assert parse_end_time("N/A\n") is None
-    assert parse_end_time("") is None
-
-
 class FakeRunner:
     def __init__(self, answers):
         self.answers, self.calls = list(answers), []
@@ -78,10 +73,12 @@ class FakeRunner:
         return answer
 
 
-def test_the_jobs_end_is_slurms_cached_and_the_launchers_when_slurm_does_not_answer():
+def test_the_jobs_end_is_slurms_start_plus_limit_cached_and_the_launchers_when_slurm_does_not_answer():
+    """Real squeue captures (tests/unit/data/slurm/timelimit): job 1913 before and after a 30-minute extension."""
     clock = [0.0]
-    runner = FakeRunner(["2026-12-01T16:32:00\n", "2026-12-01T17:32:00\n", NoAnswer("squeue did not answer")])
-    end = JobEnd({"SLURM_JOB_ID": "812", "AIFACTORY_JOB_END": "1000"}, runner, cache_s=30, clock=lambda: clock[0])
+    runner = FakeRunner([(TIMELIMIT / "squeue-running-cpu.txt").read_text(),
+                         (TIMELIMIT / "squeue-running-cpu-extended.txt").read_text(), NoAnswer("squeue did not answer")])
+    end = JobEnd({"SLURM_JOB_ID": "1913", "AIFACTORY_JOB_END": "1000"}, runner, cache_s=30, clock=lambda: clock[0])
 
     async def scenario():
         first = await end.get()
@@ -93,11 +90,13 @@ def test_the_jobs_end_is_slurms_cached_and_the_launchers_when_slurm_does_not_ans
         return first, cached, extended, await end.get()
 
     first, cached, extended, silent = asyncio.run(scenario())
-    assert first == (datetime(2026, 12, 1, 16, 32).timestamp(), "slurm") == cached
-    assert extended == (datetime(2026, 12, 1, 17, 32).timestamp(), "slurm")
+    assert first == (datetime(2026, 12, 1, 23, 2, 49).timestamp(), "slurm") == cached  # 21:02:49 + 2:00:00
+    assert extended == (datetime(2026, 12, 1, 23, 32, 49).timestamp(), "slurm")
     assert silent == (1000.0, "launcher")
-    assert runner.calls == [["squeue", "--noheader", "--jobs=812", "--format=%e"]] * 3
+    assert runner.calls == [job_limit_argv("1913")] * 3
     assert asyncio.run(JobEnd({}, FakeRunner([])).get()) == (None, "launcher")
+    pending = JobEnd({"SLURM_JOB_ID": "1915", "AIFACTORY_JOB_END": "7"}, FakeRunner([(TIMELIMIT / "squeue-pending.txt").read_text()]))
+    assert asyncio.run(pending.get()) == (7.0, "launcher")
 
 
 def test_kernels_are_idle_since_their_last_activity_and_never_while_one_is_busy():
