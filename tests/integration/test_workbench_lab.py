@@ -5,7 +5,7 @@
   keyboard, shows the job's GPUs (and only them) with their readings. There is no GPU tool on this machine,
   so the test puts a stand-in `rocm-smi` on the job's PATH that prints a real capture
   (tests/unit/data/gpus/) for this test's job alone.
-- A CPU server with a 4-minute walltime: the panel says "No GPU in this session", and Slurm's walltime
+- A CPU server with a 3-minute walltime: the panel says "No GPU in this session", and Slurm's walltime
   warning (at half the walltime) reaches JupyterLab as a notification.
 - Another user, with a token of their own, gets 403 from the victim's workbench endpoints through the proxy.
 """
@@ -29,6 +29,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 
 from aifactory.extensions.workbench.gpus import parse_rocm_smi
+from aifactory.spawners.script import signal_seconds
 
 from .browser import axe_violations, chromium, login, screenshot, wait
 from .test_spawner_slurm import Hub, cleanup, jobs_of, wait_no_job
@@ -38,7 +39,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 USER, OTHER = "researcher1", "student1"
 GPU_SERVER, CPU_SERVER = "wb-gpu", "wb-cpu"
 GPU = {"profile": "gpu", "cpus": "1", "memory": "2G", "gpus": "2"}
-CPU = {"profile": "cpu", "cpus": "1", "memory": "1G", "walltime": "0:04:00"}
+CPU = {"profile": "cpu", "cpus": "1", "memory": "1G", "walltime": "0:03:00"}
+WARN_S = signal_seconds(3, 5)  # when Slurm warns a 3-minute job: at half its walltime (the hub's rule)
 CAPTURE = Path(__file__).resolve().parent.parent / "unit" / "data" / "gpus" / "rocm-smi-mi100x4-rocm6.0.2.json"
 # On the PATH a server job starts with (Slurm's default, the environment's bin prepended); no rocm-smi on this machine.
 STAND_IN = Path("/usr/local/bin/rocm-smi")
@@ -216,14 +218,14 @@ def test_a_cpu_server_has_no_gpu_and_is_warned_before_its_walltime_ends(hub, pas
             wait(driver, 30).until(lambda _: "No GPU in this session" in panel.text)
             assert not panel.find_elements(By.CSS_SELECTOR, ".aif-gpu")
             assert axe_violations(driver, PANEL) == []
-            # Slurm's warning comes at half the 4-minute walltime; JupyterLab shows it until dismissed.
+            # Slurm's warning comes at half the 3-minute walltime; JupyterLab shows it until dismissed.
             toast = wait(driver, max(60, end - time.time())).until(EC.visibility_of_element_located(
                 (By.CSS_SELECTOR, ".jp-Notification-Toast-warning .jp-toast-message")))
             at = datetime.fromtimestamp(end).strftime("%H:%M")
-            assert re.fullmatch(rf"Your session ends in [123] minutes? \(at {at}\)\. Save your work, or extend it "
+            assert re.fullmatch(rf"Your session ends in [12] minutes? \(at {at}\)\. Save your work, or extend it "
                                 r"on the hub's home page\.", toast.text), toast.text
             # Not before its time: Slurm may send its signal up to 60 s early, then the status poll (30 s).
-            assert time.time() >= end - 2 * 60 - 60 - 5
+            assert time.time() >= end - WARN_S - 60 - 5
             button = driver.find_element(By.CSS_SELECTOR, ".jp-Notification-Toast-warning .jp-toast-button")
             assert button.text == "Open the hub's home page" and button.get_attribute("title").endswith("/hub/home")
             session = Path(f"/home/{USER}/.aifactory/session-{job_id}.json")
