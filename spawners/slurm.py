@@ -215,6 +215,12 @@ class SiteSlurmSpawner(SlurmSpawner):
         except OptionsError as error:
             raise self._refuse({}, error) from None
 
+    def options_from_query(self, query_data):
+        """A link never starts a server. JupyterHub starts one from options in a spawn URL's query on a GET,
+        which needs no xsrf token: any page could make a user's browser start GPU servers on their project.
+        JupyterHub shows the form with this sentence instead (a session card's link fills the form)."""
+        raise web.HTTPError(400, "A link cannot start a server: choose the options below and press Start.")
+
     async def validated_options(self) -> ValidatedOptions:
         """The user's options checked against the site and their Slurm associations (HTTP 400 if not allowed)."""
         site = self._site()

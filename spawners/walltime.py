@@ -66,18 +66,23 @@ def _budget(hours_left: float) -> int:
 
 
 def _allocation_refusal(project: str, unit: str, left: float, add: int, count: int, device: str,
-                        fits: int) -> Refused:
-    need = count * add / 60
+                        fits: int, still: int) -> Refused:
+    need = count * (still + add) / 60
     more = f", so at most {duration(fits)} more" if fits >= 1 else ""
-    return Refused("allocation", f"{project} has {max(left, 0.0):.1f} {unit} left; {duration(add)} more on "
+    asked = f"the {duration(still)} this server still has and {duration(add)} more" if still else f"{duration(add)} more"
+    return Refused("allocation", f"{project} has {max(left, 0.0):.1f} {unit} left; {asked} on "
                                  f"{count} {device}{'s' if count != 1 else ''} would need {need:.1f}{more}.")
 
 
 def extension(current_limit_min: int, add_min: int, profile_max_min: int, partition_max_min: int | None,
               cpus: int, gpus: int, remaining_cpu_hours: float | None, remaining_gpu_hours: float | None, *,
               profile: str = "this", partition: str = "this", project: str = "The project",
-              session_max_min: int | None = None) -> Allowed | Refused:
-    """Whether a server with `current_limit_min` may get `add_min` more minutes (None: no such limit)."""
+              session_max_min: int | None = None, still_to_run_min: int = 0) -> Allowed | Refused:
+    """Whether a server with `current_limit_min` may get `add_min` more minutes (None: no such limit).
+
+    `still_to_run_min`: the minutes of its current limit the job has not run yet. The allocation left is what
+    accounting counted so far; those minutes will be charged too, so they and the extension must fit in it
+    (else one extension after another, each fitting on its own, would spend the allocation many times)."""
     new = current_limit_min + add_min
     limits = [(profile_max_min, 0, "profile_maximum", f"The {profile} profile")]
     if partition_max_min is not None:
@@ -88,13 +93,13 @@ def extension(current_limit_min: int, add_min: int, profile_max_min: int, partit
     if new > maximum:
         return _time_refusal(kind, what, maximum, current_limit_min)
     # Each allocation: how many minutes it still pays for on this server; the tighter one is named.
-    budgets = [(max(_budget(left), 0) // count, order, unit, left, count, device)
+    budgets = [(max(_budget(left), 0) // count - still_to_run_min, order, unit, left, count, device)
                for order, (left, count, unit, device) in enumerate(((remaining_cpu_hours, cpus, "core-hours", "CPU"),
                                                                     (remaining_gpu_hours, gpus, "GPU-hours", "GPU")))
                if count and left is not None]
     if budgets and add_min > min(budgets)[0]:
         fits, _, unit, left, count, device = min(budgets)
-        return _allocation_refusal(project, unit, left, add_min, count, device, fits)
+        return _allocation_refusal(project, unit, left, add_min, count, device, fits, still_to_run_min)
     return Allowed(new, add_min)
 
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import weakref
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from jupyterhub.apihandlers import APIHandler
@@ -107,9 +108,12 @@ async def _extend(spawner: Any, minutes: int) -> Extended | Refused:
     partition_max = parse_max_time(await runner.run(partition_argv(job.partition), timeout=timeout))
     cpu_left, gpu_left = await hours_left(site, job.account, timeout=timeout,
                                           max_age=spawner.allocation_use_seconds, runner=runner)
+    end = ends_at(job.start, job.limit_minutes)
+    still = (max(0, math.ceil((end - datetime.now(timezone.utc)).total_seconds() / 60)) if end
+             else job.limit_minutes)
     decision = extension(job.limit_minutes, minutes, profile.walltime.max, partition_max, job.cpus, job.gpus,
                          cpu_left, gpu_left, profile=profile.name, partition=job.partition, project=job.account,
-                         session_max_min=site.limits.max_session)
+                         session_max_min=site.limits.max_session, still_to_run_min=still)
     if not isinstance(decision, Allowed):
         return decision
     try:

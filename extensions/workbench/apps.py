@@ -11,13 +11,21 @@ Why each entry looks the way it does:
 - code-server runs with `--auth none` only because nobody but the user can reach its socket (its session
   socket, for the `code` command, goes into the same private folder); it reads no config file of its own
   (that one may ask for a TCP address and a password) and never calls home (nodes are offline).
+- code-server keeps VS Code's workspace trust (a folder another user wrote, opened by a link's `?folder=`,
+  may hold a task that runs when the folder opens) and has its own port proxy off (`/proxy/<port>/` of any
+  port on the node, behind the user's origin).
 - TensorBoard and MLflow are served by our launcher (`serve.py`): their own CLIs listen on TCP only.
+- jupyter-server-proxy's `/proxy/<port>/` (the Dask dashboard's way in) reaches only ports the user's own
+  processes listen on (`own_ports_only`): a page another user serves on the node's loopback would otherwise
+  run on this user's origin, with their cookies.
 
 Standard library only: this runs in every server's start.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +70,7 @@ def _command(app: str, python: str, code_server: str, home: str) -> list[str]:
     if app == "vscode":
         return [code_server, "--socket", "{unix_socket}", "--session-socket", "{unix_socket}-session",
                 "--auth", "none", "--config", "/dev/null",
-                "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
+                "--disable-telemetry", "--disable-update-check", "--disable-proxy",
                 "--disable-getting-started-override", home]
     return [python, "-m", SERVE, app, "--socket", "{unix_socket}"]
 
@@ -86,3 +94,48 @@ def servers(apps: list[str], *, python: str, code_server: str, home: str | Path)
         }
         for app in apps if app in APPS
     }
+
+
+# What jupyter-server-proxy's port routes look like after the server's base URL: /proxy/P/, /proxy/absolute/P/,
+# /proxy/<host>:P/ (the host is checked against the allowlist's own rule: loopback names only).
+_PORT_ROUTE = re.compile(r"proxy/(?:absolute/)?(?:[^/:@]+:)?(\d+)(?:/|$)")
+LOOPBACK = ("localhost", "127.0.0.1")
+
+
+def listening_ports(tables: list[str], uid: int) -> set[int]:
+    """The TCP ports `uid` listens on, from the text of /proc/net/tcp and /proc/net/tcp6 (its owner column)."""
+    ports = set()
+    for table in tables:
+        for line in table.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 7 and fields[3] == "0A" and fields[7] == str(uid):
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def proxied_port(path: str, base_url: str) -> int | None:
+    """The port a request to jupyter-server-proxy's port route asks for; None for any other path (an app)."""
+    if not path.startswith(base_url):
+        return None
+    match = _PORT_ROUTE.match(path[len(base_url):])
+    return int(match.group(1)) if match else None
+
+
+def _proc_tables() -> list[str]:
+    tables = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as table:
+                tables.append(table.read())
+        except OSError:
+            pass
+    return tables
+
+
+def own_ports_only(handler: Any, host: str) -> bool:
+    """jupyter-server-proxy's `host_allowlist`: loopback only, and a port route only to a port this user's
+    processes listen on (read when asked, so a port that changed hands is not trusted)."""
+    if host not in LOOPBACK:
+        return False
+    port = proxied_port(handler.request.path, handler.base_url)
+    return port is None or port in listening_ports(_proc_tables(), os.getuid())

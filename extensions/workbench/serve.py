@@ -63,7 +63,7 @@ def tensorboard(socket_path: str) -> None:
     logdir, refused = tensorboard_logdir(os.environ.get("AIFACTORY_TENSORBOARD_LOGDIR"), Path.home(), os.getuid())
     if refused:
         print(f"[aifactory] AIFACTORY_TENSORBOARD_LOGDIR refused: {refused}; showing {logdir}", file=sys.stderr)
-    logdir.mkdir(parents=True, exist_ok=True)
+    logdir.mkdir(mode=0o700, parents=True, exist_ok=True)  # the user's runs are theirs, even in a 0755 home
 
     class UnixSocketServer(program.TensorBoardServer):
         """TensorBoard's app on the socket (TensorBoard's own server takes a TCP port)."""
@@ -95,7 +95,7 @@ def mlflow(socket_path: str) -> None:
     home = Path.home()
     store = mlflow_store(os.environ.get("MLFLOW_TRACKING_URI"), home)
     if store.startswith("sqlite:///"):
-        Path(store.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        Path(store.removeprefix("sqlite:///")).parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # ~/mlflow
     # What `mlflow server --backend-store-uri ... --default-artifact-root ...` hands its workers.
     os.environ["_MLFLOW_SERVER_FILE_STORE"] = store
     os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = apps.mlflow_artifacts(home)

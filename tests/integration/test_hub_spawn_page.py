@@ -12,6 +12,7 @@ import requests
 from aifactory.slurm.sinfo import SINFO_ARGV, PartitionState, parse_sinfo, parse_sinfo_nodes
 
 from .browser import logged_in
+from .test_spawner_slurm import Hub, cleanup, jobs_of
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
@@ -99,3 +100,19 @@ def test_each_card_counts_the_partitions_nodes_cpus_and_gpus_as_sinfo_lists_them
         idle, up, _, cpus, _, gpus, down, drained = shown[partition.name]
         assert up + down + drained == partition.nodes and idle <= up
         assert cpus == up * partition.cpus_per_node and gpus == up * partition.gpus_per_node
+
+
+def test_a_link_with_options_in_its_query_starts_nothing_and_shows_the_form(hub, passwords, operator_token):
+    """JupyterHub starts a server from a spawn URL's query on a GET (no xsrf token): a page of another user's
+    could make this user's browser start GPU servers on their project. Ours shows the form and says why."""
+    session = logged_in(hub, USER, passwords[USER])
+    try:
+        page = session.get(f"{hub}/hub/spawn/{USER}/by-link?profile=cpu&cpus=2&walltime=1:00:00", timeout=60)
+        assert page.status_code == 400, page.status_code
+        text = page.content.decode()
+        assert "A link cannot start a server: choose the options below and press Start." in text
+        assert 'name="profile"' in text  # the form, to start from
+        time.sleep(2)  # what a start would have submitted by now
+        assert jobs_of(USER, "by-link") == []
+    finally:
+        cleanup(Hub(hub, operator_token), USER, "by-link")

@@ -241,3 +241,45 @@ def test_another_user_on_the_node_reaches_no_app(server, server_url, hub):
                               timeout=60)
         assert answer.status_code in (302, 403), (app, answer.status_code, answer.text[:300])
         assert not [m for m in MARKERS.values() if m in answer.text], (app, answer.text[:300])
+
+
+# What student2 serves on their node's loopback: a page that, on student1's origin, would act as student1.
+SERVE_ON_LOOPBACK = r"""
+import http.server, sys, threading
+class Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"<title>student2-was-here</title>"
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Page)
+print(server.server_address[1], flush=True)
+threading.Timer(90, server.shutdown).start()
+server.serve_forever()
+"""
+
+
+def test_the_users_server_proxies_no_port_of_another_users(server, server_url):
+    """student2 serves a page on the loopback of student1's node; student1's server, through
+    jupyter-server-proxy's /proxy/<port>/ or code-server's own /proxy/<port>/, never serves it on student1's
+    origin. The control: the same route reaches a port of student1's own (their Jupyter server)."""
+    api, job_id = server
+    url = server_url(USER, SERVER)
+    node = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%N"], capture_output=True, text=True).stdout.strip()
+    page = subprocess.Popen(
+        ["sudo", "-u", ATTACKER, "srun", "-p", "standard", "-A", "project_465000002", f"--nodelist={node}",
+         "-n", "1", "-c", "1", "--mem=128M", "-t", "3", "-J", "wb-loopback", "--chdir=/tmp",
+         "/usr/bin/python3", "-I", "-c", SERVE_ON_LOOPBACK], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(page.stdout.readline())
+        for route in (f"proxy/{port}/", f"proxy/absolute/{port}/", f"proxy/localhost:{port}/",
+                      f"vscode/proxy/{port}/", f"vscode/absproxy/{port}/"):
+            answer = requests.get(f"{url}{route}", headers=api.headers, timeout=120)
+            assert answer.status_code in (403, 404) and "student2-was-here" not in answer.text, (route, answer.text[:300])
+        own = json.loads((HOME / ".aifactory" / f"session-{job_id}.json").read_text())["port"]
+        control = requests.get(f"{url}proxy/{own}/api/status", headers=api.headers, timeout=60)
+        assert "is not allowed" not in control.text and control.status_code != 403, control.text[:300]
+    finally:
+        page.kill()
+        subprocess.run(["scancel", "-u", ATTACKER, "-n", "wb-loopback"])

@@ -138,6 +138,12 @@ def test_past_the_projects_allocation():
     # Both allocations limit a GPU server: the tighter one is named, and what it offers fits both.
     assert extension(1, 2, 60, None, 31, 1, 1.0, 0.0) == Refused(
         "allocation", "The project has 0.0 GPU-hours left; 2 minutes more on 1 GPU would need 0.0.")
+    # What the server still has of its limit is charged too: extensions one after another, each fitting on
+    # its own, would otherwise spend the same hours again and again.
+    assert extension(120, 60, 1440, None, 1, 0, 1.5, None, project="p", still_to_run_min=45) == Refused(
+        "allocation", "p has 1.5 core-hours left; the 45 minutes this server still has and 1 hour more on 1 CPU "
+                      "would need 1.8, so at most 45 minutes more.")
+    assert extension(120, 45, 1440, None, 1, 0, 1.5, None, still_to_run_min=45) == Allowed(165, 45)
     assert extension(60, 60, 1440, None, 1, 0, None, None) == Allowed(120, 60)  # no allocation: no limit
     assert extension(60, 60, 1440, None, 1, 0, 100.0, -1.0) == Allowed(120, 60)  # GPU-hours: only for GPUs
 
@@ -153,16 +159,18 @@ hours = st.one_of(st.none(), st.floats(min_value=-100, max_value=10_000, allow_n
 
 
 @given(current=minutes, add=minutes, profile_max=minutes, partition_max=st.one_of(st.none(), minutes),
-       cpus=st.integers(1, 64), gpus=st.integers(0, 8), cpu_left=hours, gpu_left=hours)
+       cpus=st.integers(1, 64), gpus=st.integers(0, 8), cpu_left=hours, gpu_left=hours,
+       still=st.integers(0, 5 * 1440))
 def test_an_allowed_extension_never_exceeds_any_limit_and_a_refusal_names_one_it_would(
-        current, add, profile_max, partition_max, cpus, gpus, cpu_left, gpu_left):
-    decision = extension(current, add, profile_max, partition_max, cpus, gpus, cpu_left, gpu_left)
+        current, add, profile_max, partition_max, cpus, gpus, cpu_left, gpu_left, still):
+    decision = extension(current, add, profile_max, partition_max, cpus, gpus, cpu_left, gpu_left,
+                         still_to_run_min=still)
     new = current + add
     over = {
         "profile_maximum": new > profile_max,
         "partition_limit": partition_max is not None and new > partition_max,
-        "allocation": (cpu_left is not None and cpus * add / 60 > cpu_left)
-        or (gpus > 0 and gpu_left is not None and gpus * add / 60 > gpu_left),
+        "allocation": (cpu_left is not None and cpus * (still + add) / 60 > cpu_left)
+        or (gpus > 0 and gpu_left is not None and gpus * (still + add) / 60 > gpu_left),
     }
     if isinstance(decision, Allowed):
         assert decision == Allowed(new, add)

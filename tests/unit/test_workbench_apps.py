@@ -28,7 +28,7 @@ def test_each_offered_app_is_a_proxied_server_with_its_tile():
     assert servers["vscode"]["command"] == [
         "/opt/aifactory/code-server/node_modules/.bin/code-server", "--socket", "{unix_socket}",
         "--session-socket", "{unix_socket}-session", "--auth", "none",
-        "--config", "/dev/null", "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
+        "--config", "/dev/null", "--disable-telemetry", "--disable-update-check", "--disable-proxy",
         "--disable-getting-started-override", "/home/student1"]
     assert servers["tensorboard"]["command"] == [
         "/opt/aifactory/venv/bin/python", "-m", "aifactory.extensions.workbench.serve", "tensorboard",
@@ -133,3 +133,63 @@ def test_no_apps_no_servers_and_a_users_own_tracking_uri_is_kept(tmp_path):
     assert server_config({"AIFACTORY_APPS": "vscode"}, tmp_path)[1] is None  # MLflow not offered: left alone
     assert server_config({"AIFACTORY_APPS": "mlflow", "MLFLOW_TRACKING_URI": "sqlite:////x.db"},
                          tmp_path)[1] == "sqlite:////x.db"
+
+
+# /proc/net/tcp as this machine printed it (8000: root's proxy, 3306: uid 102's MariaDB), plus one port
+# listened on by uid 1001 and one of its connections (state 01), which is no listening port.
+TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3085128 1 000000002fa73a5c 100 0 0 10 0
+   2: 0100007F:0CEA 00000000:0000 0A 00000000:00000000 00:00000000 00000000   102        0 2807674 1 00000000f10b938b 100 0 0 10 0
+   3: 0100007F:223B 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1001        0 2807675 1 00000000f10b938c 100 0 0 10 0
+   4: 0100007F:B7F2 0100007F:1F40 01 00000000:00000000 00:00000000 00000000  1001        0 2807676 1 00000000f10b938d 100 0 0 10 0
+"""
+BASE = "/user/student1/wb/"
+
+
+def test_the_ports_a_user_listens_on():
+    assert apps.listening_ports([TCP], 1001) == {0x223B}
+    assert apps.listening_ports([TCP, ""], 0) == {8000}
+    assert apps.listening_ports([TCP], 1002) == set()
+
+
+@pytest.mark.parametrize("path, port", [
+    (BASE + "proxy/8787/status", 8787), (BASE + "proxy/8787", 8787), (BASE + "proxy/absolute/8787/", 8787),
+    (BASE + "proxy/localhost:8787/x", 8787), (BASE + "vscode/", None), (BASE + "vscode/proxy/8787/", None),
+    (BASE + "tensorboard/proxy/8787/", None), ("/user/student2/wb/proxy/8787/", None),
+])
+def test_which_port_a_request_asks_the_proxy_for(path, port):
+    assert apps.proxied_port(path, BASE) == port
+
+
+class _Request:
+    def __init__(self, path):
+        self.path = path
+
+
+class _Handler:
+    base_url = BASE
+
+    def __init__(self, path):
+        self.request = _Request(path)
+
+
+def test_the_proxy_reaches_only_this_users_own_ports(monkeypatch):
+    monkeypatch.setattr(apps, "_proc_tables", lambda: [TCP])
+    monkeypatch.setattr(apps.os, "getuid", lambda: 1001)
+    assert apps.own_ports_only(_Handler(BASE + "proxy/8763/status"), "localhost")  # 0x223B: theirs
+    assert not apps.own_ports_only(_Handler(BASE + "proxy/3306/"), "localhost")  # MariaDB's, uid 102
+    assert not apps.own_ports_only(_Handler(BASE + "proxy/8000/"), "127.0.0.1")  # root's
+    assert not apps.own_ports_only(_Handler(BASE + "proxy/8763/"), "10.77.0.1")  # not loopback
+    assert apps.own_ports_only(_Handler(BASE + "vscode/"), "localhost")  # an app on its own socket
+
+
+def test_the_server_config_sets_the_proxys_allowlist(tmp_path):
+    """What the installed config does: jupyter-server-proxy gets `own_ports_only` as its host_allowlist."""
+    code = ("from traitlets.config import Config\n"
+            "c = Config()\n"
+            f"exec(open({str(CONFIG)!r}).read(), {{'get_config': lambda: c}})\n"
+            "from aifactory.extensions.workbench import apps\n"
+            "print(c.ServerProxy.host_allowlist is apps.own_ports_only)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "HOME": str(tmp_path), "AIFACTORY_APPS": ""})
+    assert out.stdout.strip() == "True", out.stderr

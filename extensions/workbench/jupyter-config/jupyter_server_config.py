@@ -21,6 +21,8 @@ c.ServerProxy.servers = apps.servers(
     code_server=apps.code_server(install_prefix()),
     home=_home,
 )
+# /proxy/<port>/ (the Dask dashboard's way in) only to ports of this user's own processes.
+c.ServerProxy.host_allowlist = apps.own_ports_only
 if "mlflow" in _offered:
     # Kernels and terminals inherit the server's environment: `mlflow.log_*` in a notebook lands in the
     # store the MLflow app shows (unless the user chose another one).
