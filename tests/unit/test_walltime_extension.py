@@ -268,12 +268,14 @@ class FakeSlurm:
     max_time: str = "1-00:00:00"
     used_core_hours: int = 0
     update_error: str = ""
+    # The job started 90 minutes ago: with the 2:00:00 limit it still has 30 minutes to run.
+    start: datetime = field(default_factory=lambda: (datetime.now() - timedelta(minutes=90)).replace(microsecond=0))
     calls: list[list[str]] = field(default_factory=list)
 
     async def run(self, argv, *, timeout=None, input=None, env=None):
         self.calls.append(list(argv))
         if argv[0] == "squeue":
-            return (f"42|{self.state}|{self.limit}|2026-12-01T21:00:00|{self.cpus}|proj_a|cpu|"
+            return (f"42|{self.state}|{self.limit}|{self.start.isoformat()}|{self.cpus}|proj_a|cpu|"
                     f"cpu={self.cpus},mem=1G,node=1,billing={self.cpus}|\n")
         if argv[:2] == ["scontrol", "--oneliner"]:
             return f"PartitionName=cpu MaxNodes=UNLIMITED MaxTime={self.max_time} MinNodes=0\n"
@@ -314,8 +316,7 @@ async def test_an_allowed_extension_sets_the_new_limit_and_keeps_it():
     slurm = FakeSlurm()
     spawner = FakeSpawner(slurm)
     result = await extend(spawner, 30)
-    start = datetime(2026, 12, 1, 21, 0).astimezone(timezone.utc)
-    assert result == Extended(150, start + timedelta(minutes=150), 30)
+    assert result == Extended(150, slurm.start.astimezone(timezone.utc) + timedelta(minutes=150), 30)
     assert slurm.updates == [["scontrol", "update", "JobId=42", "TimeLimit=02:30:00"]]
     assert spawner.job.time_limit_minutes == 150
 
@@ -335,8 +336,9 @@ async def test_a_refusal_changes_nothing():
         refused = await extend(spawner, 60)
         assert refused.reason == reason, refused
         assert slurm.updates == [] and spawner.job.time_limit_minutes == 120
-    assert refused.message == ("proj_a has 1.0 core-hours left; 1 hour more on 2 CPUs would need 2.0, "
-                               "so at most 30 minutes more.")
+    # 1 core-hour on 2 CPUs is 30 minutes: the 30 the server still has; nothing more fits.
+    assert refused.message == ("proj_a has 1.0 core-hours left; the 30 minutes this server still has and 1 hour "
+                               "more on 2 CPUs would need 3.0.")
 
 
 async def test_only_a_running_job_is_extended():
