@@ -123,6 +123,23 @@ def open_gpu_panel_with_the_keyboard(driver):
     return wait(driver, 30).until(EC.visibility_of_element_located((By.CSS_SELECTOR, PANEL)))
 
 
+GPUS_SHOWN = """
+return [...document.querySelectorAll(arguments[0] + ' .aif-gpu')].map(gpu => ({
+  index: Number(gpu.getAttribute('data-index')),
+  title: gpu.querySelector('h3').textContent.trim(),
+  util: gpu.querySelector('.aif-gpu-util').textContent.trim(),
+  mem: gpu.querySelector('.aif-gpu-mem').textContent.trim(),
+  points: ((gpu.querySelector('.aif-line-util') || {getAttribute: () => ''}).getAttribute('points') || '')
+    .trim().split(/\\s+/).filter(Boolean).length,
+}));
+"""
+
+
+def gpus_shown(driver) -> list[dict]:
+    """Each GPU the panel shows: index, title, utilisation and memory texts, points of its sparkline."""
+    return driver.execute_script(GPUS_SHOWN, PANEL)
+
+
 def test_a_gpu_server_shows_its_time_left_and_its_own_gpus(hub, passwords, api, server_url, stand_in_rocm_smi):
     try:
         assert api.spawn(USER, GPU_SERVER, GPU).status_code in (201, 202)
@@ -142,24 +159,19 @@ def test_a_gpu_server_shows_its_time_left_and_its_own_gpus(hub, passwords, api, 
             assert item.find_element(By.CSS_SELECTOR, "[aria-live='polite']")
             assert axe_violations(driver, STATUS) == []
 
-            panel = open_gpu_panel_with_the_keyboard(driver)
-            deadline = time.monotonic() + 60
-            while len(panel.find_elements(By.CSS_SELECTOR, ".aif-gpu")) != 2:
-                assert time.monotonic() < deadline, f"the panel says {panel.text!r}"
-                time.sleep(0.5)
-            shown = {int(s.get_attribute("data-index")): s for s in panel.find_elements(By.CSS_SELECTOR, ".aif-gpu")}
+            open_gpu_panel_with_the_keyboard(driver)
+            # The panel redraws at each sample: what it shows is read in one script, never from elements
+            # that a redraw may have replaced meanwhile.
+            wait(driver, 60).until(lambda _: len(gpus_shown(driver)) == 2, "the panel shows no two GPUs")
+            shown = {gpu["index"]: gpu for gpu in gpus_shown(driver)}
             assert sorted(shown) == sorted(mine)  # the job's GPUs, none of the node's others
-            for index, section in shown.items():
+            for index, gpu in shown.items():
                 reading = capture[index]
-                assert section.find_element(By.TAG_NAME, "h3").text == f"GPU {index}: {reading.name}"
-                assert section.find_element(By.CSS_SELECTOR, ".aif-gpu-util").text == \
-                    f"{round(reading.utilization_percent)} %"
-                assert section.find_element(By.CSS_SELECTOR, ".aif-gpu-mem").text == \
-                    f"{reading.memory_used_mib / 1024:.1f} of {reading.memory_total_mib / 1024:.1f} GiB"
+                assert gpu["title"] == f"GPU {index}: {reading.name}"
+                assert gpu["util"] == f"{round(reading.utilization_percent)} %"
+                assert gpu["mem"] == f"{reading.memory_used_mib / 1024:.1f} of {reading.memory_total_mib / 1024:.1f} GiB"
             # The sparklines grow with each sample (every 5 s): a few for the README's picture.
-            wait(driver, 60).until(lambda _: all(len((line.get_attribute("points") or "").split()) >= 4
-                                                 for line in panel.find_elements(By.CSS_SELECTOR, ".aif-line-util"))
-                                   and panel.find_elements(By.CSS_SELECTOR, ".aif-line-util"))
+            wait(driver, 60).until(lambda _: all(gpu["points"] >= 4 for gpu in gpus_shown(driver)))
             assert axe_violations(driver, PANEL) == []
             screenshot(driver, "gpu-panel")
 
