@@ -58,14 +58,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def listening_inodes(table: str, port: int) -> set[str]:
-    """Socket inodes listening on `port` in a /proc/net/tcp or tcp6 table."""
-    inodes = set()
+def listening(table: str) -> list[tuple[int, int, str]]:
+    """(port, owner's uid, socket inode) of each listening socket in a /proc/net/tcp or tcp6 table."""
+    sockets = []
     for line in table.splitlines()[1:]:
         fields = line.split()
-        if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-            inodes.add(fields[9])
-    return inodes
+        if len(fields) > 9 and fields[3] == "0A":
+            sockets.append((int(fields[1].rsplit(":", 1)[1], 16), int(fields[7]), fields[9]))
+    return sockets
+
+
+def listening_inodes(table: str, port: int) -> set[str]:
+    """Socket inodes listening on `port` in a /proc/net/tcp or tcp6 table."""
+    return {inode for found, _, inode in listening(table) if found == port}
 
 
 def parent_pids(stats: dict[int, str]) -> dict[int, int]:

@@ -19,7 +19,7 @@ Why each entry looks the way it does:
   processes listen on (`own_ports_only`): a page another user serves on the node's loopback would otherwise
   run on this user's origin, with their cookies.
 
-Standard library only: this runs in every server's start.
+Standard library only (and the launcher's stdlib-only module): this runs in every server's start.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+
+from aifactory.spawners.singleuser import listening
 
 APPS = ("vscode", "tensorboard", "mlflow")
 TITLES = {"vscode": "VS Code", "tensorboard": "TensorBoard", "mlflow": "MLflow"}
@@ -104,13 +106,7 @@ LOOPBACK = ("localhost", "127.0.0.1")
 
 def listening_ports(tables: list[str], uid: int) -> set[int]:
     """The TCP ports `uid` listens on, from the text of /proc/net/tcp and /proc/net/tcp6 (its owner column)."""
-    ports = set()
-    for table in tables:
-        for line in table.splitlines()[1:]:
-            fields = line.split()
-            if len(fields) > 7 and fields[3] == "0A" and fields[7] == str(uid):
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+    return {port for table in tables for port, owner, _ in listening(table) if owner == uid}
 
 
 def proxied_port(path: str, base_url: str) -> int | None:

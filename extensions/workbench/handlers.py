@@ -38,6 +38,8 @@ from aifactory.spawners.script import signal_seconds
 from aifactory.spawners.singleuser import GPU_IDLE_REASON
 from aifactory.spawners.walltime import ends_at
 
+from .apps import own_ports_only
+
 NO_GPU = "No GPU in this session"
 # Slurm is asked for the job's end at most this often (the status bar asks every 30 s in every tab).
 END_CACHE_S = 30.0
@@ -240,6 +242,26 @@ class GpuWatch:
         }
 
 
+# -- jupyter-server-proxy's port routes ---------------------------------------------------------
+def guard_port_routes(web_app: Any, allow: Callable[[Any, str], bool]) -> int:
+    """Give jupyter-server-proxy's `/proxy/<port>/` routes the `allow` check (`apps.own_ports_only`).
+
+    jupyter-server-proxy passes its `host_allowlist` only to `/proxy/<host>:<port>/`; the port routes
+    keep the default list (localhost), so they would proxy any port on the node, also another user's:
+    that user's page on this user's origin. Run once every extension is loaded; returns how many routes
+    it guarded (2: /proxy/<port>/ and /proxy/absolute/<port>/).
+    """
+    from jupyter_server_proxy.handlers import LocalProxyHandler
+
+    guarded = 0
+    for host_rule in web_app.default_router.rules:
+        for rule in getattr(host_rule.target, "rules", []):
+            if rule.target is LocalProxyHandler:  # exactly: the apps' own handlers subclass it
+                rule.target_kwargs["host_allowlist"] = allow
+                guarded += 1
+    return guarded
+
+
 # -- handlers -----------------------------------------------------------------------------------
 class _Handler(APIHandler):
     auth_resource = RESOURCE
@@ -293,6 +315,7 @@ class Workbench(ExtensionApp):
         self.handlers.extend([(f"{base}/session", SessionHandler), (f"{base}/gpus", GpusHandler)])
 
     async def _start_jupyter_server_extension(self, serverapp):
+        guard_port_routes(serverapp.web_app, own_ports_only)
         if self.watch.devices:
             self._task = asyncio.get_running_loop().create_task(self.watch.run())
 

@@ -220,3 +220,23 @@ def test_the_extension_is_found_by_jupyter_server():
     assert point["app"].name == "aifactory_workbench"
     config = json.loads((Path(handlers.__file__).parent / "jupyter-config" / "aifactory-workbench.json").read_text())
     assert config["ServerApp"]["jpserver_extensions"] == {"aifactory.extensions.workbench.handlers": True}
+
+
+def test_jupyter_server_proxys_port_routes_get_the_owner_check():
+    """jupyter-server-proxy mounts /proxy/<port>/ without its host_allowlist (only /proxy/<host>:<port>/ has it);
+    the workbench gives both port routes the check, and nothing else (the apps' own handlers keep theirs)."""
+    from jupyter_server_proxy.config import ServerProxy
+    from jupyter_server_proxy.handlers import LocalProxyHandler, setup_handlers
+    from tornado.web import Application
+
+    app = Application(base_url="/user/student1/")
+    setup_handlers(app, ServerProxy())
+
+    def allow(handler, host):
+        return False
+
+    assert handlers.guard_port_routes(app, allow) == 2
+    routes = [rule for host in app.default_router.rules for rule in getattr(host.target, "rules", [])]
+    local = [rule for rule in routes if rule.target is LocalProxyHandler]
+    assert [rule.target_kwargs["host_allowlist"] for rule in local] == [allow, allow]
+    assert all(rule.target_kwargs.get("host_allowlist") is not allow for rule in routes if rule not in local)
