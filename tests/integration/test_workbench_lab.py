@@ -238,8 +238,11 @@ def test_a_cpu_server_has_no_gpu_and_is_warned_before_its_walltime_ends(hub, pas
                                 r"on the hub's home page\.", toast.text), toast.text
             # Not before its time: Slurm may send its signal up to 60 s early, then the status poll (30 s).
             assert time.time() >= end - WARN_S - 60 - 5
-            button = driver.find_element(By.CSS_SELECTOR, ".jp-Notification-Toast-warning .jp-toast-button")
-            assert button.text == "Open the hub's home page" and button.get_attribute("title").endswith("/hub/home")
+            # The toast's button is drawn after its message: waited for, and read as text, not as it looks mid-animation.
+            button = wait(driver, 30).until(EC.visibility_of_element_located(
+                (By.CSS_SELECTOR, ".jp-Notification-Toast-warning .jp-toast-button")))
+            assert button.get_attribute("textContent").strip() == "Open the hub's home page"
+            assert button.get_attribute("title").endswith("/hub/home")
             session = Path(f"/home/{USER}/.aifactory/session-{job_id}.json")
             wait(driver, 90).until(lambda _: json.loads(session.read_text())["warned_at"],
                                    "Slurm's SIGUSR1 did not reach the launcher")
