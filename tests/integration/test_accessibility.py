@@ -11,16 +11,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 
 from .browser import axe_violations, chromium, login, screenshot, wait
-from .test_spawner_slurm import Hub, cleanup, hold_jobs_of, wait_job, wait_no_job
+from .test_spawner_slurm import cleanup, hold_jobs_of, wait_job, wait_no_job
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
 USER, SERVER, ACCOUNT = "student3", "a11y", "project_465000002"
-
-
-@pytest.fixture
-def api(hub, operator_token) -> Hub:
-    return Hub(hub, operator_token)
 
 
 def test_the_hubs_pages_pass_axe(api, hub, passwords):

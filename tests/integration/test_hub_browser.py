@@ -22,16 +22,11 @@ from selenium.webdriver.support import expected_conditions as EC
 from aifactory.slurm.sinfo import SINFO_ARGV, parse_sinfo
 
 from .browser import chromium, login, wait
-from .test_spawner_slurm import Hub, cleanup, jobs_of, wait_no_job
+from .test_spawner_slurm import cleanup, jobs_of, wait_no_job
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
 USER = "student1"
-
-
-@pytest.fixture
-def api(hub, operator_token) -> Hub:
-    return Hub(hub, operator_token)
 
 
 def cards(driver) -> dict[str, object]:

@@ -7,16 +7,11 @@ import subprocess
 import pytest
 import requests
 
-from .test_spawner_slurm import Hub, cleanup, jobs_of, wait_no_job
+from .test_spawner_slurm import cleanup, jobs_of, wait_no_job
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
 USER = "researcher1"
-
-
-@pytest.fixture
-def api(hub, operator_token) -> Hub:
-    return Hub(hub, operator_token)
 
 
 def test_a_cpu_and_a_gpu_session_run_side_by_side_and_a_third_is_refused(api, demo_site, server_url):

@@ -15,17 +15,12 @@ import pytest
 import requests
 
 from .browser import chromium, login, wait
-from .test_spawner_slurm import Hub, cleanup, jobs_of
+from .test_spawner_slurm import cleanup, jobs_of
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.restarts_cluster]
 
 AIFACTORY = "/opt/aifactory/venv/bin/aifactory"
 VICTIM, BYSTANDER = ("student1", "nf-victim"), ("trainer1", "nf-bystander")
-
-
-@pytest.fixture
-def api(hub, operator_token) -> Hub:
-    return Hub(hub, operator_token)
 
 
 def node_state(node: str) -> str:

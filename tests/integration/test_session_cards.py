@@ -19,17 +19,12 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select
 
 from .browser import axe_violations, chromium, logged_in, login, screenshot, wait
-from .test_spawner_slurm import Hub, cleanup, hold_jobs_of, jobs_of, wait_job, wait_no_job
+from .test_spawner_slurm import cleanup, hold_jobs_of, jobs_of, wait_job, wait_no_job
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
 USER, SERVER, ACCOUNT = "trainer1", "sc-cards", "project_465000001"
 OPTIONS = {"profile": "cpu", "cpus": "1", "memory": "1G", "walltime": "0:30:00", "account": ACCOUNT}
-
-
-@pytest.fixture
-def api(hub, operator_token) -> Hub:
-    return Hub(hub, operator_token)
 
 
 @contextmanager

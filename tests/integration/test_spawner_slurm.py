@@ -79,11 +79,6 @@ def cleanup(hub: Hub, user: str, name: str) -> None:
         subprocess.run(["scancel", job_id])
 
 
-@pytest.fixture
-def api(hub, operator_token) -> Hub:
-    return Hub(hub, operator_token)
-
-
 def progress_messages(api: Hub, user: str, name: str, until: str, timeout: float = 60) -> list[str]:
     """Messages of the spawn's event stream until one contains `until`."""
     messages = []

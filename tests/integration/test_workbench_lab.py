@@ -32,7 +32,7 @@ from aifactory.extensions.workbench.gpus import parse_rocm_smi
 from aifactory.spawners.script import signal_seconds
 
 from .browser import axe_violations, chromium, login, screenshot, wait
-from .test_spawner_slurm import Hub, cleanup, jobs_of, wait_no_job
+from .test_spawner_slurm import cleanup, jobs_of, wait_no_job
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
@@ -45,11 +45,6 @@ CAPTURE = Path(__file__).resolve().parent.parent / "unit" / "data" / "gpus" / "r
 # On the PATH a server job starts with (Slurm's default, the environment's bin prepended); no rocm-smi on this machine.
 STAND_IN = Path("/usr/local/bin/rocm-smi")
 PANEL, STATUS = "#aifactory-gpus", "#aifactory-time-left"
-
-
-@pytest.fixture
-def api(hub, operator_token) -> Hub:
-    return Hub(hub, operator_token)
 
 
 @pytest.fixture
