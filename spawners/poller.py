@@ -1,12 +1,15 @@
-"""One shared view of the hub's Slurm jobs: one `squeue` per poll interval for all servers.
+"""One shared view of the hub's Slurm jobs: one `squeue`, by job id, per poll interval for all servers.
 
 Spawners `watch` their job and read its `JobView` from the latest snapshot;
 they never run squeue themselves. The poller's loop refreshes every
 `interval` seconds (with jitter, and a random first delay so a restarted hub
 does not hit the controller at once); a spawner that is starting asks for a
 fresh snapshot, and all such requests within `startup_interval` share one
-query. A job that has left the queue is looked up in accounting (one `sacct`
-for all such jobs) to learn how it ended.
+query. The query names the jobs the hub follows (`--jobs=`), so its output is
+O(the hub's jobs) whatever else the centre queues; a partition's pending order (the
+place shown while a server waits) is asked only while one of them is pending there.
+A job that has left the queue is looked up in accounting (one `sacct` for all such
+jobs, once: a job with a final state is not asked about again) to learn how it ended.
 
 If squeue does not answer, every job is `unknown`: servers are kept, never
 removed. The commands run through the `runner` the poller is given (the spawner's
@@ -22,9 +25,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aifactory.slurm.runner import SlurmError, SlurmRunner
+from aifactory.slurm.runner import Refused, SlurmError, SlurmRunner
 from aifactory.slurm.sacct import parse_sacct, sacct_argv
-from aifactory.slurm.squeue import QueueEntry, parse_squeue, pending_positions, queue_seconds, squeue_argv
+from aifactory.slurm.squeue import (
+    INVALID_JOB_ID, QueueEntry, parse_pending, parse_squeue, pending_argv, pending_positions, queue_seconds,
+    squeue_argv,
+)
 from aifactory.slurm.states import FINAL_STATES, LIVE_STATES, PENDING_STATES, RUNNING_STATES, state_name
 
 log = logging.getLogger("aifactory.spawners.poller")
@@ -61,7 +67,7 @@ class SlurmPoller:
     startup_interval: float = 0.5
     jitter: float = 0.1
     timeout: float = 20.0
-    partitions: tuple[str, ...] = ()
+    partitions: tuple[str, ...] = ()  # the site's; not needed by the query any more (it names job ids)
     missing_rounds: int = 5  # polls a job may be in neither squeue nor sacct before it counts as gone
     runner: SlurmRunner = field(default_factory=SlurmRunner)  # or any object with `async run(argv, timeout=)`
     log: logging.Logger = log
@@ -144,11 +150,15 @@ class SlurmPoller:
                 self.log.exception("Slurm poll failed")
 
     async def refresh(self) -> None:
-        """One snapshot: one squeue for every watched job, one sacct for those that left."""
+        """One snapshot: one squeue by the ids of the jobs the hub follows (never the whole queue), the
+        pending order of a partition only while one of them waits there, one sacct for those that left."""
         started = time.monotonic()
+        ids = sorted({job_id for job_id, watched in self._watched.items() if not watched.final} | self._to_cancel)
+        if not ids:
+            await self._publish(started)
+            return
         try:
-            self.scheduler_calls += 1
-            jobs = parse_squeue(await self.runner.run(squeue_argv(partitions=self.partitions), timeout=self.timeout))
+            jobs = await self._queue(ids)
         except SlurmError as error:
             self.log.warning("squeue did not answer (%s): keeping every server as it is", error)
             for job_id in self._watched:
@@ -156,7 +166,7 @@ class SlurmPoller:
                     self._views[job_id] = JobView("unknown", job_id, reason=str(error))
             await self._publish(started)
             return
-        positions = pending_positions(jobs)
+        positions = await self._positions([jobs[i] for i in ids if i in self._watched and i in jobs])
         if self._to_cancel:
             await self._retry_cancels(jobs)
         left = []
@@ -184,6 +194,38 @@ class SlurmPoller:
         if left:
             await self._look_up_final(left, {job_id: "FAILED" for job_id in left if job_id in jobs})
         await self._publish(started)
+
+    async def _queue(self, ids: list[str]) -> dict[str, QueueEntry]:
+        """The queue's entries of `ids` (one squeue). squeue refuses a single id the controller no longer
+        knows (purged after MinJobAge): that job is simply not in the queue; should a list be refused for
+        one purged id (a Slurm that checks every id), each id is asked on its own, so one purged job never
+        blanks every server."""
+        try:
+            self.scheduler_calls += 1
+            return parse_squeue(await self.runner.run(squeue_argv(job_ids=tuple(ids)), timeout=self.timeout))
+        except Refused as error:
+            if INVALID_JOB_ID not in error.stderr:
+                raise
+        if len(ids) == 1:
+            return {}
+        jobs: dict[str, QueueEntry] = {}
+        for job_id in ids:
+            jobs.update(await self._queue([job_id]))
+        return jobs
+
+    async def _positions(self, entries: list[QueueEntry]) -> dict[str, tuple[int, int]]:
+        """{job_id: (place, pending)} in the partitions where one of `entries` is pending; asked (one squeue of
+        those partitions' pending jobs, a minimal format) only then. No answer: no places, states unaffected."""
+        partitions = sorted({p for e in entries if e.state == "PENDING" for p in e.partition.split(",") if p})
+        if not partitions:
+            return {}
+        try:
+            self.scheduler_calls += 1
+            queue = parse_pending(await self.runner.run(pending_argv(tuple(partitions)), timeout=self.timeout))
+        except SlurmError as error:
+            self.log.warning("squeue of the pending jobs did not answer (%s): no places in the queue", error)
+            return {}
+        return pending_positions(queue)
 
     async def _look_up_final(self, job_ids: list[str], queued: dict[str, str] | None = None) -> None:
         """Final states (and exit codes) from accounting; `queued`: the final states squeue still shows,
@@ -232,7 +274,9 @@ class SlurmPoller:
         self._views[job_id] = JobView("gone", job_id, state, exit_code=exit_code)
 
     async def _publish(self, started: float) -> None:
-        assert self._updated is not None
+        if self._updated is None:  # refreshed before anything was watched: nobody waits
+            self._snapshot_started = started
+            return
         async with self._updated:
             self._snapshot_started = started
             self._updated.notify_all()

@@ -2,7 +2,10 @@
 
 One format with every field a caller reads (the hub's poller: state, reason, node, start
 estimate, partition, priority, submit time; the Dask widget: its user's jobs; grading: the
-tasks of its job array), so that no two parts read the queue differently.
+tasks of its job array), so that no two parts read the queue differently. The hub's poller
+asks by job id (`squeue_argv(job_ids=...)`); a partition's pending order, the only thing it
+needs of other people's jobs, comes from `pending_argv`'s minimal listing, only while one of
+its jobs waits there.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from .runner import Failed
 
 FORMAT = "%i|%K|%T|%r|%N|%S|%P|%Q|%V|%u"
 _FIELDS = FORMAT.count("|") + 1
+PENDING_FORMAT = "%i|%P|%Q|%V"  # what a place in the queue needs: id, partition, priority, submit time
+# squeue's stderr (exit 1) when the one job id it was given has left the controller (purged after MinJobAge).
+INVALID_JOB_ID = "Invalid job id specified"
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,12 @@ def squeue_argv(*, users: tuple[str, ...] = (), job_ids: tuple[str, ...] = (),
     ]
 
 
+def pending_argv(partitions: tuple[str, ...]) -> list[str]:
+    """Every pending job (each task of an array on its own line) of `partitions`, in `PENDING_FORMAT`."""
+    return ["squeue", "--noheader", "--all", "--array", "--states=PENDING", f"--format={PENDING_FORMAT}",
+            f"--partition={','.join(partitions)}"]
+
+
 def _time(text: str) -> datetime | None:
     try:
         return datetime.fromisoformat(text)
@@ -65,6 +77,21 @@ def parse_squeue(text: str) -> dict[str, QueueEntry]:
             int(priority) if priority.isdigit() else 0, _time(submitted), user,
             int(index) if index.isdigit() else None,
         )
+    return jobs
+
+
+def parse_pending(text: str) -> dict[str, QueueEntry]:
+    """Output of `pending_argv(...)` -> {job_id: entry} (state PENDING); a line of another shape raises Failed."""
+    jobs = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = line.strip().split("|")
+        if len(fields) != 4 or not fields[0]:
+            raise Failed(f"squeue printed a line that is not {PENDING_FORMAT}: {line.strip()[:120]!r}")
+        job_id, partition, priority, submitted = fields
+        jobs[job_id] = QueueEntry(job_id, "PENDING", partition=partition,
+                                  priority=int(priority) if priority.isdigit() else 0, submitted=_time(submitted))
     return jobs
 
 

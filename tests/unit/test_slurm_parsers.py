@@ -13,7 +13,10 @@ from aifactory.slurm.projects import associations_argv, parse_associations, site
 from aifactory.slurm.runner import Failed
 from aifactory.slurm.sacct import AccountingRecord, parse_sacct, sacct_argv
 from aifactory.slurm.sinfo import SINFO_ARGV, PartitionState, parse_sinfo, parse_sinfo_nodes
-from aifactory.slurm.squeue import QueueEntry, parse_squeue, pending_positions, queue_seconds, squeue_argv
+from aifactory.slurm.squeue import (
+    INVALID_JOB_ID, QueueEntry, parse_pending, parse_squeue, pending_argv, pending_positions, queue_seconds,
+    squeue_argv,
+)
 from aifactory.slurm.states import (
     FINAL_STATES, PENDING_REASONS, PENDING_STATES, RUNNING_STATES, reason_words, state_name, state_words,
 )
@@ -80,6 +83,21 @@ def test_place_in_the_queue_by_priority_then_submission():
     assert pending_positions(parse_squeue(captured("squeue-all.txt"))) == {
         "706": (1, 4), "711": (2, 4), "712": (3, 4), "704": (4, 4),  # held: priority 0
         "707_2": (1, 2), "707_3": (2, 2), "705": (1, 1)}
+
+
+def test_the_poll_by_job_id_and_a_partitions_pending_order():
+    assert pending_argv(("standard", "interactive")) == [
+        "squeue", "--noheader", "--all", "--array", "--states=PENDING", "--format=%i|%P|%Q|%V",
+        "--partition=standard,interactive"]
+    jobs = parse_squeue(captured("squeue-jobs.txt"))
+    assert {i: j.state for i, j in jobs.items()} == {
+        "2364": "RUNNING", "2363_0": "PENDING", "2363_1": "PENDING", "2363_2": "PENDING", "2362": "PENDING"}
+    assert jobs["2364"].nodes == "interactive-1"
+    pending = parse_pending(captured("squeue-pending.txt"))
+    assert pending["2362"] == QueueEntry("2362", "PENDING", partition="standard", priority=0,
+                                         submitted=datetime(2026, 12, 2, 0, 0, 37))
+    assert pending_positions(pending) == {"2362": (1, 4), "2363_0": (2, 4), "2363_1": (3, 4), "2363_2": (4, 4)}
+    assert INVALID_JOB_ID in captured("squeue-purged-stderr.txt")
 
 
 def test_sacct_says_how_each_job_ended():
@@ -164,6 +182,7 @@ def test_a_users_projects_default_first_and_the_fallback_from_the_site_file():
 
 @pytest.mark.parametrize("parse, text", [
     (parse_squeue, "JOBID PARTITION NAME USER ST TIME NODES NODELIST(REASON)\n"),  # a header: the wrong argv
+    (parse_pending, "2362|N/A|PENDING|JobHeldUser||N/A|standard|0|2026-12-02T00:00:37|student1\n"),  # the full format
     (parse_sacct, "698|COMPLETED\n"),
     (parse_sinfo, "standard vm mix\n"),
     (parse_associations, "slurm_persist_conn_open_without_init: failed to open persistent connection\n"),

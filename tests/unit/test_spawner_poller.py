@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from aifactory.slurm.runner import NoAnswer
+from aifactory.slurm.runner import NoAnswer, Refused
 from aifactory.slurm.states import FINAL_STATES, reason_words
 from aifactory.spawners.metrics import SPAWN_FAILURE_REASONS
 from aifactory.spawners.poller import SlurmPoller
@@ -31,16 +31,35 @@ def sacct_line(job_id: str, state: str) -> str:
 
 
 class FakeSlurm:
-    """A runner that answers squeue/sacct from text; counts calls; can stop answering."""
+    """A runner that answers like Slurm 22.05 from a queue's text: squeue by job id lists only those jobs (one
+    unknown id alone is refused), squeue of pending jobs lists a partition's in its minimal format; sacct from
+    text. Records each argv; can stop answering."""
 
     def __init__(self, squeue=SQUEUE, sacct=""):
-        self.squeue, self.sacct, self.calls, self.down = squeue, sacct, [], False
+        self.squeue, self.sacct, self.calls, self.argvs, self.down = squeue, sacct, [], [], False
+
+    def _squeue(self, argv):
+        options = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+        lines = [line for line in self.squeue.splitlines(keepends=True) if line.strip()]
+        if "jobs" in options:
+            ids = options["jobs"].split(",")
+            lines = [line for line in lines if line.split("|")[0] in ids or line.count("|") != 9]  # garbage stays
+            if len(ids) == 1 and not lines:
+                raise Refused(argv, 1, "slurm_load_jobs error: Invalid job id specified")
+        if options.get("states") == "PENDING":
+            partitions = options["partition"].split(",")
+            return "".join(f"{f[0]}|{f[6]}|{f[7]}|{f[8]}\n" for f in (line.strip().split("|") for line in lines)
+                           if f[2] == "PENDING" and f[6] in partitions)
+        return "".join(lines)
 
     async def run(self, argv, *, timeout=None, input=None, env=None):
         self.calls.append(argv[0])
+        self.argvs.append(argv)
         if self.down:
             raise NoAnswer("Unable to contact slurm controller")
-        return {"squeue": self.squeue, "sacct": self.sacct, "scancel": ""}[argv[0]]
+        if argv[0] == "squeue":
+            return self._squeue(argv)
+        return {"sacct": self.sacct, "scancel": ""}[argv[0]]
 
 
 async def test_fifty_servers_one_query():
@@ -51,6 +70,82 @@ async def test_fifty_servers_one_query():
     views = await asyncio.gather(*(poller.fresh_view(str(i)) for i in range(50)))
     assert {v.kind for v in views} == {"running"}
     assert slurm.calls == ["squeue"]
+
+
+async def test_the_poll_asks_only_for_the_hubs_jobs_by_id_whatever_else_is_queued():
+    others = "".join(f"{i}|N/A|PENDING|JobHeldUser||N/A|standard|0|2026-11-24T09:00:00|bob\n" for i in range(100, 10100))
+    running = "".join(f"{i}|N/A|RUNNING|None|nid{i}|N/A|standard|1|N/A|alice\n" for i in range(50))
+    slurm = FakeSlurm(squeue=others + running)
+    poller = SlurmPoller(interval=3600, startup_interval=0.01, runner=slurm)
+    for i in range(50):
+        poller.watch(str(i), submitted=False)
+    for _ in range(3):
+        await poller.refresh()
+    assert {poller.view(str(i)).kind for i in range(50)} == {"running"}
+    # one squeue per round, naming the 50 jobs; no partition's whole queue, no pending order while none waits
+    assert slurm.calls == ["squeue"] * 3 and poller.scheduler_calls == 3
+    assert all(f"--jobs={','.join(sorted(str(i) for i in range(50)))}" in argv for argv in slurm.argvs)
+    assert not any(a.startswith("--partition") for argv in slurm.argvs for a in argv)
+
+
+async def test_the_pending_order_is_asked_only_while_a_job_of_the_hub_waits_in_that_partition():
+    slurm = FakeSlurm()
+    poller = SlurmPoller(interval=3600, runner=slurm)
+    poller.watch("10", submitted=False)
+    await poller.refresh()
+    assert slurm.calls == ["squeue"]  # running only: no pending order
+    poller.watch("13", submitted=False)  # pending in small-g
+    await poller.refresh()
+    assert slurm.argvs[-1][-1] == "--partition=small-g" and "--states=PENDING" in slurm.argvs[-1]
+    assert (poller.view("13").position, poller.view("13").pending_total) == (1, 1)
+    assert poller.scheduler_calls == 3
+    slurm.squeue = slurm.squeue.replace("13|N/A|PENDING|AssocGrpCpuLimit||N/A", "13|N/A|RUNNING|None|nid003|N/A")
+    await poller.refresh()
+    assert slurm.calls == ["squeue", "squeue", "squeue", "squeue"] and poller.view("13").kind == "running"
+
+
+async def test_a_finished_job_goes_to_accounting_once_and_is_not_asked_about_again():
+    slurm = FakeSlurm(sacct=sacct_line("99", "COMPLETED"))
+    poller = SlurmPoller(interval=3600, runner=slurm)
+    poller.watch("99", submitted=False)  # left the queue (purged): squeue refuses its id alone
+    poller.watch("10", submitted=False)
+    poller.watch("14", submitted=False)  # TIMEOUT, still in the queue: no accounting needed
+    for _ in range(3):
+        await poller.refresh()
+    assert (poller.view("99").kind, poller.view("99").state) == ("gone", "COMPLETED")
+    assert (poller.view("14").kind, poller.view("14").state) == ("gone", "TIMEOUT")
+    assert slurm.calls == ["squeue", "sacct", "squeue", "squeue"]
+    assert [a for a in slurm.argvs if a[0] == "sacct"][0][-1] == "--jobs=99"
+    assert [a[-1] for a in slurm.argvs[2:]] == ["--jobs=10", "--jobs=10"]  # the finished ones are not asked again
+
+
+async def test_one_purged_job_never_blanks_the_other_servers():
+    slurm = FakeSlurm()
+    poller = SlurmPoller(interval=3600, runner=slurm)
+    poller.watch("98", submitted=False)  # unknown to the controller
+    await poller.refresh()
+    assert poller.view("98").kind == "unknown"  # not in the queue, not yet in accounting: kept, never gone at once
+
+    class Strict(FakeSlurm):  # a Slurm that refuses a whole list for one unknown id
+        def _squeue(self, argv):
+            if any(a.startswith("--jobs=") and "98" in a.split(",") + [a[7:]] for a in argv):
+                raise Refused(argv, 1, "slurm_load_jobs error: Invalid job id specified")
+            return super()._squeue(argv)
+
+    strict = Strict()
+    poller = SlurmPoller(interval=3600, runner=strict)
+    for job_id in ("10", "11", "98"):
+        poller.watch(job_id, submitted=False)
+    await poller.refresh()
+    assert (poller.view("10").kind, poller.view("11").kind, poller.view("98").kind) == ("running", "pending", "unknown")
+    assert poller.scheduler_calls == len(strict.calls)
+
+
+async def test_no_job_to_follow_no_query():
+    slurm = FakeSlurm()
+    poller = SlurmPoller(interval=3600, runner=slurm)
+    await poller.refresh()
+    assert slurm.calls == [] and poller.scheduler_calls == 0
 
 
 async def test_no_answer_is_unknown_never_gone():
