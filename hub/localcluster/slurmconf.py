@@ -145,6 +145,16 @@ def slurm_conf(site: Site, login_name: str, layout: Layout = Layout()) -> str:
             ("JobAcctGatherFrequency", 30),
             ("JobCompType", "jobcomp/none"),
             ("MinJobAge", 300),
+            # A centre's queue holds thousands of jobs (the default cap is 10,000 records in all).
+            ("MaxJobCount", 50000),
+            # Usage is tracked (and GrpTRESMins enforced) only by priority/multifactor. Never decayed
+            # nor reset: an association's raw usage is what its allocation (GrpTRESMins) is charged,
+            # and what the spawn page shows (`scontrol show assoc_mgr`), updated each minute.
+            # Every weight is 0: all jobs have priority 1, served in submission order.
+            ("PriorityType", "priority/multifactor"),
+            ("PriorityDecayHalfLife", 0),
+            ("PriorityUsageResetPeriod", "NONE"),
+            ("PriorityCalcPeriod", 1),
             ("KillWait", 10),
             ("InactiveLimit", 0),
             ("MailProg", "/bin/true"),
