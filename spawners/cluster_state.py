@@ -3,6 +3,10 @@
 The parsing and summing are `aifactory.slurm`'s; `partition_states` and `allocation_use`
 are the I/O edges (through the spawner's runner), cached hub-wide so that a class opening
 the spawn page together costs one `sinfo` per few seconds, not one per student.
+
+Allocation use is what Slurm charges the allocation it enforces (GrpTRESMins in the
+association manager: one cheap call, whatever the size of accounting); only where Slurm
+tracks no usage (priority/basic) is it summed from a year of accounting instead.
 """
 
 from __future__ import annotations
@@ -14,15 +18,17 @@ from datetime import datetime, timedelta
 from typing import Awaitable, Callable
 
 from aifactory.site.schema import Site
-from aifactory.slurm.accounting import job_usage, summarize
-from aifactory.slurm.runner import SlurmRunner
+from aifactory.slurm.accounting import GPU_TRES, job_usage, summarize
+from aifactory.slurm.assoc import CONFIG_ARGV, assoc_mgr_argv, parse_assoc_mgr, usage_tracked
+from aifactory.slurm.runner import SlurmError, SlurmRunner
 from aifactory.slurm.sacct import parse_sacct, sacct_argv
 from aifactory.slurm.sinfo import SINFO_ARGV, PartitionState, parse_sinfo
 
 
 @dataclass(frozen=True)
 class AllocationUse:
-    """Core- and GPU-hours a project has used (from accounting) against its allocation (from the site)."""
+    """Core- and GPU-hours a project has used (as Slurm charges them) against its allocation (from the site,
+    which the local cluster writes into Slurm's GrpTRESMins)."""
 
     account: str
     cpu_hours_used: float
@@ -58,6 +64,20 @@ def allocation_uses(site: Site, accounts: tuple[str, ...], sacct_text: str, sinc
     }
 
 
+def enforced_uses(site: Site, accounts: tuple[str, ...], assoc_text: str) -> dict[str, AllocationUse]:
+    """Usage per account from the association manager's GrpTRESMins (`scontrol show assoc_mgr` text), next to
+    the allocation the site gives the project; an account Slurm does not know has used nothing."""
+    usage = parse_assoc_mgr(assoc_text)
+    projects = {p.name: p for p in site.projects}
+    return {
+        account: AllocationUse(account, usage.get(account, {}).get("cpu", (None, 0))[1] / 60,
+                               usage.get(account, {}).get(GPU_TRES, (None, 0))[1] / 60,
+                               getattr(projects.get(account), "cpu_hours", None),
+                               getattr(projects.get(account), "gpu_hours", None))
+        for account in accounts
+    }
+
+
 # -- I/O: cached hub-wide --------------------------------------------------------
 _CACHE: dict[object, tuple[float, object]] = {}
 _LOCKS: dict[object, asyncio.Lock] = {}
@@ -83,22 +103,36 @@ async def partition_states(timeout: float | None = None, max_age: float = 5.0,
     return await cached("sinfo", max_age, fetch)
 
 
+async def tracks_usage(timeout: float | None = None, runner: SlurmRunner = SlurmRunner()) -> bool:
+    """Whether Slurm tracks usage (priority/multifactor), asked once an hour; False (and asked again next
+    time) when `scontrol show config` does not answer."""
+    async def fetch():
+        return usage_tracked(await runner.run(CONFIG_ARGV, timeout=timeout))
+    try:
+        return bool(await cached("usage_tracked", 3600.0, fetch))
+    except SlurmError:
+        return False
+
+
 async def allocation_use(site: Site, accounts: tuple[str, ...], timeout: float | None = None, max_age: float = 60.0,
                          days: int = 365, runner: SlurmRunner = SlurmRunner()) -> dict[str, AllocationUse]:
-    """Each account's use over the last `days` days, at most `max_age` seconds old (raises SlurmError)."""
+    """Each account's use, at most `max_age` seconds old (raises SlurmError): what the association manager
+    charges; where Slurm tracks no usage, summed from accounting over the last `days` days."""
     async def fetch():
+        if await tracks_usage(timeout, runner):
+            return enforced_uses(site, accounts, await runner.run(assoc_mgr_argv(accounts), timeout=timeout))
         until = datetime.now().replace(microsecond=0)
         since = until - timedelta(days=days)
         text = await runner.run(sacct_argv(since=since, until=until, accounts=accounts, all_users=True),
                                 timeout=timeout)
         return allocation_uses(site, accounts, text, since, until)
-    return await cached(("sacct", accounts), max_age, fetch)
+    return await cached(("allocation", accounts), max_age, fetch)
 
 
 async def hours_left(site: Site, account: str, timeout: float | None = None, max_age: float = 60.0,
                      runner: SlurmRunner = SlurmRunner()) -> tuple[float | None, float | None]:
     """(core-hours, GPU-hours) left of `account`'s allocation, as the spawn page counts them; None where the
-    site gives no such allocation (then accounting is not asked). Raises SlurmError. The one place a walltime
+    site gives no such allocation (then Slurm is not asked). Raises SlurmError. The one place a walltime
     extension learns what is left."""
     project = next((p for p in site.projects if p.name == account), None)
     if project is None or (project.cpu_hours is None and project.gpu_hours is None):

@@ -277,6 +277,11 @@ class FakeSlurm:
         if argv[0] == "squeue":
             return (f"42|{self.state}|{self.limit}|{self.start.isoformat()}|{self.cpus}|proj_a|cpu|"
                     f"cpu={self.cpus},mem=1G,node=1,billing={self.cpus}|\n")
+        if argv == ["scontrol", "show", "config"]:  # usage tracked: the allocation use is the association manager's
+            return "PriorityType            = priority/multifactor\n"
+        if argv[2:4] == ["show", "assoc_mgr"]:
+            return ("ClusterName=tiny Account=proj_a UserName= Partition= Priority=0 ID=3 "
+                    f"GrpTRESMins=cpu=6000({self.used_core_hours * 60}),mem=N(0),gres/gpu=N(0) MaxJobs=\n")
         if argv[:2] == ["scontrol", "--oneliner"]:
             return f"PartitionName=cpu MaxNodes=UNLIMITED MaxTime={self.max_time} MinNodes=0\n"
         if argv[0] == "sacct":
