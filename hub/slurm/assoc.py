@@ -18,8 +18,11 @@ _TRES_MINUTES = re.compile(r"([\w/]+)=(N|\d+)\((\d+)\)")
 
 
 def assoc_mgr_argv(accounts: tuple[str, ...]) -> list[str]:
-    """The association records of `accounts` (the accounts' own and their users'), one per line."""
-    return ["scontrol", "--oneliner", "show", "assoc_mgr", f"accounts={','.join(accounts)}", "flags=assoc"]
+    """The association records of `accounts`, one per line. The user filter names root, a member of no project:
+    an account's own record passes any user filter, its members' records do not, so the answer is one line
+    per account, not one per member of a class."""
+    return ["scontrol", "--oneliner", "show", "assoc_mgr", f"accounts={','.join(accounts)}", "users=root",
+            "flags=assoc"]
 
 
 def parse_assoc_mgr(text: str) -> dict[str, dict[str, tuple[int | None, int]]]:

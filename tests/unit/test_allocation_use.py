@@ -17,6 +17,7 @@ from .sites import SMALL_SITE
 
 DATA = Path(__file__).parent / "data" / "slurm"
 SITE = parse_site(SMALL_SITE)  # proj_a: 100 core-hours, no GPU-hours
+USED_CPU_MINUTES, USED_GPU_MINUTES = 155, 3  # in assoc-mgr.txt (README.md: the jobs that used them)
 
 
 def captured(name: str) -> str:
@@ -24,14 +25,19 @@ def captured(name: str) -> str:
 
 
 def test_the_association_managers_grptresmins_limit_and_usage_of_each_account():
-    assert assoc_mgr_argv(("project_465000001",)) == [
-        "scontrol", "--oneliner", "show", "assoc_mgr", "accounts=project_465000001", "flags=assoc"]
-    usage = parse_assoc_mgr(captured("assoc-mgr-basic.txt"))
-    assert list(usage) == ["project_465000001"]  # the account's own record, not its users'
-    assert usage["project_465000001"]["cpu"] == (6000000, 0)
-    assert usage["project_465000001"]["gres/gpu"] == (1200000, 0)
-    assert usage["project_465000001"]["mem"] == (None, 0)
-    assert not usage_tracked(captured("config-basic.txt"))  # priority/basic: that 0 means "not tracked"
+    assert assoc_mgr_argv(("project_465000001", "project_465000002")) == [
+        "scontrol", "--oneliner", "show", "assoc_mgr", "accounts=project_465000001,project_465000002", "users=root",
+        "flags=assoc"]
+    usage = parse_assoc_mgr(captured("assoc-mgr.txt"))  # priority/multifactor: usage tracked
+    assert list(usage) == ["project_465000001", "project_465000002"]
+    assert usage["project_465000002"]["cpu"] == (1200000, USED_CPU_MINUTES)
+    assert usage["project_465000002"]["gres/gpu"] == (60000, USED_GPU_MINUTES)
+    assert usage["project_465000001"]["cpu"] == (6000000, 0) and usage["project_465000001"]["mem"] == (None, 0)
+    assert usage_tracked(captured("config.txt"))
+    # Without a user filter every member's record comes too (a class: hundreds); only the account's own counts.
+    basic = parse_assoc_mgr(captured("assoc-mgr-basic.txt"))
+    assert list(basic) == ["project_465000001"] and basic["project_465000001"]["gres/gpu"] == (1200000, 0)
+    assert not usage_tracked(captured("config-basic.txt"))  # priority/basic: its 0 means "not tracked"
     with pytest.raises(Failed):
         usage_tracked("Configuration data as of 2026-12-02T00:01:47\n")
     with pytest.raises(Failed):
