@@ -32,7 +32,7 @@ def test_the_association_managers_grptresmins_limit_and_usage_of_each_account():
     assert list(usage) == ["project_465000001", "project_465000002"]
     assert usage["project_465000002"]["cpu"] == (1200000, USED_CPU_MINUTES)
     assert usage["project_465000002"]["gres/gpu"] == (60000, USED_GPU_MINUTES)
-    assert usage["project_465000001"]["cpu"] == (6000000, 0) and usage["project_465000001"]["mem"] == (None, 0)
+    assert usage["project_465000001"]["cpu"] == (6000000, 0) and usage["project_465000001"]["mem"] == (None, 443)
     assert usage_tracked(captured("config.txt"))
     # Without a user filter every member's record comes too (a class: hundreds); only the account's own counts.
     basic = parse_assoc_mgr(captured("assoc-mgr-basic.txt"))
