@@ -24,11 +24,15 @@ import hashlib
 import re
 import shlex
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from aifactory.site.launch import Environment, launch
 from aifactory.site.units import format_memory, format_walltime
 
-from .options import ValidatedOptions
+if TYPE_CHECKING:  # the site schema (pydantic) is loaded by build_job: each user's server imports
+    # `signal_seconds` from here (the workbench) and must not pay for it at start
+    from aifactory.site.launch import Environment
+
+    from .options import ValidatedOptions
 
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -126,6 +130,8 @@ def build_job(
     the server. Raises ValueError for a user name or variable name that could
     break the script (they never come from the user's options).
     """
+    from aifactory.site.launch import launch
+
     if not _USER.match(user):
         raise ValueError(f"not a safe user name: {user!r}")
     bad = [name for name in env_names if not _VAR.match(name)]

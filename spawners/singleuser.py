@@ -21,13 +21,18 @@ Standard library only (it starts before the server, on every spawn):
 5. exits with `GPU_IDLE_EXIT` when the server stopped itself because its GPUs and
    kernels were idle (the workbench leaves `{"reason": GPU_IDLE_REASON}` in
    `AIFACTORY_STOP_FILE` first): the hub reads that exit code in accounting and
-   tells the user why (`progress.stop_message`).
+   tells the user why (`progress.stop_message`);
+6. names in `AIFACTORY_SERVER_EXTENSIONS_OFF` the server extensions this user cannot use
+   (`unused_extensions`), which the shared environment's jupyter_server_config.py leaves off: a
+   server's start costs 4 to 5 CPU-seconds, and a class of 30 starting at once shares a few cores.
 """
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -49,6 +54,43 @@ REPORT_SECONDS = 900
 # elsewhere), and the reason the workbench's server extension leaves in the stop file.
 GPU_IDLE_EXIT = 75
 GPU_IDLE_REASON = "gpu-idle"
+# nbgrader's server extensions (its Assignments and Courses panels, the formgrader, validation) serve a
+# user who is in a course: a member of the course's Unix group (`aifactory.courses.exchange.layout`).
+NBGRADER_EXTENSIONS = (
+    "nbgrader.server_extensions.assignment_list",
+    "nbgrader.server_extensions.course_list",
+    "nbgrader.server_extensions.formgrader",
+    "nbgrader.server_extensions.validate_assignment",
+)
+COURSE_GROUP_PREFIX = "course-"
+# jupyter-lsp serves language servers; with none installed it only searches for ~20 of them at each start.
+LSP_EXTENSION = "jupyter_lsp"
+LANGUAGE_SERVERS = ("pylsp", "jedi-language-server", "pyright-langserver", "basedpyright-langserver", "pyrefly",
+                    "texlab", "bash-language-server", "typescript-language-server", "yaml-language-server",
+                    "sql-language-server")
+
+
+def unused_extensions(groups: list[str], has_language_server: bool) -> list[str]:
+    """The server extensions left off for a user in `groups`: nbgrader's outside courses, jupyter-lsp
+    without a language server. Each costs a tenth of a second to most of a CPU-second at every start."""
+    off = [] if any(group.startswith(COURSE_GROUP_PREFIX) for group in groups) else list(NBGRADER_EXTENSIONS)
+    return off if has_language_server else [*off, LSP_EXTENSION]
+
+
+def group_names() -> list[str]:
+    """This process's Unix groups by name (the job's, as Slurm set them from the user's)."""
+    names = []
+    for gid in {os.getgid(), *os.getgroups()}:
+        try:
+            names.append(grp.getgrgid(gid).gr_name)
+        except KeyError:
+            continue
+    return names
+
+
+def language_server_on(path: str | None) -> bool:
+    """Whether one of the language servers jupyter-lsp finds by their command is on `path`."""
+    return any(shutil.which(name, path=path) for name in LANGUAGE_SERVERS)
 
 
 def free_port() -> int:
@@ -205,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     env["AIFACTORY_STOP_FILE"] = stop_file = os.path.join(session_dir, f"stop-{job}.json")
     if os.path.exists(stop_file):
         os.unlink(stop_file)  # a requeued job's or an earlier run's
+    env["AIFACTORY_SERVER_EXTENSIONS_OFF"] = ",".join(
+        unused_extensions(group_names(), language_server_on(env.get("PATH"))))
 
     children: list[subprocess.Popen] = []
     stopping: list[int] = []

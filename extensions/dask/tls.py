@@ -22,8 +22,10 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from distributed.security import Security
+if TYPE_CHECKING:  # distributed is imported where a Security is made: the server's shutdown hook needs none
+    from distributed.security import Security
 
 DEFAULT_DIRECTORY = "~/.aifactory/dask-tls"
 CA, CERT, KEY, ADDRESS = "ca.pem", "cert.pem", "key.pem", "address"
@@ -52,6 +54,8 @@ def cluster_security(directory: Path) -> Security:
     workers as they are, and distributed reads them without copying the key
     into a temporary file for each connection.
     """
+    from distributed.security import Security
+
     ca, cert, key = (str(directory / name) for name in (CA, CERT, KEY))
     return Security(
         require_encryption=True,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from aifactory.extensions.dask import job_registry, server_cleanup
 from aifactory.extensions.dask.server_cleanup import DaskCleanup, _jupyter_server_extension_points
@@ -66,3 +68,12 @@ def test_extension_point_and_shipped_config_enable_it():
     assert json.loads(shipped.read_text()) == {
         "ServerApp": {"jpserver_extensions": {"aifactory.extensions.dask.server_cleanup": True}}
     }
+
+
+def test_the_servers_hooks_do_not_load_dask_or_the_site_schema():
+    """Every user's server imports the cleanup hook and the workbench at start: Dask, dask-jobqueue and the
+    site schema (pydantic) cost half a CPU-second there and serve only a notebook that makes a cluster."""
+    code = ("import sys, aifactory.extensions.dask.server_cleanup, aifactory.extensions.workbench.handlers\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'distributed', 'dask', 'dask_jobqueue', 'pydantic'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"

@@ -181,3 +181,15 @@ def test_the_cheap_connect_check_sees_a_listener_and_nothing_else():
         listener.listen()
         assert singleuser.accepts_connections(port)
     assert not singleuser.accepts_connections(port)
+
+
+def test_a_server_leaves_off_the_extensions_its_user_cannot_use():
+    nbgrader = list(singleuser.NBGRADER_EXTENSIONS)
+    assert singleuser.unused_extensions(["researcher1", "researchers"], False) == [*nbgrader, "jupyter_lsp"]
+    # A member of a course (its Unix group, as the course's exchange names it) keeps nbgrader's panels.
+    from aifactory.courses.exchange.layout import members_group
+
+    assert singleuser.unused_extensions(["student1", members_group("intro-dl")], False) == ["jupyter_lsp"]
+    assert singleuser.unused_extensions([members_group("intro-dl")], True) == []
+    assert singleuser.unused_extensions(["researchers"], True) == nbgrader
+    assert not singleuser.language_server_on("/nonexistent")

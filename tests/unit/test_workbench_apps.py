@@ -193,3 +193,37 @@ def test_the_server_config_sets_the_proxys_allowlist(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "HOME": str(tmp_path), "AIFACTORY_APPS": ""})
     assert out.stdout.strip() == "True", out.stderr
+
+
+def launched_config(env: dict[str, str], home: Path) -> dict:
+    """The installed config as the server reads it (traitlets' loader, with __file__) under the platform's launcher."""
+    code = (
+        "import json, os\n"
+        "from traitlets.config import Config, PyFileConfigLoader\n"
+        f"c = PyFileConfigLoader({CONFIG.name!r}, path={str(CONFIG.parent)!r}).load_config()\n"
+        "print(json.dumps({'extensions': dict(c.ServerApp.jpserver_extensions.get_value({})) "
+        "if 'jpserver_extensions' in c.ServerApp else {}, 'manager': c.LabApp.get('extension_manager'),"
+        " 'config_path': os.environ.get('JUPYTER_CONFIG_PATH')}))\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIFACTORY_", "JUPYTER_CONFIG_PATH"))}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env, "HOME": str(home)},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_a_launched_server_leaves_off_what_the_launcher_names_and_hides_nbgrader_with_it(tmp_path):
+    off = "nbgrader.server_extensions.assignment_list,jupyter_lsp"
+    config = launched_config({"AIFACTORY_SERVER_EXTENSIONS_OFF": off}, tmp_path)
+    assert config["extensions"] == {"nbgrader.server_extensions.assignment_list": False, "jupyter_lsp": False}
+    assert config["manager"] == "readonly"  # compute nodes are offline: no PyPI client at start
+    (labconfig,) = config["config_path"].split(os.pathsep)
+    # The page config that hides nbgrader's menus sits where the installed config looks for it.
+    assert Path(labconfig).name == "aifactory-no-nbgrader"
+    page = REPO / "extensions" / "workbench" / "jupyter-config" / "no-nbgrader" / "labconfig" / "page_config.json"
+    assert json.loads(page.read_text()) == {"disabledExtensions": {"@jupyter/nbgrader": True}}
+    # In a course: nbgrader stays, its panels too.
+    config = launched_config({"AIFACTORY_SERVER_EXTENSIONS_OFF": "jupyter_lsp"}, tmp_path)
+    assert config["extensions"] == {"jupyter_lsp": False} and config["config_path"] is None
+    # A server not started by the launcher (the formgrader service, a bare jupyterhub-singleuser) is left as installed.
+    assert launched_config({}, tmp_path) == {"extensions": {}, "manager": None, "config_path": None}

@@ -28,3 +28,17 @@ if "mlflow" in _offered:
     # store the MLflow app shows (unless the user chose another one).
     os.environ.setdefault("MLFLOW_TRACKING_URI", apps.mlflow_tracking_uri(_home))
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # compute nodes are offline
+
+# A server started by the platform's launcher (aifactory.spawners.singleuser) leaves off the server extensions
+# it names as unused by this user (nbgrader's outside courses, jupyter-lsp without a language server) and
+# nbgrader's JupyterLab panels with them; its extension manager only lists what is installed (compute nodes
+# are offline; the PyPI manager's HTTP client costs a tenth of the start). Each start is 4-5 CPU-seconds.
+if "AIFACTORY_SERVER_EXTENSIONS_OFF" in os.environ:
+    _off = [name for name in os.environ["AIFACTORY_SERVER_EXTENSIONS_OFF"].split(",") if name]
+    c.ServerApp.jpserver_extensions.update(dict.fromkeys(_off, False))
+    c.LabApp.extension_manager = "readonly"
+    if any(name.startswith("nbgrader.") for name in _off):
+        # JupyterLab reads its page config (disabledExtensions) from labconfig/ in the Jupyter config path at
+        # each page: this one, installed next to this file, hides nbgrader's menus and panels.
+        os.environ["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+            filter(None, [str(Path(__file__).parent / "aifactory-no-nbgrader"), os.environ.get("JUPYTER_CONFIG_PATH")]))
