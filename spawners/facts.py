@@ -16,6 +16,7 @@ from aifactory.site.schema import Site
 from aifactory.slurm.projects import user_projects
 from aifactory.slurm.runner import Refused, SlurmRunner
 
+from .cluster_state import cached
 from .options import UserFacts
 
 
@@ -44,14 +45,22 @@ def parse_reservations(text: str, user: str, accounts: tuple[str, ...]) -> froze
     return frozenset(allowed)
 
 
+# The reservations are the same for every user: one scontrol serves every first spawn page for this long
+# (a class logging in at once asks once, not once each). A user's facts are reused longer (facts_cache_seconds).
+RESERVATIONS_SECONDS = 30.0
+
+
 async def gather_facts(name: str, *, site: Site, timeout: float | None = None,
                        runner: SlurmRunner = SlurmRunner()) -> UserFacts:
     """Uid and groups (`id`), projects and reservations from Slurm (raises SlurmError)."""
-    async def reservations() -> str:
+    async def all_reservations() -> str:
         try:
             return await runner.run(["scontrol", "show", "reservation", "--oneliner"], timeout=timeout)
         except Refused:
             return ""
+
+    async def reservations() -> str:
+        return await cached("reservations", RESERVATIONS_SECONDS, all_reservations)
 
     identity, accounts, reservations_text = await asyncio.gather(
         runner.run(["id", "--", name], timeout=timeout),

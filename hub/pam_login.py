@@ -1,0 +1,108 @@
+"""PAM logins whose failure delay holds no thread, one attempt at a time per account.
+
+JupyterHub's PAMAuthenticator runs pam_authenticate on a pool of 4 threads, and
+PAM's fail delay (pam_faildelay, pam_unix: 2-3 s on Debian) sleeps inside that
+call: four wrong passwords sent at once hold every thread for 3 s, and everyone's
+login waits behind them. Here the application takes the delay over (PAM's
+PAM_FAIL_DELAY item): the thread is free as soon as the password is checked, and
+the failed attempt's answer waits the delay PAM asked for (at least
+`min_failure_delay`) in the event loop. Guessing stays slow where it matters, per
+account: an account has one PAM conversation at a time, its delay included, so at
+most one guess per delay; a wrong password delays only that account's next
+attempt, never another account's; more than `attempts_per_account` attempts
+waiting for one account are refused without asking PAM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from ctypes import CFUNCTYPE, c_int, c_uint, c_void_p, cast
+from dataclasses import dataclass
+
+import pamela
+from jupyterhub.auth import PAMAuthenticator
+from traitlets import Float, Integer
+
+PAM_FAIL_DELAY = 10  # Linux-PAM's pam_set_item item: the application's fail-delay function
+DELAY_FUNCTION = CFUNCTYPE(None, c_int, c_uint, c_void_p)  # void (*)(int status, unsigned usec, void *appdata)
+_set_item = pamela.LIBPAM["pam_set_item"]  # a prototype of its own: pamela's takes a string
+_set_item.restype = c_int
+_set_item.argtypes = [pamela.PamHandle, c_int, c_void_p]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """PAM's answer (0: the password and the account are good) and the delay it asked for, seconds."""
+
+    code: int
+    delay: float
+
+
+def pam_login(username: str, password: str, service: str, encoding: str = "utf8",
+              check_account: bool = True) -> Outcome:
+    """pam_authenticate (then pam_acct_mgmt), as pamela.authenticate does, with the fail delay returned, not slept.
+
+    Blocking (run it on an executor). If PAM refuses the delay function, the login is refused.
+    """
+    asked: list[int] = []
+
+    @DELAY_FUNCTION
+    def delay(status: int, usec: int, appdata: int) -> None:
+        asked.append(usec)
+
+    conversation = pamela.new_simple_password_conv((password,), encoding)  # kept alive until pam_end
+    handle = pamela.pam_start(service, username, conv_func=conversation, encoding=encoding)
+    code = _set_item(handle, PAM_FAIL_DELAY, cast(delay, c_void_p))
+    if code == 0:
+        code = pamela.PAM_AUTHENTICATE(handle, 0)
+        if code == 0 and check_account:
+            code = pamela.PAM_ACCT_MGMT(handle, 0)
+        if code == 0:  # as pamela: Kerberos and the like refresh their credentials; the result does not matter
+            pamela.PAM_SETCRED(handle, pamela.PAM_REINITIALIZE_CRED)
+    pamela.PAM_END(handle, code)
+    return Outcome(code, max(asked, default=0) / 1e6)
+
+
+class SitePAMAuthenticator(PAMAuthenticator):
+    """JupyterHub's PAMAuthenticator (same settings, groups and checks) with the module's failure handling."""
+
+    min_failure_delay = Float(2.0, min=0, config=True,
+                              help="Seconds a wrong password's answer waits at least, whatever PAM asks.")
+    attempts_per_account = Integer(3, min=1, config=True,
+                                   help="Attempts that may wait for one account; more are refused without PAM.")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._turns: dict[str, asyncio.Lock] = {}  # one per account with an attempt in progress
+        self._waiting: Counter[str] = Counter()
+
+    def _log_name(self, username: str) -> str:
+        """The attempted name as the log shows it (as JupyterHub's: never a long pasted secret in full)."""
+        return f"{username[:16]}...({len(username)} chars)" if len(username) > 32 else username
+
+    async def authenticate(self, handler, data):
+        username, password = data["username"], data["password"]
+        where = handler.request.remote_ip if handler is not None else "?"
+        if self._waiting[username] >= self.attempts_per_account:
+            self.log.warning("PAM login refused (%r@%s): %d attempts for the account already waiting",
+                             self._log_name(username), where, self._waiting[username])
+            await asyncio.sleep(self.min_failure_delay)
+            return None
+        self._waiting[username] += 1
+        turn = self._turns.setdefault(username, asyncio.Lock())
+        try:
+            async with turn:  # one conversation per account, its failure delay included
+                outcome = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, pam_login, username, password, self.service, self.encoding, self.check_account)
+                if outcome.code != 0:
+                    self.log.warning("PAM Authentication failed (%r@%s): %s", self._log_name(username), where,
+                                     pamela.PAMError(errno=outcome.code))
+                    await asyncio.sleep(max(outcome.delay, self.min_failure_delay))
+                    return None
+        finally:
+            self._waiting[username] -= 1
+            if not self._waiting[username]:  # nothing kept for names nobody is trying (any string is a name here)
+                del self._waiting[username]
+                self._turns.pop(username, None)
+        return username

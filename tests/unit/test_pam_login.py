@@ -1,0 +1,83 @@
+"""The hub's PAM authenticator: a wrong password is answered late, holds no PAM thread, and slows only its account.
+
+PAM is stubbed (`pam_login`: 20 ms per check, a 1 s fail delay asked on a wrong password), so the
+test needs no accounts; the real PAM call is tested in tests/integration/test_login_attacks.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from aifactory.hub import pam_login
+from aifactory.hub.pam_login import Outcome, SitePAMAuthenticator
+
+PASSWORDS = {"alice": "right-a", "bob": "right-b"}
+DELAY = 1.0
+
+
+@pytest.fixture
+def checks(monkeypatch):
+    """Each PAM check as (account, start, end) in monotonic seconds; a wrong password asks for DELAY."""
+    done = []
+
+    def check(name, password, service, *args):
+        start = time.monotonic()
+        time.sleep(0.02)  # the password hash
+        done.append((name, start, time.monotonic()))
+        return Outcome(0 if PASSWORDS.get(name) == password else 7, DELAY)
+
+    monkeypatch.setattr(pam_login, "pam_login", check)
+    return done
+
+
+def authenticator(**traits) -> SitePAMAuthenticator:
+    """One PAM thread; the minimum delay below PAM's so that PAM's (DELAY) is the one seen."""
+    return SitePAMAuthenticator(**{"executor_threads": 1, "min_failure_delay": 0.1, **traits},
+                                log=logging.getLogger(__name__))
+
+
+async def timed(auth, name, password):
+    start = time.monotonic()
+    result = await auth.authenticate(None, {"username": name, "password": password})
+    return result, time.monotonic() - start
+
+
+async def test_a_wrong_password_is_answered_after_the_delay_and_a_right_one_at_once(checks):
+    auth = authenticator()
+    assert await timed(auth, "alice", "nope") == (None, pytest.approx(DELAY, abs=0.3))
+    result, seconds = await timed(auth, "alice", "right-a")
+    assert result == "alice" and seconds < 0.5
+
+
+async def test_the_minimum_delay_applies_when_pam_asks_for_none(checks, monkeypatch):
+    monkeypatch.setattr(pam_login, "pam_login", lambda *args: Outcome(7, 0.0))
+    _, seconds = await timed(authenticator(min_failure_delay=0.5), "alice", "nope")
+    assert seconds >= 0.5
+
+
+async def test_wrong_passwords_for_one_account_do_not_hold_the_only_pam_thread(checks):
+    """With one PAM thread, four wrong passwords for bob in their delay; alice still logs in at once."""
+    auth = authenticator(attempts_per_account=10)
+    attacks = [asyncio.create_task(timed(auth, "bob", f"guess{i}")) for i in range(4)]
+    await asyncio.sleep(0.1)
+    result, seconds = await timed(auth, "alice", "right-a")
+    assert result == "alice" and seconds < 0.5
+    assert all(r is None for r, _ in await asyncio.gather(*attacks))
+
+
+async def test_one_account_is_checked_once_per_delay_and_a_crowd_of_attempts_is_refused_without_pam(checks):
+    """Six guesses for bob at once: three wait their turn (one PAM check per delay), three are refused unchecked."""
+    auth = authenticator(attempts_per_account=3)
+    results = await asyncio.gather(*(timed(auth, "bob", f"guess{i}") for i in range(6)))
+    assert all(r is None for r, _ in results)
+    starts = sorted(start for name, start, _ in checks if name == "bob")
+    assert len(starts) == 3
+    assert all(later - earlier >= DELAY * 0.9 for earlier, later in zip(starts, starts[1:]))
+    # and once the guesses are answered, nothing is kept about the account: bob's own password works at once
+    result, seconds = await timed(auth, "bob", "right-b")
+    assert result == "bob" and seconds < 0.5
+    assert not auth._turns and not auth._waiting
