@@ -23,8 +23,12 @@ Standard library only (it starts before the server, on every spawn):
    `AIFACTORY_STOP_FILE` first): the hub reads that exit code in accounting and
    tells the user why (`progress.stop_message`);
 6. names in `AIFACTORY_SERVER_EXTENSIONS_OFF` the server extensions this user cannot use
-   (`unused_extensions`), which the shared environment's jupyter_server_config.py leaves off: a
-   server's start costs 4 to 5 CPU-seconds, and a class of 30 starting at once shares a few cores.
+   (`unused_extensions`), which the shared environment's jupyter_server_config.py leaves off, and
+   sets `AIFACTORY_SERVER_START`, which the environment's aifactory-server-start.pth reads (and
+   removes, so kernels never see it) as the server's Python starts: jsonschema's IRI format checks,
+   which build ~35 Earley parsers at import (rfc3987_syntax; no Jupyter schema uses those formats),
+   stay out. A server's start cost 4 to 5 CPU-seconds, and a class of 30 starting at once shares a
+   few cores.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ NBGRADER_EXTENSIONS = (
     "nbgrader.server_extensions.validate_assignment",
 )
 COURSE_GROUP_PREFIX = "course-"
+# Read and removed by the shared environment's aifactory-server-start.pth in the server's own process.
+SERVER_START = "AIFACTORY_SERVER_START"
 # jupyter-lsp serves language servers; with none installed it only searches for ~20 of them at each start.
 LSP_EXTENSION = "jupyter_lsp"
 LANGUAGE_SERVERS = ("pylsp", "jedi-language-server", "pyright-langserver", "basedpyright-langserver", "pyrefly",
@@ -249,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         os.unlink(stop_file)  # a requeued job's or an earlier run's
     env["AIFACTORY_SERVER_EXTENSIONS_OFF"] = ",".join(
         unused_extensions(group_names(), language_server_on(env.get("PATH"))))
+    env[SERVER_START] = "1"
 
     children: list[subprocess.Popen] = []
     stopping: list[int] = []

@@ -193,3 +193,20 @@ def test_a_server_leaves_off_the_extensions_its_user_cannot_use():
     assert singleuser.unused_extensions([members_group("intro-dl")], True) == []
     assert singleuser.unused_extensions(["researchers"], True) == nbgrader
     assert not singleuser.language_server_on("/nonexistent")
+
+
+def test_the_servers_python_starts_without_jsonschemas_iri_parsers_and_its_kernels_see_no_trace():
+    """What the shared environment's aifactory-server-start.pth does in a process started with the launcher's
+    marker: jsonschema loads without rfc3987_syntax (a fifth of a server's start CPU) and the marker is gone."""
+    pth = Path(__file__).parents[2] / "extensions" / "workbench" / "jupyter-config" / "aifactory-server-start.pth"
+    (line,) = pth.read_text().splitlines()
+    assert line.startswith("import ")  # site.py runs only the .pth lines that start with an import
+    code = (f"exec({line!r})\n"
+            "import json, os, sys, jsonschema\n"
+            "print(json.dumps([sys.modules.get('rfc3987_syntax') is None, os.environ.get('AIFACTORY_SERVER_START'),"
+            " 'iri' in jsonschema.Draft7Validator.FORMAT_CHECKER.checkers]))")
+    run = lambda env: json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                                text=True, timeout=120, check=True).stdout)
+    clean = {k: v for k, v in os.environ.items() if k != singleuser.SERVER_START}
+    assert run({**clean, singleuser.SERVER_START: "1"}) == [True, None, False]
+    assert run(clean)[2]  # any other process keeps jsonschema as it is
