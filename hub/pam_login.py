@@ -25,6 +25,7 @@ from jupyterhub.auth import PAMAuthenticator
 from traitlets import Float, Integer
 
 PAM_FAIL_DELAY = 10  # Linux-PAM's pam_set_item item: the application's fail-delay function
+PAM_SYSTEM_ERR = 4
 DELAY_FUNCTION = CFUNCTYPE(None, c_int, c_uint, c_void_p)  # void (*)(int status, unsigned usec, void *appdata)
 _set_item = pamela.LIBPAM["pam_set_item"]  # a prototype of its own: pamela's takes a string
 _set_item.restype = c_int
@@ -52,7 +53,10 @@ def pam_login(username: str, password: str, service: str, encoding: str = "utf8"
         asked.append(usec)
 
     conversation = pamela.new_simple_password_conv((password,), encoding)  # kept alive until pam_end
-    handle = pamela.pam_start(service, username, conv_func=conversation, encoding=encoding)
+    try:
+        handle = pamela.pam_start(service, username, conv_func=conversation, encoding=encoding)
+    except pamela.PAMError as error:  # e.g. no such PAM service: a refusal, as pamela.authenticate's
+        return Outcome(error.errno or PAM_SYSTEM_ERR, 0.0)
     code = _set_item(handle, PAM_FAIL_DELAY, cast(delay, c_void_p))
     if code == 0:
         code = pamela.PAM_AUTHENTICATE(handle, 0)

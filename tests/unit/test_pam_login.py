@@ -81,3 +81,12 @@ async def test_one_account_is_checked_once_per_delay_and_a_crowd_of_attempts_is_
     result, seconds = await timed(auth, "bob", "right-b")
     assert result == "bob" and seconds < 0.5
     assert not auth._turns and not auth._waiting
+
+
+def test_the_real_pam_call_returns_its_fail_delay_instead_of_sleeping_it():
+    """libpam through ctypes, for an account that does not exist: refused, and the delay PAM asks for
+    (Debian's pam_unix: about 2 s) comes back to the caller without being slept in the thread."""
+    start = time.monotonic()
+    outcome = pam_login.pam_login("no-such-account-aifactory", "x", "login")
+    assert outcome.code != 0
+    assert outcome.delay > 0.5 and time.monotonic() - start < outcome.delay
