@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 from aifactory.hub.config import HubPaths, hub_config, trait_problems
+from aifactory.hub.loop_costs import use_wal
 from aifactory.spawners.metrics import register_server_counts
 from aifactory.site import load_site
 
@@ -25,3 +26,6 @@ register_server_counts()
 for section, values in hub_config(site, paths, token, secret, metrics_token).items():
     for trait, value in values.items():
         setattr(c[section], trait, value)
+
+# SQLite commits that do not stall JupyterHub's event loop on the disk (hub/loop_costs.py).
+use_wal()

@@ -52,12 +52,14 @@ async def _up_within_deadline(spawner: SiteSlurmSpawner):
     job_id, submitted_at = spawner.job.job_id, spawner.job.submitted_at
     left = submitted_at + spawner.start_timeout - time.time()
     try:
-        return await asyncio.wait_for(spawner.wait_until_up(), max(left, 1.0) if submitted_at else None)
+        up = await asyncio.wait_for(spawner.wait_until_up(), max(left, 1.0) if submitted_at else None)
     except asyncio.TimeoutError:
         spawner.job = replace(spawner.job, stop_reason=f"Your server (Slurm job {job_id}) did not start in time")
         spawner.failure = "timeout"
         await spawner.cancel(job_id)
         raise web.HTTPError(500, spawner.job.stop_reason) from None
+    internals(spawner).save()  # the node and port (JupyterHub saves a start's state, not a startup check's)
+    return up
 
 
 async def _ready_and_routed(spawner: SiteSlurmSpawner, up: asyncio.Future) -> None:

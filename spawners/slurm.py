@@ -122,6 +122,7 @@ class SiteSlurmSpawner(SlurmSpawner):
     _port_event: asyncio.Event | None = None  # set when the server reports its port; None before any start
     _options: ValidatedOptions | None = None  # checked by apply_user_options, taken by start
     failure = ""  # metrics label of the current start's failure, where it is known
+    _poller: SlurmPoller | None = None  # the hub's shared poller, once a running loop made it
 
     @default("launcher")
     def _launcher_default(self) -> list[str]:
@@ -165,11 +166,14 @@ class SiteSlurmSpawner(SlurmSpawner):
 
     @property
     def poller(self) -> SlurmPoller:
-        return shared_poller(interval=self.slurm_poll_interval, jitter=self.slurm_poll_jitter,
-                             timeout=self.slurm_timeout, startup_interval=self.startup_poll_interval,
-                             partitions=tuple(p.name for p in self._site().partitions), log=self.log,
-                             missing_rounds=self.slurm_missing_rounds,
-                             runner=self.slurm_runner)
+        """The hub's shared poller, looked up once per spawner (its settings read the site file)."""
+        if self._poller is None:
+            self._poller = shared_poller(interval=self.slurm_poll_interval, jitter=self.slurm_poll_jitter,
+                                         timeout=self.slurm_timeout, startup_interval=self.startup_poll_interval,
+                                         partitions=tuple(p.name for p in self._site().partitions), log=self.log,
+                                         missing_rounds=self.slurm_missing_rounds,
+                                         runner=self.slurm_runner)
+        return self._poller
 
     async def _facts(self):
         """The user's uid, groups and Slurm facts; HTTP 403 for root, system and service accounts,
@@ -376,8 +380,9 @@ class SiteSlurmSpawner(SlurmSpawner):
         except JobEnded as ended:
             raise web.HTTPError(500, f"{self._ended(ended.state)} before it reported its port") from None
         log.step(f"Server starting on {self.ip}:{self.port}", 80)
+        # Saved by JupyterHub as soon as start returns (a resumed start saves it itself): one commit less
+        # per spawn, and a commit blocks the hub's event loop for as long as the disk takes.
         self.job = self.job.listening(self.ip, self.port)
-        internals(self).save()
         self.log.info("Server of %s: job %s on %s:%s", self.user.name, job_id, self.ip, self.port)
         return self.ip, self.port
 

@@ -19,19 +19,32 @@ turn) and GET /hub/api/user (ten users' own tokens); the hub's RSS is sampled
 twice a second. The burst is the window from the first request until every
 server is ready or failed, at most --window seconds: servers still queued then
 are counted as queued. The same is measured idle (--idle seconds) before.
+Each phase reports p50/p95/p99 per endpoint and over all requests, and the
+throughput (requests served per second of the window: the clients ask back to
+back, so a slower hub serves fewer). `--profile DIR` also records each hub with
+py-spy during the burst (DIR/<side>.txt, collapsed stacks, and the top frames
+printed); `--sides ours` measures one side only, for development. Both hubs
+run side by side: both idle phases come first, and each phase waits for the
+machine to settle (the previous burst's servers gone) before it is measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import (BenchHub, LatencySampler, bench_names, bench_partition, bench_users, cancel_jobs_of,
+import psutil
+from benchlib import (VENV, BenchHub, LatencySampler, bench_names, bench_partition, bench_users, cancel_jobs_of,
                       class_site, cleanup_on_signals, percentile, table)
 
 PARTITION = "bench-load"
@@ -66,6 +79,91 @@ def ms(values: list[float], q: float) -> str:
     return f"{percentile(values, q) * 1000:.0f}" if values else "-"
 
 
+QUANTILES = (50, 95, 99)
+LOOP_FRAME = "run_forever (asyncio/base_events.py)"
+
+
+def spread(values: list[float]) -> str:
+    """'p50 / p95 / p99' in ms."""
+    return " / ".join(ms(values, q) for q in QUANTILES)
+
+
+def ratios(ours: list[float], stock: list[float]) -> str:
+    """ours / stock for each of p50, p95, p99."""
+    if not ours or not stock:
+        return "-"
+    return " / ".join(f"{percentile(ours, q) / percentile(stock, q):.2f}" for q in QUANTILES) + "x"
+
+
+@dataclass
+class Phase:
+    """One measured phase of one side: latencies per endpoint, the window's length, errors."""
+
+    seconds: dict[str, list[float]]
+    window: float
+    errors: int
+
+    @property
+    def all(self) -> list[float]:
+        return [s for values in self.seconds.values() for s in values]
+
+    @property
+    def throughput(self) -> float:
+        return len(self.all) / self.window if self.window else 0.0
+
+
+class Profile:
+    """py-spy recording a hub process (collapsed stacks in `path`) while in the `with` block."""
+
+    def __init__(self, pid: int, path: Path | None, rate: int = 100):
+        self.pid, self.path, self.rate = pid, path, rate
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Profile":
+        if self.path is not None:
+            self.proc = subprocess.Popen([str(VENV / "bin/py-spy"), "record", "--pid", str(self.pid), "--rate",
+                                          str(self.rate), "--format", "raw", "--nolineno", "--output", str(self.path)],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def top_frames(path: Path, count: int = 15, by_top: bool = False) -> list[tuple[str, float, float]]:
+    """(frame, % of samples with it on the stack, % with it on top) of the hub's event loop thread, from py-spy's
+    collapsed stacks; the loop's own frames (on every stack) left out. Other threads (a DNS library's idle
+    helper, the child watchers) are not the loop."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit() or LOOP_FRAME not in stack:
+            continue
+        frames = stack.split(";")
+        total += int(n)
+        own[frames[-1]] += int(n)
+        for frame in set(frames):
+            inclusive[frame] += int(n)
+    share = own if by_top else inclusive
+    ranked = sorted((f for f in inclusive if inclusive[f] < 0.99 * total), key=lambda f: (-share[f], f))
+    return [(f, 100 * inclusive[f] / total, 100 * own[f] / total) for f in ranked[:count]]
+
+
+def settle(busy: float = 50.0, longest: float = 60.0) -> None:
+    """Wait (at most `longest` s) until the machine's CPUs are less than `busy` % used over 2 s: the previous
+    phase's servers stop and their nodes clean up before the next phase is measured."""
+    deadline = time.monotonic() + longest
+    while psutil.cpu_percent(interval=2) >= busy and time.monotonic() < deadline:
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=200, help="users created in each hub")
@@ -73,45 +171,81 @@ def main() -> None:
     parser.add_argument("--memory", default="256M", help="memory of each server")
     parser.add_argument("--window", type=float, default=150, help="longest burst measured, seconds")
     parser.add_argument("--idle", type=float, default=10, help="seconds measured idle before the burst")
+    parser.add_argument("--sides", default="stock,ours", help="which hubs, in order (development: 'ours')")
+    parser.add_argument("--profile", type=Path, help="folder for py-spy's record of each hub during the burst")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (it adds users and a partition, and the hubs submit jobs as the users)")
+    sides = [side for side in args.sides.split(",") if side]
+    if not set(sides) <= {"stock", "ours"}:
+        sys.exit("--sides: stock, ours or both")
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     cleanup_on_signals()
     names = bench_names(args.users)
     spawning = names[:args.spawn]
-    latency_rows, hub_rows, burst_p50, rss = [], [], {}, {}
+    phases: dict[tuple[str, str], Phase] = {}
+    hub_rows, created, rss, labels = [], {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp, \
-            bench_partition(PARTITION, max_cpus=CORES, oversubscribe=SHARE) as partition, bench_users(spawning):
+            bench_partition(PARTITION, max_cpus=CORES, oversubscribe=SHARE) as partition, bench_users(spawning), \
+            ExitStack() as stack:
         os.chmod(tmp, 0o755)
         site_file = class_site(Path(tmp, "site.yaml"), partition, args.memory)
-        for kind, port in (("stock", 8300), ("ours", 8310)):
-            with BenchHub(kind, port, partition=partition.name, memory=args.memory, site_file=site_file) as hub:
-                created = hub.add_users(names)
-                asked = targets(hub, names)
-                with LatencySampler(asked, hub) as idle:
-                    time.sleep(args.idle)
-                with LatencySampler(asked, hub) as busy:
-                    burst_start = time.monotonic()
-                    counts = burst(hub, spawning, {} if kind == "stock" else {"profile": "class"}, args.window)
-                    burst_seconds = time.monotonic() - burst_start
-                hub.stop_all()
+        hubs = {kind: stack.enter_context(BenchHub(kind, {"stock": 8300, "ours": 8310}[kind], partition=partition.name,
+                                                   memory=args.memory, site_file=site_file)) for kind in sides}
+        asked, idle_rss = {}, {}
+        for kind, hub in hubs.items():  # both idle phases first, back to back, before any burst
+            labels[kind] = hub.label
+            created[kind] = hub.add_users(names)
+            asked[kind] = targets(hub, names)
+            settle()
+            with LatencySampler(asked[kind], hub) as idle:
+                time.sleep(args.idle)
+            phases[kind, "idle"] = Phase(idle.seconds, args.idle, idle.errors)
+            idle_rss[kind] = idle.rss[0]
+        for kind, hub in hubs.items():
+            settle()
+            record = args.profile / f"{kind}.txt" if args.profile else None
+            with Profile(hub.proc.pid, record), LatencySampler(asked[kind], hub) as busy:
+                burst_start = time.monotonic()
+                counts = burst(hub, spawning, {} if kind == "stock" else {"profile": "class"}, args.window)
+                burst_seconds = time.monotonic() - burst_start
+            phases[kind, "burst"] = Phase(busy.seconds, burst_seconds, busy.errors)
+            hub.stop_all()
             cancel_jobs_of(spawning)
-            for phase, sampler in (("idle", idle), (f"burst {burst_seconds:.0f} s", busy)):
-                latency_rows.append([f"{hub.label}, {phase}",
-                                     *(f"{ms(v, 50)} / {ms(v, 95)}" for v in sampler.seconds.values()),
-                                     str(sum(map(len, sampler.seconds.values()))), str(sampler.errors)])
-            burst_p50[kind] = [percentile(v, 50) for v in busy.seconds.values()]
-            rss[kind] = (idle.rss[0], max(busy.rss))
-            hub_rows.append([hub.label, f"{created:.1f}", f"{idle.rss[0]:.0f}", f"{max(busy.rss):.0f}",
-                             str(counts["ready"]), str(counts["queued"]), str(counts["failed"])])
-    ratios = [f"{o / s:.2f}x" for o, s in zip(burst_p50["ours"], burst_p50["stock"])]
-    latency_rows.append(["ours / stock, burst p50", *ratios, "", ""])
-    table(f"Hub API latency (ms, p50 / p95): {args.users} users, {args.spawn} requesting a server at once",
-          ["", *idle.seconds, "requests", "errors"], latency_rows)
-    hub_rows.append(["ours / stock", "", *(f"{o / s:.2f}x" for o, s in zip(rss["ours"], rss["stock"])), "", "", ""])
-    table(f"Hub memory and the burst's servers at its end (1 CPU, {args.memory}; what does not fit waits in Slurm)",
-          ["", f"create {args.users} users (s)", "RSS idle (MiB)", "RSS peak in burst (MiB)", "ready", "queued",
-           "failed"], hub_rows)
+            rss[kind] = (idle_rss[kind], max(busy.rss))
+            hub_rows.append([hub.label, f"{created[kind]:.2f}", f"{burst_seconds:.0f}", f"{idle_rss[kind]:.0f}",
+                             f"{max(busy.rss):.0f}", str(counts["ready"]), str(counts["queued"]),
+                             str(counts["failed"])])
+            if record is not None and record.exists():
+                for by_top in (False, True):
+                    table(f"py-spy, {hub.label}: its event loop during the burst (% of samples; idle waits left "
+                          f"out), by {'own' if by_top else 'inclusive'} time",
+                          ["frame", "on stack %", "on top %"],
+                          [[f[:110], f"{incl:.1f}", f"{top:.1f}"] for f, incl, top in top_frames(record, 15, by_top)])
+    endpoints = list(next(iter(phases.values())).seconds)
+    latency_rows = []
+    for kind in sides:
+        for phase in ("idle", "burst"):
+            p = phases[kind, phase]
+            latency_rows.append([f"{labels[kind]}, {phase} ({p.window:.0f} s)",
+                                 *(spread(p.seconds[e]) for e in endpoints), spread(p.all), str(len(p.all)),
+                                 f"{p.throughput:.1f}", str(p.errors)])
+    if len(sides) == 2:
+        for phase in ("idle", "burst"):
+            o, s = phases["ours", phase], phases["stock", phase]
+            latency_rows.append([f"ours / stock, {phase}", *(ratios(o.seconds[e], s.seconds[e]) for e in endpoints),
+                                 ratios(o.all, s.all), "", f"{o.throughput / s.throughput:.2f}x", ""])
+    table(f"Hub API latency (ms, p50 / p95 / p99): {args.users} users, {args.spawn} requesting a server at once; "
+          "throughput: requests served per second",
+          ["", *endpoints, "all", "requests", "req/s", "errors"], latency_rows)
+    if len(sides) == 2:
+        hub_rows.append(["ours / stock", f"{created['ours'] / created['stock']:.2f}x", "",
+                         *(f"{o / s:.2f}x" for o, s in zip(rss["ours"], rss["stock"])), "", "", ""])
+    table(f"Hub: user creation, memory, and the burst's servers at its end (1 CPU, {args.memory}; "
+          "what does not fit waits in Slurm)",
+          ["", f"create {args.users} users (s)", "burst (s)", "RSS idle (MiB)", "RSS peak in burst (MiB)", "ready",
+           "queued", "failed"], hub_rows)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import pytest
 from jupyterhub import orm
 from jupyterhub.tests.mocking import MockHub
 from jupyterhub.tests.utils import add_user
+from sqlalchemy import event
 from tornado import web
 from traitlets.config import Config
 
@@ -177,13 +178,18 @@ async def eventually(check, seconds: float = 5.0):
         await asyncio.sleep(0.05)
 
 
-async def started(spawner: SiteSlurmSpawner, options: dict, port: int = 8888):
-    """Start as JupyterHub does (options hook, then start), the server reporting `port` once submitted."""
+async def started(spawner: SiteSlurmSpawner, options: dict, port: int = 8888, save: bool = True):
+    """Start as JupyterHub does (options hook, then start, then it saves the state), the server reporting
+    `port` once submitted."""
     spawner.user_options = options
     await spawner.apply_user_options(spawner, options)
     start = asyncio.ensure_future(spawner.start())
     assert await eventually(lambda: spawner.report_port(port) or start.done())
-    return await asyncio.wait_for(start, 10)
+    address = await asyncio.wait_for(start, 10)
+    if save:  # as JupyterHub's User.spawn does once start returns
+        spawner.orm_spawner.state = spawner.get_state()
+        spawner.user.db.commit()
+    return address
 
 
 # -- the state object: pure, as JupyterHub stores it --------------------------------
@@ -309,6 +315,19 @@ async def test_a_restarted_hub_resumes_a_start_still_queued_with_the_same_job(hu
     assert restarted.commands("sbatch") == []
     assert (again.job.job_id, again.job.port, again.job.awaiting_port) == ("1234", 9999, False)
     assert again.pending == "check"  # JupyterHub's check verifies the server next
+    hub.db.expire_all()  # saved by the resumed start itself: JupyterHub's startup check does not save
+    assert (again.orm_spawner.state["port"], "awaiting_port" in again.orm_spawner.state) == (9999, False)
+
+
+async def test_a_start_commits_the_hubs_database_once(hub, slurm):
+    """Every commit of the hub's SQLite database blocks its event loop until the disk answers; in a class
+    start that was the hub's API latency. The spawner saves the job once, when sbatch answers; the rest
+    JupyterHub saves after start."""
+    spawner = spawner_of(hub)
+    commits = []
+    event.listen(hub.db, "after_commit", lambda session: commits.append(dict(spawner.orm_spawner.state)))
+    await started(spawner, {"profile": "small"}, save=False)
+    assert [(state["job_id"], state["awaiting_port"]) for state in commits] == [("1234", True)]
 
 
 async def test_a_stop_while_the_job_is_pending_cancels_it_and_ends_the_start(hub, slurm, caplog):
