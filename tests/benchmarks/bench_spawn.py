@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 
 import psutil
@@ -236,6 +237,8 @@ def start_cpu(argv: list[str], user: str, hub_port: int, port: int = 8308) -> tu
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+        for left in ("session", "stop"):  # the launcher's files of this stand-in job
+            Path(f"/home/{user}/.aifactory/{left}-bench-cpu.json").unlink(missing_ok=True)
 
 
 def bench_start_cpu(repeat: int, hub_port: int = 8309) -> None:
