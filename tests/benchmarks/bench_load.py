@@ -48,6 +48,8 @@ from benchlib import (VENV, BenchHub, LatencySampler, bench_names, bench_partiti
                       class_site, cleanup_on_signals, percentile, table)
 
 PARTITION = "bench-load"
+PORTS = {"stock": 8300, "ours": 8310}
+PREFIX = "bench"
 CORES, SHARE = 8, 4
 TOKEN_USERS = 10
 
@@ -182,7 +184,7 @@ def main() -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     cleanup_on_signals()
-    names = bench_names(args.users)
+    names = bench_names(args.users, PREFIX)
     spawning = names[:args.spawn]
     phases: dict[tuple[str, str], Phase] = {}
     hub_rows, created, rss, labels = [], {}, {}, {}
@@ -191,8 +193,8 @@ def main() -> None:
             ExitStack() as stack:
         os.chmod(tmp, 0o755)
         site_file = class_site(Path(tmp, "site.yaml"), partition, args.memory)
-        hubs = {kind: stack.enter_context(BenchHub(kind, {"stock": 8300, "ours": 8310}[kind], partition=partition.name,
-                                                   memory=args.memory, site_file=site_file)) for kind in sides}
+        hubs = {kind: stack.enter_context(BenchHub(kind, PORTS[kind], partition=partition.name, memory=args.memory,
+                                                   site_file=site_file)) for kind in sides}
         asked, idle_rss = {}, {}
         for kind, hub in hubs.items():  # both idle phases first, back to back, before any burst
             labels[kind] = hub.label
