@@ -40,14 +40,14 @@ def split_url(url: str) -> tuple[str, int, str]:
     return host.strip("[]"), int(port), "/" + path
 
 
-def post(url: str, token: str, data: dict) -> bytes:
+def post(url: str, token: str, data: dict, timeout: float | None = 30) -> bytes:
     """POST `data` as JSON to the hub with `token`; the answer's status code, b"" if there was none."""
     body = json.dumps(data).encode()
     host, port, path = split_url(url)
     head = (f"POST {path} HTTP/1.0\r\nHost: {host}:{port}\r\nAuthorization: token {token}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
     try:
-        with socket.create_connection((host, port), timeout=30) as sock:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.sendall(head + body)
             return (sock.recv(64).split(b" ", 2)[1:2] or [b""])[0]
     except OSError as error:
@@ -89,8 +89,9 @@ def serve() -> None:
                                     backlog=64)
     if batchspawner:
         port = listener.getsockname()[1]
+        # No timeout: batchspawner-singleuser's requests.post waits as long as the hub takes.
         status = post(env["JUPYTERHUB_API_URL"].rstrip("/") + "/batchspawner", env["JUPYTERHUB_API_TOKEN"],
-                      {"port": port})
+                      {"port": port}, timeout=None)
         if not status.startswith(b"2"):
             sys.exit(f"standin: the hub answered {status!r} to the port report")
     listener.setblocking(False)
