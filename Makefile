@@ -58,6 +58,14 @@ python: system
 	@# The workbench's apps (VS Code, TensorBoard, MLflow) behind jupyter-server-proxy, as the profile offers them.
 	@install -D -m 644 extensions/workbench/jupyter-config/jupyter_server_config.py \
 	  $(VENV)/etc/jupyter/jupyter_server_config.py
+	@# nbgrader's panels hidden in the servers of users in no course (the launcher leaves its server extensions off).
+	@install -D -m 644 extensions/workbench/jupyter-config/no-nbgrader/labconfig/page_config.json \
+	  $(VENV)/etc/jupyter/aifactory-no-nbgrader/labconfig/page_config.json
+	@# The server's start without jsonschema's IRI parsers, where the launcher asks for it (spawners/singleuser.py).
+	@install -m 644 extensions/workbench/jupyter-config/aifactory-server-start.pth \
+	  $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/aifactory-server-start.pth
+	@# Users cannot write bytecode into a root-owned checkout: compiled here, not at every server's start.
+	@test -z "$(EDITABLE)" || $(BIN)/python -m compileall -q -j 0 hub spawners extensions courses > /dev/null
 	@chmod -R a+rX $(PREFIX)
 
 # The test tools (pytest, selenium, the OIDC test provider, ...) join the shared environment only

@@ -16,6 +16,7 @@ from aifactory.site.identity import blocked_names
 from aifactory.site.install import install_prefix
 from aifactory.site.schema import OidcAuth, PamAuth, Site
 
+from .loop_costs import logging_config
 from .roles import CourseGroups, hub_groups, roles
 from .services import service_roles, services
 
@@ -64,7 +65,8 @@ def authenticator_config(site: Site, oidc_secret: str = "") -> dict[str, dict]:
     auth = site.auth
     if isinstance(auth, PamAuth):
         return {
-            "JupyterHub": {"authenticator_class": "pam"},
+            # JupyterHub's PAMAuthenticator whose failure delay holds no thread (hub/pam_login.py).
+            "JupyterHub": {"authenticator_class": "aifactory.hub.pam_login.SitePAMAuthenticator"},
             "PAMAuthenticator": {
                 "service": auth.service,
                 "admin_groups": set(auth.admin_groups),
@@ -198,6 +200,8 @@ def hub_config(
             "hub_port": site.hub.hub_port,
             "db_url": f"sqlite:///{paths.state}/jupyterhub.sqlite",
             "cookie_secret_file": f"{paths.state}/jupyterhub_cookie_secret",
+            # JupyterHub's logger at the log level: no debug record built per request (hub/loop_costs.py).
+            "logging_config": logging_config(),
             "spawner_class": "aifactory.spawners.slurm.SiteSlurmSpawner",
             # The only way a starting server reports its port (replaces batchspawner's handler).
             # ... and the home page's "Extend" (a running server's walltime, spawners/walltime_api.py).

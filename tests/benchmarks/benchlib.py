@@ -7,6 +7,7 @@ SIGHUP into KeyboardInterrupt so the same exits run). Not a test module.
 
 from __future__ import annotations
 
+import ctypes
 import grp
 import itertools
 import math
@@ -77,7 +78,10 @@ c.SlurmSpawner.cmd = ["{venv}/bin/jupyterhub-singleuser"]
 """
 
 OURS = """
+from aifactory.hub.loop_costs import logging_config, use_wal
 from aifactory.spawners.port_api import handlers
+use_wal()  # as the platform's hub (hub/jupyterhub_config.py)
+c.JupyterHub.logging_config = logging_config()
 c.JupyterHub.spawner_class = "aifactory.spawners.slurm.SiteSlurmSpawner"
 c.JupyterHub.extra_handlers = handlers
 c.SiteSlurmSpawner.venv = "{venv}"
@@ -108,13 +112,15 @@ class BenchHub:
     """A JupyterHub on `port` (+1 hub, +2 proxy API) with its own state directory, dummy auth and a service token.
 
     kind "stock" runs batchspawner.SlurmSpawner in `partition` with `memory`; kind
-    "ours" runs SiteSlurmSpawner with `site_file` (empty: the installed site).
+    "ours" runs SiteSlurmSpawner with `site_file` (empty: the installed site);
+    `extra` (config lines) comes last, e.g. another authenticator.
     The public side (the proxy, which this client uses) is on loopback; the hub's
     API listens on the site's `hub_api_ip`, as the platform's hub does, because the
     servers run on compute nodes that cannot reach the login node's loopback.
     """
 
-    def __init__(self, kind: str, port: int, partition: str = "standard", memory: str = "1G", site_file: str = ""):
+    def __init__(self, kind: str, port: int, partition: str = "standard", memory: str = "1G", site_file: str = "",
+                 extra: str = ""):
         self.kind, self.port = kind, port
         self.token = secrets.token_hex(16)
         self.state = tempfile.mkdtemp(prefix=f"bench-hub-{kind}-")
@@ -124,7 +130,7 @@ class BenchHub:
                                token=self.token)
         config += (STOCK if kind == "stock" else OURS).format(venv=VENV, partition=partition, memory=memory,
                                                               site_file=site_file)
-        Path(self.state, "config.py").write_text(config)
+        Path(self.state, "config.py").write_text(config + extra)
         self.url = f"http://127.0.0.1:{port}"
         self.api_url = f"http://{self.hub_ip}:{port + 1}/hub/api"  # where servers reach the hub
         self.headers = {"Authorization": f"token {self.token}"}
@@ -243,18 +249,96 @@ def association_adds(site, names: list[str], account: str, existing: accounts.As
     return [argv for argv in calls if "delete" not in argv and ours & set(argv)]
 
 
+def batched(calls: list[Argv], names: list[str], size: int = 200) -> list[Argv]:
+    """The same sacctmgr call for many users as one call per `size` users ("bob" or "name=bob" becomes a list):
+    one call each takes minutes for a thousand users. Calls about none of `names` stay as they are."""
+    merged: dict[tuple, list[str]] = {}
+    for argv in calls:
+        at = next((i for i, word in enumerate(argv) if word.removeprefix("name=") in names), None)
+        if at is None:
+            merged[(tuple(argv), False, ())] = []
+            continue
+        key = (tuple(argv[:at]), argv[at].startswith("name="), tuple(argv[at + 1:]))
+        merged.setdefault(key, []).append(argv[at].removeprefix("name="))
+    out: list[Argv] = []
+    for (head, named, tail), users in merged.items():
+        if not users:
+            out.append(list(head))
+        for i in range(0, len(users), size):
+            word = ",".join(users[i:i + size])
+            out.append([*head, f"name={word}" if named else word, *tail])
+    return out
+
+
+def add_unix_users(names: list[str]) -> None:
+    """Accounts `names` (a group of their own, a home, a locked password) in one `newusers` call: useradd forks
+    nscd and sss_cache and takes about half a second a user here, too slow for a thousand."""
+    known = {p.pw_name for p in pwd.getpwall()}
+    missing = [n for n in names if n not in known]
+    if missing:  # newusers sets a password through PAM: a random one, locked right after
+        subprocess.run(["newusers"], input="".join(f"{n}:{secrets.token_urlsafe(24)}::::/home/{n}:/bin/bash\n"
+                                                   for n in missing), text=True, check=True, capture_output=True,
+                       timeout=900)
+        subprocess.run(["chpasswd", "-e"], input="".join(f"{n}:!\n" for n in missing), text=True, check=True,
+                       capture_output=True, timeout=300)
+
+
+ACCOUNT_FILES = ("/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/subuid", "/etc/subgid")
+
+
+def remove_unix_users(names: list[str]) -> None:
+    """userdel --remove for many users at once (userdel takes about a second a user here): their lines leave the
+    account files under the lock every shadow tool takes (lckpwdf), with their own groups and group memberships;
+    then their homes."""
+    gone = set(names)
+    homes = [p.pw_dir for p in pwd.getpwall() if p.pw_name in gone]
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.lckpwdf() != 0:
+        raise OSError(ctypes.get_errno(), "lckpwdf: the account files stay locked by another tool")
+    try:
+        for path in ACCOUNT_FILES:
+            if not os.path.exists(path):
+                continue
+            kept = []
+            for line in Path(path).read_text().splitlines():
+                fields = line.split(":")
+                if fields[0] in gone:
+                    continue
+                if path in ("/etc/group", "/etc/gshadow") and len(fields) > 3:
+                    fields[-1] = ",".join(m for m in fields[-1].split(",") if m and m not in gone)
+                kept.append(":".join(fields))
+            stat = os.stat(path)
+            temporary = f"{path}.bench"
+            Path(temporary).write_text("".join(f"{line}\n" for line in kept))
+            os.chown(temporary, stat.st_uid, stat.st_gid)
+            os.chmod(temporary, stat.st_mode & 0o7777)
+            os.replace(temporary, path)
+    finally:
+        libc.ulckpwdf()
+    for home in homes:
+        if os.path.basename(home) in gone:  # never a shared folder given as a home
+            shutil.rmtree(home, ignore_errors=True)
+
+
 def removal_commands(names: list[str]) -> list[Argv]:
-    """Remove the bench users' associations, then the accounts with their homes."""
-    return [["sacctmgr", "-i", "delete", "user", "where", f"name={','.join(names)}"],
-            *(["userdel", "--remove", name] for name in names)]
+    """Remove the bench users' associations (their accounts go with `remove_unix_users`)."""
+    return [["sacctmgr", "-i", "delete", "user", "where", f"name={','.join(names[i:i + 200])}"]
+            for i in range(0, len(names), 200)]
+
+
+def jobs_of(names: list[str]) -> list[str]:
+    """Job ids in the queue of `names` (one squeue per 200 users)."""
+    return [job for i in range(0, len(names), 200) for job in
+            run(["squeue", "-h", "-u", ",".join(names[i:i + 200]), "-o", "%i"], check=False).stdout.split()]
 
 
 def cancel_jobs_of(names: list[str], timeout: float = 90) -> None:
     """scancel every job of `names` and wait until the queue has none left."""
-    for name in names:
-        run(["scancel", "--user", name], check=False)
+    jobs = jobs_of(names)
+    for i in range(0, len(jobs), 500):
+        run(["scancel", *jobs[i:i + 500]], check=False)
     deadline = time.monotonic() + timeout
-    while run(["squeue", "-h", "-u", ",".join(names), "-o", "%i"], check=False).stdout.strip():
+    while jobs_of(names):
         if time.monotonic() > deadline:
             print(f"(jobs of bench users still in the queue after {timeout:.0f} s)")
             return
@@ -262,21 +346,23 @@ def cancel_jobs_of(names: list[str], timeout: float = 90) -> None:
 
 
 @contextmanager
-def bench_users(names: list[str], account: str = BENCH_ACCOUNT) -> Iterator[list[str]]:
-    """Unix accounts `names` with a Slurm association to `account`, removed (with their jobs) on exit.
+def bench_users(names: list[str], account: str = BENCH_ACCOUNT, groups: tuple[str, ...] = ()) -> Iterator[list[str]]:
+    """Unix accounts `names` (members of the existing Unix `groups`) with a Slurm association to `account`,
+    removed (with their jobs) on exit.
 
     Names are reserved for benchmarks: accounts left by a killed run are reused and removed.
     """
     site = load_site()
-    bench = site.model_copy(update={"users": [User(name=n, groups=[]) for n in names], "groups": []})
+    bench = site.model_copy(update={"users": [User(name=n, groups=list(groups)) for n in names], "groups": []})
     try:
+        add_unix_users(names)
         existing_groups = {g.gr_name for g in grp.getgrall()}
         for argv in accounts.user_commands(bench, {p.pw_name for p in pwd.getpwall()}, existing_groups):
             run(argv)
         for name in names:  # users of a shared machine must not read each other's files
             os.chmod(pwd.getpwnam(name).pw_dir, 0o700)
         shown = run(["sacctmgr", "-nP", "show", "assoc", f"cluster={site.cluster.name}", "format=account,user"]).stdout
-        for argv in association_adds(site, names, account, accounts.parse_associations(shown)):
+        for argv in batched(association_adds(site, names, account, accounts.parse_associations(shown)), names):
             proc = run(argv, check=False)
             if proc.returncode != 0 and "Nothing" not in proc.stdout + proc.stderr:
                 raise RuntimeError(f"{' '.join(argv)}: {(proc.stderr or proc.stdout).strip()}")
@@ -287,6 +373,15 @@ def bench_users(names: list[str], account: str = BENCH_ACCOUNT) -> Iterator[list
             cancel_jobs_of(existing)
             for argv in removal_commands(existing):
                 run(argv, check=False)
+            remove_unix_users(existing)
+
+
+def set_passwords(names: list[str]) -> dict[str, str]:
+    """A random password for each of `names` (bench users), set through chpasswd's stdin, never argv; {name: password}."""
+    passwords = {name: secrets.token_urlsafe(12) for name in names}
+    subprocess.run(["chpasswd"], input="".join(f"{n}:{p}\n" for n, p in passwords.items()), text=True, check=True,
+                   capture_output=True, timeout=300)
+    return passwords
 
 
 # --- a bench-only partition and site ------------------------------------------

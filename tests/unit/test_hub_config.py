@@ -37,6 +37,7 @@ def test_hub_config_for_a_pam_site():
             "hub_port": 8081,
             "db_url": "sqlite:////s/jupyterhub.sqlite",
             "cookie_secret_file": "/s/jupyterhub_cookie_secret",
+            "logging_config": {"loggers": {"JupyterHub": {"level": "INFO"}}},
             "spawner_class": "aifactory.spawners.slurm.SiteSlurmSpawner",
             "extra_handlers": [("/api/aifactory/port", PortHandler),
                                (r"/api/aifactory/users/([^/]+)/server/walltime", WalltimeHandler),
@@ -73,7 +74,7 @@ def test_hub_config_for_a_pam_site():
                 *service_roles(),
                 *roles(site),
             ],
-            "authenticator_class": "pam",
+            "authenticator_class": "aifactory.hub.pam_login.SitePAMAuthenticator",
         },
         "ConfigurableHTTPProxy": {
             "command": ["/p/node/node_modules/.bin/configurable-http-proxy"],

@@ -15,7 +15,9 @@ import pytest
 from jupyterhub.app import JupyterHub
 from traitlets.config import Config
 
+from aifactory.hub import pam_login
 from aifactory.hub.config import HubPaths, hub_config
+from aifactory.hub.pam_login import Outcome
 from aifactory.site import load_site
 from aifactory.site.identity import service_accounts
 
@@ -26,6 +28,12 @@ SITE = load_site("demo")
 def pam_calls(monkeypatch):
     """PAM accepts any password and any account; the list of (account, service) it was asked about."""
     calls = []
+
+    def accept(name, password, service, *args):
+        calls.append((name, service))
+        return Outcome(0, 0.0)
+
+    monkeypatch.setattr(pam_login, "pam_login", accept)
     monkeypatch.setattr(pamela, "authenticate", lambda name, password, service, **_: calls.append((name, service)))
     monkeypatch.setattr(pamela, "check_account", lambda name, service, **_: None)
     return calls
