@@ -32,20 +32,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from benchlib import (VENV, BenchHub, LatencySampler, bench_names, bench_partition, bench_users, cancel_jobs_of,
-                      class_site, cleanup_on_signals, percentile, table)
+from benchlib import (BenchHub, LatencySampler, Profile, bench_names, bench_partition, bench_users, cancel_jobs_of,
+                      class_site, cleanup_on_signals, ratios, spread, table, top_frames)
 
 PARTITION = "bench-load"
 PORTS = {"stock": 8300, "ours": 8310}
@@ -77,26 +74,6 @@ def burst(hub: BenchHub, spawning: list[str], options: dict, window: float) -> d
         time.sleep(1)
 
 
-def ms(values: list[float], q: float) -> str:
-    return f"{percentile(values, q) * 1000:.0f}" if values else "-"
-
-
-QUANTILES = (50, 95, 99)
-LOOP_FRAME = "run_forever (asyncio/base_events.py)"
-
-
-def spread(values: list[float]) -> str:
-    """'p50 / p95 / p99' in ms."""
-    return " / ".join(ms(values, q) for q in QUANTILES)
-
-
-def ratios(ours: list[float], stock: list[float]) -> str:
-    """ours / stock for each of p50, p95, p99."""
-    if not ours or not stock:
-        return "-"
-    return " / ".join(f"{percentile(ours, q) / percentile(stock, q):.2f}" for q in QUANTILES) + "x"
-
-
 @dataclass
 class Phase:
     """One measured phase of one side: latencies per endpoint, the window's length, errors."""
@@ -112,50 +89,6 @@ class Phase:
     @property
     def throughput(self) -> float:
         return len(self.all) / self.window if self.window else 0.0
-
-
-class Profile:
-    """py-spy recording a hub process (collapsed stacks in `path`) while in the `with` block."""
-
-    def __init__(self, pid: int, path: Path | None, rate: int = 100):
-        self.pid, self.path, self.rate = pid, path, rate
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> "Profile":
-        if self.path is not None:
-            self.proc = subprocess.Popen([str(VENV / "bin/py-spy"), "record", "--pid", str(self.pid), "--rate",
-                                          str(self.rate), "--format", "raw", "--nolineno", "--output", str(self.path)],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-def top_frames(path: Path, count: int = 15, by_top: bool = False) -> list[tuple[str, float, float]]:
-    """(frame, % of samples with it on the stack, % with it on top) of the hub's event loop thread, from py-spy's
-    collapsed stacks; the loop's own frames (on every stack) left out. Other threads (a DNS library's idle
-    helper, the child watchers) are not the loop."""
-    inclusive: Counter[str] = Counter()
-    own: Counter[str] = Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
-        if not n.isdigit() or LOOP_FRAME not in stack:
-            continue
-        frames = stack.split(";")
-        total += int(n)
-        own[frames[-1]] += int(n)
-        for frame in set(frames):
-            inclusive[frame] += int(n)
-    share = own if by_top else inclusive
-    ranked = sorted((f for f in inclusive if inclusive[f] < 0.99 * total), key=lambda f: (-share[f], f))
-    return [(f, 100 * inclusive[f] / total, 100 * own[f] / total) for f in ranked[:count]]
 
 
 def settle(busy: float = 50.0, longest: float = 60.0) -> None:

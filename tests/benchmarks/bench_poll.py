@@ -39,7 +39,6 @@ import argparse
 import asyncio
 import re
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor

@@ -68,9 +68,9 @@ import yaml
 from aifactory.hub.config import HubPaths, hub_config
 from aifactory.hub.services import IDLE_CULLER_SCOPES, idle_culler_command
 from aifactory.site import load_site
-from benchlib import (LABELS, BenchHub, LatencySampler, bench_names, bench_partition, bench_users, cancel_jobs_of,
-                      class_site, cleanup_on_signals, jobs_of, partition_nodes, table)
-from bench_load import Profile, ratios, spread, top_frames
+from benchlib import (LABELS, BenchHub, LatencySampler, Profile, bench_names, bench_partition, bench_users,
+                      cancel_jobs_of, class_site, cleanup_on_signals, jobs_of, partition_nodes, ratios, spread, table,
+                      top_frames)
 
 PARTITION = "bench-scale"
 OVER = "standard,small-g,interactive"  # every node of the local cluster

@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -581,3 +582,68 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
     print(f"\n{title}")
     for row in [header, ["-" * w for w in widths], *rows]:
         print("  " + "  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+
+
+# --- latency and profiles, as the hub benchmarks print them ---------------------
+def ms(values: list[float], q: float) -> str:
+    return f"{percentile(values, q) * 1000:.0f}" if values else "-"
+
+
+QUANTILES = (50, 95, 99)
+LOOP_FRAME = "run_forever (asyncio/base_events.py)"
+
+
+def spread(values: list[float]) -> str:
+    """'p50 / p95 / p99' in ms."""
+    return " / ".join(ms(values, q) for q in QUANTILES)
+
+
+def ratios(ours: list[float], stock: list[float]) -> str:
+    """ours / stock for each of p50, p95, p99."""
+    if not ours or not stock:
+        return "-"
+    return " / ".join(f"{percentile(ours, q) / percentile(stock, q):.2f}" for q in QUANTILES) + "x"
+
+
+class Profile:
+    """py-spy recording a hub process (collapsed stacks in `path`) while in the `with` block."""
+
+    def __init__(self, pid: int, path: Path | None, rate: int = 100):
+        self.pid, self.path, self.rate = pid, path, rate
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Profile":
+        if self.path is not None:
+            self.proc = subprocess.Popen([str(VENV / "bin/py-spy"), "record", "--pid", str(self.pid), "--rate",
+                                          str(self.rate), "--format", "raw", "--nolineno", "--output", str(self.path)],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def top_frames(path: Path, count: int = 15, by_top: bool = False) -> list[tuple[str, float, float]]:
+    """(frame, % of samples with it on the stack, % with it on top) of the hub's event loop thread, from py-spy's
+    collapsed stacks; the loop's own frames (on every stack) left out. Other threads (a DNS library's idle
+    helper, the child watchers) are not the loop."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit() or LOOP_FRAME not in stack:
+            continue
+        frames = stack.split(";")
+        total += int(n)
+        own[frames[-1]] += int(n)
+        for frame in set(frames):
+            inclusive[frame] += int(n)
+    share = own if by_top else inclusive
+    ranked = sorted((f for f in inclusive if inclusive[f] < 0.99 * total), key=lambda f: (-share[f], f))
+    return [(f, 100 * inclusive[f] / total, 100 * own[f] / total) for f in ranked[:count]]
