@@ -67,7 +67,6 @@ class SlurmPoller:
     startup_interval: float = 0.5
     jitter: float = 0.1
     timeout: float = 20.0
-    partitions: tuple[str, ...] = ()  # the site's; not needed by the query any more (it names job ids)
     missing_rounds: int = 5  # polls a job may be in neither squeue nor sacct before it counts as gone
     runner: SlurmRunner = field(default_factory=SlurmRunner)  # or any object with `async run(argv, timeout=)`
     log: logging.Logger = log

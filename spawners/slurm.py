@@ -166,12 +166,11 @@ class SiteSlurmSpawner(SlurmSpawner):
 
     @property
     def poller(self) -> SlurmPoller:
-        """The hub's shared poller, looked up once per spawner (its settings read the site file)."""
+        """The hub's shared poller, looked up once per spawner."""
         if self._poller is None:
             self._poller = shared_poller(interval=self.slurm_poll_interval, jitter=self.slurm_poll_jitter,
                                          timeout=self.slurm_timeout, startup_interval=self.startup_poll_interval,
-                                         partitions=tuple(p.name for p in self._site().partitions), log=self.log,
-                                         missing_rounds=self.slurm_missing_rounds,
+                                         log=self.log, missing_rounds=self.slurm_missing_rounds,
                                          runner=self.slurm_runner)
         return self._poller
 
