@@ -75,7 +75,7 @@ c.SlurmSpawner.options_form = '<label>Partition <select name="partition"><option
 OURS_CONFIG = """
 from aifactory.hub.config import HubPaths, hub_config
 from aifactory.site import load_site
-c.Authenticator.allow_all = False  # the dummy's; the site's groups decide
+c.Authenticator.allow_all = False  # benchlib's; the site's groups decide
 _bench = {{("JupyterHub", k) for k in ("ip", "port", "hub_ip", "hub_port", "db_url", "cookie_secret_file",
                                        "services", "load_roles", "cleanup_servers", "subdomain_host",
                                        "subdomain_hook")}} | {{("ConfigurableHTTPProxy", "pid_file")}}

@@ -4,7 +4,7 @@
 
 Not a test (not collected by pytest). Needs root, the local Slurm cluster and
 the demo users. It starts two throw-away JupyterHubs on ports 8300 (stock) and
-8310 (this spawner) with a dummy authenticator and a service token, so the
+8310 (this spawner) with a shared password nobody knows and a service token, so the
 platform's hub on 8000 is not touched, and prints two tables:
 
 1. spawn latency on an idle cluster, click (POST) to ready, against the floor:

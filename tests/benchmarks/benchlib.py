@@ -54,7 +54,8 @@ c.ConfigurableHTTPProxy.pid_file = "{state}/proxy.pid"
 c.JupyterHub.db_url = "sqlite:///{state}/hub.sqlite"
 c.JupyterHub.cookie_secret_file = "{state}/cookie_secret"
 c.JupyterHub.pid_file = "{state}/hub.pid"
-c.JupyterHub.authenticator_class = "dummy"
+c.JupyterHub.authenticator_class = "shared-password"
+c.SharedPasswordAuthenticator.user_password = "{login_secret}"  # nobody's: another user on the machine cannot log in
 c.Authenticator.allow_all = True
 c.JupyterHub.services = [{{"name": "bench", "api_token": "{token}"}}]
 c.JupyterHub.load_roles = [{{"name": "bench", "scopes": ["admin:users", "admin:servers", "access:servers",
@@ -110,7 +111,8 @@ def cleanup_on_signals() -> None:
 
 
 class BenchHub:
-    """A JupyterHub on `port` (+1 hub, +2 proxy API) with its own state directory, dummy auth and a service token.
+    """A JupyterHub on `port` (+1 hub, +2 proxy API) with its own state directory, a service token and a shared
+    password nobody knows (benchmarks use the API; bench_login sets PAM): no other user of the machine logs in.
 
     kind "stock" runs batchspawner.SlurmSpawner in `partition` with `memory`; kind
     "ours" runs SiteSlurmSpawner with `site_file` (empty: the installed site);
@@ -128,9 +130,12 @@ class BenchHub:
         os.chmod(self.state, 0o755)
         self.hub_ip = load_site(site_file or None).hub_api_ip()
         config = COMMON.format(port=port, hub_ip=self.hub_ip, proxy_api=port + 2, proxy=PROXY, state=self.state,
-                               token=self.token)
+                               token=self.token, login_secret=secrets.token_urlsafe(24))
         config += (STOCK if kind == "stock" else OURS).format(venv=VENV, partition=partition, memory=memory,
                                                               site_file=site_file)
+        # The folder stays open (the stock spawner's jobs start in the hub's working directory); the config, with
+        # the service token and the login secret, is root's alone.
+        Path(self.state, "config.py").touch(mode=0o600)
         Path(self.state, "config.py").write_text(config + extra)
         self.url = f"http://127.0.0.1:{port}"
         self.api_url = f"http://{self.hub_ip}:{port + 1}/hub/api"  # where servers reach the hub
