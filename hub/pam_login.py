@@ -9,20 +9,21 @@ the failed attempt's answer waits the delay PAM asked for (at least
 `min_failure_delay`) in the event loop. Guessing stays slow where it matters, per
 account: an account has one PAM conversation at a time, its delay included, so at
 most one guess per delay; a wrong password delays only that account's next
-attempt, never another account's; more than `attempts_per_account` attempts
-waiting for one account are refused without asking PAM.
+attempt, never another account's. Attempts for one account wait their turn in
+arrival order, none is refused unchecked: a guesser cannot lock the owner out,
+only make the owner's login wait behind the guesses already queued (one delay
+each), and only while the guessing goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from ctypes import CFUNCTYPE, c_int, c_uint, c_void_p, cast
 from dataclasses import dataclass
 
 import pamela
 from jupyterhub.auth import PAMAuthenticator
-from traitlets import Float, Integer
+from traitlets import Float
 
 PAM_FAIL_DELAY = 10  # Linux-PAM's pam_set_item item: the application's fail-delay function
 PAM_SYSTEM_ERR = 4
@@ -40,7 +41,7 @@ class Outcome:
     delay: float
 
 
-def pam_login(username: str, password: str, service: str, encoding: str = "utf8",
+def pam_login(username: str, answers: tuple[str, ...], service: str, encoding: str = "utf8",
               check_account: bool = True) -> Outcome:
     """pam_authenticate (then pam_acct_mgmt), as pamela.authenticate does, with the fail delay returned, not slept.
 
@@ -52,7 +53,7 @@ def pam_login(username: str, password: str, service: str, encoding: str = "utf8"
     def delay(status: int, usec: int, appdata: int) -> None:
         asked.append(usec)
 
-    conversation = pamela.new_simple_password_conv((password,), encoding)  # kept alive until pam_end
+    conversation = pamela.new_simple_password_conv(answers, encoding)  # the password (and OTP); alive until pam_end
     try:
         handle = pamela.pam_start(service, username, conv_func=conversation, encoding=encoding)
     except pamela.PAMError as error:  # e.g. no such PAM service: a refusal, as pamela.authenticate's
@@ -73,40 +74,35 @@ class SitePAMAuthenticator(PAMAuthenticator):
 
     min_failure_delay = Float(2.0, min=0, config=True,
                               help="Seconds a wrong password's answer waits at least, whatever PAM asks.")
-    attempts_per_account = Integer(3, min=1, config=True,
-                                   help="Attempts that may wait for one account; more are refused without PAM.")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._turns: dict[str, asyncio.Lock] = {}  # one per account with an attempt in progress
-        self._waiting: Counter[str] = Counter()
+        self._turns: dict[str, asyncio.Lock] = {}  # one per account with an attempt in progress (FIFO)
+        self._waiting: dict[str, int] = {}
 
     def _log_name(self, username: str) -> str:
         """The attempted name as the log shows it (as JupyterHub's: never a long pasted secret in full)."""
         return f"{username[:16]}...({len(username)} chars)" if len(username) > 32 else username
 
     async def authenticate(self, handler, data):
-        username, password = data["username"], data["password"]
+        username = data["username"]
+        answers = (data["password"], data["otp"]) if "otp" in data else (data["password"],)  # as JupyterHub's
         where = handler.request.remote_ip if handler is not None else "?"
-        if self._waiting[username] >= self.attempts_per_account:
-            self.log.warning("PAM login refused (%r@%s): %d attempts for the account already waiting",
-                             self._log_name(username), where, self._waiting[username])
-            await asyncio.sleep(self.min_failure_delay)
-            return None
-        self._waiting[username] += 1
-        turn = self._turns.setdefault(username, asyncio.Lock())
+        key = self.normalize_username(username)  # one turn per account, however the name is spelt
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        turn = self._turns.setdefault(key, asyncio.Lock())
         try:
             async with turn:  # one conversation per account, its failure delay included
                 outcome = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, pam_login, username, password, self.service, self.encoding, self.check_account)
+                    self.executor, pam_login, username, answers, self.service, self.encoding, self.check_account)
                 if outcome.code != 0:
                     self.log.warning("PAM Authentication failed (%r@%s): %s", self._log_name(username), where,
                                      pamela.PAMError(errno=outcome.code))
                     await asyncio.sleep(max(outcome.delay, self.min_failure_delay))
                     return None
         finally:
-            self._waiting[username] -= 1
-            if not self._waiting[username]:  # nothing kept for names nobody is trying (any string is a name here)
-                del self._waiting[username]
-                self._turns.pop(username, None)
+            self._waiting[key] -= 1
+            if not self._waiting[key]:  # nothing kept for names nobody is trying (any string is a name here)
+                del self._waiting[key]
+                self._turns.pop(key, None)
         return username

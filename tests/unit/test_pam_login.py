@@ -24,11 +24,11 @@ def checks(monkeypatch):
     """Each PAM check as (account, start, end) in monotonic seconds; a wrong password asks for DELAY."""
     done = []
 
-    def check(name, password, service, *args):
+    def check(name, answers, service, *args):
         start = time.monotonic()
         time.sleep(0.02)  # the password hash
         done.append((name, start, time.monotonic()))
-        return Outcome(0 if PASSWORDS.get(name) == password else 7, DELAY)
+        return Outcome(0 if (PASSWORDS.get(name),) == answers else 7, DELAY)
 
     monkeypatch.setattr(pam_login, "pam_login", check)
     return done
@@ -61,7 +61,7 @@ async def test_the_minimum_delay_applies_when_pam_asks_for_none(checks, monkeypa
 
 async def test_wrong_passwords_for_one_account_do_not_hold_the_only_pam_thread(checks):
     """With one PAM thread, four wrong passwords for bob in their delay; alice still logs in at once."""
-    auth = authenticator(attempts_per_account=10)
+    auth = authenticator()
     attacks = [asyncio.create_task(timed(auth, "bob", f"guess{i}")) for i in range(4)]
     await asyncio.sleep(0.1)
     result, seconds = await timed(auth, "alice", "right-a")
@@ -69,24 +69,40 @@ async def test_wrong_passwords_for_one_account_do_not_hold_the_only_pam_thread(c
     assert all(r is None for r, _ in await asyncio.gather(*attacks))
 
 
-async def test_one_account_is_checked_once_per_delay_and_a_crowd_of_attempts_is_refused_without_pam(checks):
-    """Six guesses for bob at once: three wait their turn (one PAM check per delay), three are refused unchecked."""
-    auth = authenticator(attempts_per_account=3)
-    results = await asyncio.gather(*(timed(auth, "bob", f"guess{i}") for i in range(6)))
-    assert all(r is None for r, _ in results)
-    starts = sorted(start for name, start, _ in checks if name == "bob")
-    assert len(starts) == 3
-    assert all(later - earlier >= DELAY * 0.9 for earlier, later in zip(starts, starts[1:]))
-    # and once the guesses are answered, nothing is kept about the account: bob's own password works at once
+async def test_one_account_is_checked_once_per_delay_and_its_owner_waits_behind_the_guesses_never_refused(checks):
+    """Four guesses for bob at once, then bob's own password: one PAM check per delay, in arrival order; bob gets
+    in after the four guesses' delays (a guesser makes the owner wait, it cannot lock the owner out)."""
+    auth = authenticator()
+    guesses = [asyncio.create_task(timed(auth, "bob", f"guess{i}")) for i in range(4)]
+    await asyncio.sleep(0.05)
     result, seconds = await timed(auth, "bob", "right-b")
-    assert result == "bob" and seconds < 0.5
-    assert not auth._turns and not auth._waiting
+    assert result == "bob" and 4 * DELAY * 0.9 <= seconds < 4 * DELAY + 1.0
+    assert all(r is None for r, _ in await asyncio.gather(*guesses))
+    starts = sorted(start for name, start, _ in checks if name == "bob")
+    assert len(starts) == 5
+    assert all(later - earlier >= DELAY * 0.9 for earlier, later in zip(starts, starts[1:]))
+    assert not auth._turns and not auth._waiting  # nothing kept once nobody is trying
+
+
+async def test_the_account_is_one_however_its_name_is_spelt(checks):
+    """Guesses for 'BOB' and 'bob' share bob's turn (a directory that matches names without case)."""
+    auth = authenticator()
+    await asyncio.gather(*(timed(auth, name, "nope") for name in ("bob", "BOB", "Bob")))
+    starts = sorted(start for name, start, _ in checks if name.lower() == "bob")
+    assert all(later - earlier >= DELAY * 0.9 for earlier, later in zip(starts, starts[1:]))
+
+
+async def test_a_one_time_password_reaches_pam_with_the_password(monkeypatch):
+    asked = []
+    monkeypatch.setattr(pam_login, "pam_login", lambda name, answers, *args: asked.append(answers) or Outcome(0, 0))
+    assert await authenticator().authenticate(None, {"username": "alice", "password": "pw", "otp": "123456"}) == "alice"
+    assert asked == [("pw", "123456")]
 
 
 def test_the_real_pam_call_returns_its_fail_delay_instead_of_sleeping_it():
     """libpam through ctypes, for an account that does not exist: refused, and the delay PAM asks for
     (Debian's pam_unix: about 2 s) comes back to the caller without being slept in the thread."""
     start = time.monotonic()
-    outcome = pam_login.pam_login("no-such-account-aifactory", "x", "login")
+    outcome = pam_login.pam_login("no-such-account-aifactory", ("x",), "login")
     assert outcome.code != 0
     assert outcome.delay > 0.5 and time.monotonic() - start < outcome.delay
