@@ -83,14 +83,31 @@ _CACHE: dict[object, tuple[float, object]] = {}
 _LOCKS: dict[object, asyncio.Lock] = {}
 
 
+FAILURE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: SlurmError
+
+
 async def cached(key: object, seconds: float, fetch: Callable[[], Awaitable[object]]) -> object:
-    """`fetch()` at most once per `seconds` per key; concurrent callers share one fetch."""
+    """`fetch()` at most once per `seconds` per key; concurrent callers share one fetch, and its SlurmError for
+    at most FAILURE_SECONDS: a Slurm that does not answer costs the users waiting on it one timeout, not one each."""
     lock = _LOCKS.setdefault(key, asyncio.Lock())
     async with lock:
         hit = _CACHE.get(key)
-        if hit and time.monotonic() - hit[0] < seconds:
-            return hit[1]
-        value = await fetch()
+        if hit:
+            age, value = time.monotonic() - hit[0], hit[1]
+            if isinstance(value, _Failed) and age < min(seconds, FAILURE_SECONDS):
+                raise value.error
+            if not isinstance(value, _Failed) and age < seconds:
+                return value
+        try:
+            value = await fetch()
+        except SlurmError as error:
+            _CACHE[key] = (time.monotonic(), _Failed(error))
+            raise
         _CACHE[key] = (time.monotonic(), value)
         return value
 

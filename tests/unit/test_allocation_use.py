@@ -3,6 +3,8 @@ where Slurm tracks no usage."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,23 @@ async def test_where_slurm_tracks_no_usage_accounting_is_summed_instead(slurm):
     use = await allocation_use(SITE, ("proj_a",), max_age=60, runner=slurm)
     assert use == {"proj_a": AllocationUse("proj_a", 6.0, 0.0, cpu_hours=100, gpu_hours=None)}
     assert slurm.calls == ["show config", "sacct"]
+
+
+async def test_a_slurm_that_does_not_answer_costs_the_waiting_users_one_timeout_not_one_each():
+    """Six spawn pages ask at once while Slurm times out: one fetch, its error shared, all answered in one timeout;
+    a later ask (past FAILURE_SECONDS) tries again."""
+    calls = []
+
+    async def fetch():
+        calls.append(1)
+        await asyncio.sleep(0.3)
+        raise NoAnswer("scontrol: timed out")
+
+    started = time.monotonic()
+    results = await asyncio.gather(*(cluster_state.cached("k", 60, fetch) for _ in range(6)), return_exceptions=True)
+    assert all(isinstance(r, NoAnswer) for r in results) and len(calls) == 1
+    assert time.monotonic() - started < 0.6
+    cluster_state._CACHE["k"] = (time.monotonic() - cluster_state.FAILURE_SECONDS, cluster_state._CACHE["k"][1])
+    with pytest.raises(NoAnswer):
+        await cluster_state.cached("k", 60, fetch)
+    assert len(calls) == 2
