@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,18 @@ except OSError:
 '''
 
 
+def tasks_nodes(job_id: str, tasks: int, timeout: float = 60) -> list[str]:
+    """The node of each task of array job `job_id` from accounting, once it lists all `tasks`: slurmctld sends
+    the tasks' records to slurmdbd on its own time, so right after the job one task may not be there yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = subprocess.run(["sacct", "-j", job_id, "-X", "-n", "-P", "-o", "NodeList"], capture_output=True,
+                               text=True, check=True).stdout.split()
+        if len(nodes) >= tasks or time.monotonic() > deadline:
+            return nodes
+        time.sleep(1)
+
+
 def test_grade_feedback_and_rerun(released):
     root, name = released
     # Fresh submissions: student1 right, student2 wrong and probing its sandbox.
@@ -61,8 +74,7 @@ def test_grade_feedback_and_rerun(released):
     assert rows["student2"][1:3] == ["ok", "0"]
     # The two array tasks ran on both nodes of the course's partition (LLN spreads them).
     job_id = out.rsplit(", job ", 1)[1].split()[0]
-    nodes = subprocess.run(["sacct", "-j", job_id, "-X", "-n", "-P", "-o", "NodeList"], capture_output=True,
-                           text=True, check=True).stdout.split()
+    nodes = tasks_nodes(job_id, 2)
     assert len(set(nodes)) == 2 and all(node.startswith("interactive-") for node in nodes), nodes
     # The probe ran as the grader, outside the network, away from the gradebook.
     import nbformat
