@@ -47,6 +47,14 @@ class AllocationUse:
         return None if self.gpu_hours is None else self.gpu_hours - self.gpu_hours_used
 
 
+def against_allocations(site: Site, used: dict[str, tuple[float, float]]) -> dict[str, AllocationUse]:
+    """{account: (core-hours, GPU-hours) used} next to the allocation the site gives each project."""
+    projects = {p.name: p for p in site.projects}
+    return {account: AllocationUse(account, cpu, gpu, getattr(projects.get(account), "cpu_hours", None),
+                                   getattr(projects.get(account), "gpu_hours", None))
+            for account, (cpu, gpu) in used.items()}
+
+
 def allocation_uses(site: Site, accounts: tuple[str, ...], sacct_text: str, since: datetime,
                     until: datetime) -> dict[str, AllocationUse]:
     """Usage per account (all users) from `sacct` text, next to the allocation the site gives the project."""
@@ -55,27 +63,17 @@ def allocation_uses(site: Site, accounts: tuple[str, ...], sacct_text: str, sinc
         if row.project in used:
             used[row.project][0] += row.core_hours
             used[row.project][1] += row.gpu_hours
-    projects = {p.name: p for p in site.projects}
-    return {
-        account: AllocationUse(account, cpu, gpu,
-                               getattr(projects.get(account), "cpu_hours", None),
-                               getattr(projects.get(account), "gpu_hours", None))
-        for account, (cpu, gpu) in used.items()
-    }
+    return against_allocations(site, {account: (cpu, gpu) for account, (cpu, gpu) in used.items()})
 
 
 def enforced_uses(site: Site, accounts: tuple[str, ...], assoc_text: str) -> dict[str, AllocationUse]:
     """Usage per account from the association manager's GrpTRESMins (`scontrol show assoc_mgr` text), next to
     the allocation the site gives the project; an account Slurm does not know has used nothing."""
     usage = parse_assoc_mgr(assoc_text)
-    projects = {p.name: p for p in site.projects}
-    return {
-        account: AllocationUse(account, usage.get(account, {}).get("cpu", (None, 0))[1] / 60,
-                               usage.get(account, {}).get(GPU_TRES, (None, 0))[1] / 60,
-                               getattr(projects.get(account), "cpu_hours", None),
-                               getattr(projects.get(account), "gpu_hours", None))
-        for account in accounts
-    }
+    minutes = {account: usage.get(account, {}) for account in accounts}
+    return against_allocations(site, {account: (tres.get("cpu", (None, 0))[1] / 60,
+                                                tres.get(GPU_TRES, (None, 0))[1] / 60)
+                                      for account, tres in minutes.items()})
 
 
 # -- I/O: cached hub-wide --------------------------------------------------------

@@ -59,13 +59,10 @@ async def gather_facts(name: str, *, site: Site, timeout: float | None = None,
         except Refused:
             return ""
 
-    async def reservations() -> str:
-        return await cached("reservations", RESERVATIONS_SECONDS, all_reservations)
-
     identity, accounts, reservations_text = await asyncio.gather(
         runner.run(["id", "--", name], timeout=timeout),
         user_projects(name, site, runner, timeout),
-        reservations(),
+        cached("reservations", RESERVATIONS_SECONDS, all_reservations),
     )
     uid, groups = parse_id(identity)
     return UserFacts(name=name, uid=uid, groups=groups, accounts=accounts,

@@ -16,7 +16,6 @@ from datetime import datetime
 from .runner import Failed
 
 FORMAT = "%i|%K|%T|%r|%N|%S|%P|%Q|%V|%u"
-_FIELDS = FORMAT.count("|") + 1
 PENDING_FORMAT = "%i|%P|%Q|%V"  # what a place in the queue needs: id, partition, priority, submit time
 # squeue's stderr (exit 1) when the one job id it was given has left the controller (purged after MinJobAge).
 INVALID_JOB_ID = "Invalid job id specified"
@@ -62,37 +61,39 @@ def _time(text: str) -> datetime | None:
         return None  # N/A, Unknown, None
 
 
-def parse_squeue(text: str) -> dict[str, QueueEntry]:
-    """Output of `squeue_argv(...)` -> {job_id: entry}; a line of another shape raises Failed."""
-    jobs = {}
+def _rows(text: str, format: str) -> list[list[str]]:
+    """Each non-empty line of squeue's `--format=format` output as its fields; a line of another shape raises Failed."""
+    rows = []
     for line in text.splitlines():
         if not line.strip():
             continue
         fields = line.strip().split("|")
-        if len(fields) != _FIELDS or not fields[0]:
-            raise Failed(f"squeue printed a line that is not {FORMAT}: {line.strip()[:120]!r}")
-        job_id, index, state, reason, nodes, start, partition, priority, submitted, user = fields
+        if len(fields) != format.count("|") + 1 or not fields[0]:
+            raise Failed(f"squeue printed a line that is not {format}: {line.strip()[:120]!r}")
+        rows.append(fields)
+    return rows
+
+
+def _int(text: str) -> int:
+    return int(text) if text.isdigit() else 0
+
+
+def parse_squeue(text: str) -> dict[str, QueueEntry]:
+    """Output of `squeue_argv(...)` -> {job_id: entry}; a line of another shape raises Failed."""
+    jobs = {}
+    for job_id, index, state, reason, nodes, start, partition, priority, submitted, user in _rows(text, FORMAT):
         jobs[job_id] = QueueEntry(
             job_id, state, "" if reason == "None" else reason, nodes, _time(start), partition,
-            int(priority) if priority.isdigit() else 0, _time(submitted), user,
-            int(index) if index.isdigit() else None,
+            _int(priority), _time(submitted), user, int(index) if index.isdigit() else None,
         )
     return jobs
 
 
 def parse_pending(text: str) -> dict[str, QueueEntry]:
     """Output of `pending_argv(...)` -> {job_id: entry} (state PENDING); a line of another shape raises Failed."""
-    jobs = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        fields = line.strip().split("|")
-        if len(fields) != 4 or not fields[0]:
-            raise Failed(f"squeue printed a line that is not {PENDING_FORMAT}: {line.strip()[:120]!r}")
-        job_id, partition, priority, submitted = fields
-        jobs[job_id] = QueueEntry(job_id, "PENDING", partition=partition,
-                                  priority=int(priority) if priority.isdigit() else 0, submitted=_time(submitted))
-    return jobs
+    return {job_id: QueueEntry(job_id, "PENDING", partition=partition, priority=_int(priority),
+                               submitted=_time(submitted))
+            for job_id, partition, priority, submitted in _rows(text, PENDING_FORMAT)}
 
 
 def pending_positions(jobs: dict[str, QueueEntry]) -> dict[str, tuple[int, int]]:
