@@ -10,6 +10,7 @@ exchange/<id>/                         root:course-<id>            0750   course
 exchange/<id>/outbound/                root:course-<id>-trainers   2775   trainers write, members read
 exchange/<id>/inbound/                 root:course-<id>-trainers   0751   trainers list; students only pass
 exchange/<id>/inbound/<student>/       <student>:course-<id>-tr.   2750   student writes, trainers read
+  .../<student>/.fetched+<a>           <student>:course-<id>-tr.   0640   the student's fetch of <a>
 exchange/<id>/feedback/                root:course-<id>-trainers   0751   trainers list; students only pass
 exchange/<id>/feedback/<student>/      root:course-<id>-trainers   2770   trainers write; ACL: student reads
 formgrader/<id>/ (home)                grader-<id>:grader-<id>     0700   the formgrader's own files

@@ -2,7 +2,8 @@
 
 Students: `fetch`, `submit`, `fetch_feedback`. Trainers: `release`, `collect`,
 `release_feedback`. Each runs as the calling Unix user; the permissions of
-the tree, not this code, keep students apart.
+the tree, not this code, keep students apart. A fetch leaves a note for the trainers
+in the student's own inbound folder (`record_fetch`), which the class progress page counts.
 
 Every copy goes through `copy_tree`, which works the way `tar` and `rsync` do
 when root runs them: each name is opened relative to its folder's descriptor
@@ -584,7 +585,36 @@ def fetch(paths: CoursePaths, assignment: str, dest_root: Path) -> Path:
             os.close(root_fd)
     finally:
         os.close(src_fd)
+    record_fetch(paths, assignment)
     return dest
+
+
+FETCHED_PREFIX = ".fetched+"
+
+
+def record_fetch(paths: CoursePaths, assignment: str, now: datetime | None = None) -> bool:
+    """Tell the course's trainers I fetched `assignment`: `.fetched+<assignment>` in my inbound folder.
+
+    My inbound folder is the one place of the exchange only I write and the trainers read
+    (layout.py), so a classmate can record no fetch in my name, nor I in theirs. The first fetch
+    is kept (O_EXCL); the file's ctime, which I cannot set back, is when. A user with no inbound
+    folder in the course (a trainer trying a release) records nothing; False then."""
+    if not assignment or "/" in assignment or assignment.startswith("."):
+        return False
+    try:
+        mine_fd = open_dir(Path(paths.inbound_of(me())))
+    except OSError:
+        return False
+    try:
+        write_small(mine_fd, FETCHED_PREFIX + assignment,
+                    format_timestamp(now or datetime.now(timezone.utc)).encode(), 0o640)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False
+    finally:
+        os.close(mine_fd)
+    return True
 
 
 def submit(paths: CoursePaths, assignment: str, src_root: Path, now: datetime | None = None) -> Path:
