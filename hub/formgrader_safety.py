@@ -82,6 +82,7 @@ SAFE_OUTPUT_KEYS = sorted({
 })
 
 SERVER_EXTENSION = "aifactory.hub.formgrader_safety"
+PROGRESS_EXTENSION = "aifactory.hub.class_progress"
 
 
 class RefuseAutograde(Exporter):
@@ -146,9 +147,11 @@ def server_settings() -> dict:
     """The Jupyter server's configuration in a course's formgrader (jupyter_server_config.json). Pure.
 
     No terminals and no kernels: its "open live notebook" link would otherwise let a trainer
-    run a student's notebook, or anything else, as the grader account, outside the sandbox."""
+    run a student's notebook, or anything else, as the grader account, outside the sandbox.
+    Its extensions: this module and the class progress page (hub/class_progress.py)."""
     return {
-        "ServerApp": {"jpserver_extensions": {SERVER_EXTENSION: True}, "terminals_enabled": False,
+        "ServerApp": {"jpserver_extensions": {SERVER_EXTENSION: True, PROGRESS_EXTENSION: True},
+                      "terminals_enabled": False,
                       "kernel_manager_class": f"{SERVER_EXTENSION}.NoKernels"},
         "KernelSpecManager": {"allowed_kernelspecs": NO_KERNELS},
     }

@@ -109,7 +109,8 @@ def test_the_formgrader_config_files():
     files = config_files()
     assert sorted(files) == ["jupyter_server_config.json", "nbgrader_config.json"]
     assert json.loads(files["jupyter_server_config.json"]) == {
-        "ServerApp": {"jpserver_extensions": {"aifactory.hub.formgrader_safety": True}, "terminals_enabled": False,
+        "ServerApp": {"jpserver_extensions": {"aifactory.hub.formgrader_safety": True,
+                                              "aifactory.hub.class_progress": True}, "terminals_enabled": False,
                       "kernel_manager_class": "aifactory.hub.formgrader_safety.NoKernels"},
         "KernelSpecManager": {"allowed_kernelspecs": ["no-kernels-in-the-formgrader"]},
     }
