@@ -100,7 +100,7 @@ def lab_page_config(env: dict[str, str], home: Path) -> dict:
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "AIFACTORY_"))}
     out = subprocess.run([sys.executable, "-c", code, str(NBGRADER_LAB.parent.parent)],
-                         env={**clean, **env, "HOME": str(home)}, capture_output=True, text=True, timeout=60)
+                         env={**clean, **env, "HOME": str(home)}, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -128,7 +128,8 @@ def test_jupyterlab_leaves_the_instructors_plugins_out_even_if_the_students_labc
     # A trainer's pages: the instructor's plugins are there.
     env = {}
     course_lab.configure(Config(), off_for(TRAINER), env, installed_layout, groups=TRAINER)
-    assert not set(course_lab.INSTRUCTOR_PLUGINS) & set(lab_page_config(env, tmp_path / "trainer")["disabledExtensions"])
+    disabled = lab_page_config(env, tmp_path / "trainer")["disabledExtensions"]
+    assert not set(course_lab.INSTRUCTOR_PLUGINS) & set(disabled)
 
 
 def test_the_installed_server_config_applies_it_under_the_launcher(tmp_path):
