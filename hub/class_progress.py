@@ -151,6 +151,34 @@ def _handlers(cache: Cached, base_url: str):
     return [(f"{base_url}progress", ProgressPage), (f"{base_url}progress.json", ProgressData)]
 
 
+PROGRESS_LINK = '<li role="presentation"><a href="{{ base_url }}/progress">Class progress</a></li>'
+
+
+def sidebar_with_link(base: str) -> str:
+    """nbgrader's base.tpl with the class progress last in its sidebar, after the block each page
+    fills (so on every page); the template as it was if it no longer has that shape. Pure."""
+    head, block, tail = base.partition("{%- block sidebar -%}")
+    inside, end, rest = tail.partition("</ul>")
+    return head + block + inside + PROGRESS_LINK + end + rest if block and end else base
+
+
+def with_progress_link(loader, env):
+    """nbgrader's template loader whose base.tpl, which every formgrader page extends, links this page."""
+    from jinja2 import ChoiceLoader, DictLoader
+
+    source, _, _ = loader.get_source(env, "base.tpl")
+    return ChoiceLoader([DictLoader({"base.tpl": sidebar_with_link(source)}), loader])
+
+
+def _link_from_formgrader(serverapp) -> None:
+    """Once every extension is loaded (nbgrader's after this one), add the link to the formgrader's pages."""
+    env = serverapp.web_app.settings.get("nbgrader_jinja2_env")
+    if env is None:
+        serverapp.log.warning("aifactory: no nbgrader formgrader here: its pages do not link the class progress")
+        return
+    env.loader = with_progress_link(env.loader, env)
+
+
 def _jupyter_server_extension_points():
     return [{"module": EXTENSION}]
 
@@ -164,4 +192,5 @@ def _load_jupyter_server_extension(serverapp) -> None:
         return
     base_url = url_path_join(serverapp.web_app.settings["base_url"], "/")
     serverapp.web_app.add_handlers(".*$", _handlers(Cached(_reader(course_id)), base_url))
+    serverapp.io_loop.add_callback(_link_from_formgrader, serverapp)
     serverapp.log.info("aifactory: class progress of %s at %sprogress", course_id, base_url)

@@ -227,3 +227,21 @@ def test_the_page_runs_its_own_script_only():
     assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
     assert "connect-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert '"/services/formgrader-c/progress.json"' in page
+
+
+def test_the_formgraders_pages_link_the_class_progress():
+    from jinja2 import Environment, FileSystemLoader
+    from nbgrader.server_extensions.formgrader import handlers
+
+    from aifactory.hub.class_progress import sidebar_with_link, with_progress_link
+
+    env = Environment()
+    env.loader = with_progress_link(FileSystemLoader([handlers.template_path]), env)
+    page = env.get_template("manage_assignments.tpl").render(base_url="/services/formgrader-c", url_prefix="",
+                                                             windows=False, course_id="c", exchange="", error="")
+    sidebar = page.split('nav-stacked">')[1].split("</ul>")[0]
+    assert [link.split('"')[0] for link in sidebar.split('href="')[1:]] == [
+        "/services/formgrader-c/formgrader/manage_assignments", "/services/formgrader-c/formgrader/gradebook",
+        "/services/formgrader-c/formgrader/manage_students", "/services/formgrader-c/progress"]
+    assert "Manage Assignments" in page and "Class progress" in page
+    assert sidebar_with_link("<p>another shape</p>") == "<p>another shape</p>"
