@@ -6,7 +6,7 @@
  * first page of each start opens the list; later pages (a reload, another tab) keep the layout the
  * user left, so a student who closed the list or opened a notebook is not sent back to it.
  */
-import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { PageConfig } from '@jupyterlab/coreutils';
 
 export const START_OPTION = 'aifactoryCourseStart';
@@ -37,9 +37,11 @@ export const coursePlugin: JupyterFrontEndPlugin<void> = {
   id: '@aifactory/workbench:course-start',
   description: "A course server opens on nbgrader's assignment list, once per start.",
   autoStart: true,
-  activate: (app: JupyterFrontEnd) => {
+  optional: [ILabShell],
+  activate: (app: JupyterFrontEnd, labShell: ILabShell | null) => {
     const start = PageConfig.getOption(START_OPTION);
-    if (!start || alreadyOpened(start)) {
+    // JupyterLab only: Notebook's pages (a notebook, the file tree) keep their own single view.
+    if (!labShell || !start || alreadyOpened(start)) {
       return;
     }
     // After the layout is restored (the list would otherwise be replaced by the saved one), and once
