@@ -7,8 +7,23 @@ import shlex
 from dataclasses import dataclass
 
 from aifactory.courses.exchange.layout import GRADER_USER, sandbox_argv
+from aifactory.site.schema import Course, PythonEnvironment, Site
 
 Argv = list[str]
+
+
+def course_python(site: Site, course: Course, shared: str) -> str:
+    """The interpreter that runs the grading sandbox, hence the students' kernels, of `course`.
+
+    A course whose profile runs a layered python environment (one that `extends` the platform's, e.g.
+    PyTorch from PyPI) is graded with that environment's interpreter, so its notebooks find the packages
+    they found in the course's servers; it holds the sandbox and nbgrader through its base. Any other
+    course is graded with `shared`, the platform's interpreter. The sudo rule names the same one. Pure.
+    """
+    environment = site.environment(site.profile(course.profile).environment)
+    if isinstance(environment, PythonEnvironment) and environment.extends:
+        return f"{environment.path}/bin/python3"
+    return shared
 
 
 @dataclass(frozen=True)
@@ -17,7 +32,7 @@ class Limits:
 
     cell_timeout_s: int = 60          # nbgrader Execute.timeout: a cell running longer scores 0
     submission_cpu_s: int = 300       # RLIMIT_CPU of the student's kernel
-    memory_mib: int = 1024            # RLIMIT_AS of the student's kernel and the job's --mem
+    memory_mib: int = 1024            # RLIMIT_DATA of the student's kernel and the job's --mem
     minutes_per_submission: int = 5   # walltime budget per student in a task
 
     def as_manifest(self) -> dict:
@@ -123,6 +138,11 @@ def kernel_argv(python: str, limits: dict, *, hidden: str, cwd: str, ipc: str) -
     take the kernel with it), ipykernel takes it while it runs a cell. No
     --new-session, which would leave the kernel out of that group: there is no
     terminal to protect. jupyter_client fills in `{connection_file}`.
+
+    The memory limit is RLIMIT_DATA, what the student's code allocates (heap, private mappings), not
+    RLIMIT_AS: the address space also counts the interpreter's shared libraries, which PyTorch maps
+    by gigabytes before a cell runs. Memory outside it (shared mappings, /dev/shm) is the job's,
+    bounded by its --mem in Slurm's cgroup.
     """
     return [
         "env", "--ignore-signal=INT",
@@ -134,7 +154,7 @@ def kernel_argv(python: str, limits: dict, *, hidden: str, cwd: str, ipc: str) -
         "--ro-bind", "{connection_file}", "{connection_file}",
         "--setenv", "HOME", "/tmp", "--setenv", "SHELL", "/bin/sh", "--setenv", "JPY_PARENT_PID", "1",
         "--chdir", cwd, "--",
-        "prlimit", f"--as={limits['memory_mib'] * 2**20}", f"--cpu={limits['submission_cpu_s']}",
+        "prlimit", f"--data={limits['memory_mib'] * 2**20}", f"--cpu={limits['submission_cpu_s']}",
         "--core=0", "--",
         python, "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}",
     ]

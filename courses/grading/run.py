@@ -31,7 +31,7 @@ from aifactory.slurm.squeue import parse_squeue, squeue_argv
 from aifactory.slurm.states import LIVE_STATES
 
 from . import nbgrader_steps
-from .jobs import Limits, chunks, job_script, plan_tasks, sbatch_argv, task_minutes
+from .jobs import Limits, chunks, course_python, job_script, plan_tasks, sbatch_argv, task_minutes
 from .progress import Progress
 
 LOST_GRACE_S = 5.0   # a task gone from squeue without output: wait this long for the file system
@@ -192,7 +192,7 @@ def _run_batch(site, course, profile, assignment, todo, paths, limits, tasks, py
         (run_dir / f"task-{k}").mkdir()
         (run_dir / f"task-{k}" / "input.tar").write_bytes(_pack(files))
     script = run_dir / "grade.sh"
-    script.write_text(job_script(spool=str(run_dir), python=python or shared_python()))
+    script.write_text(job_script(spool=str(run_dir), python=python or course_python(site, course, shared_python())))
     job_name = f"grade-{course.id}-{assignment}"[:64]
     argv = sbatch_argv(script=str(script), spool=str(run_dir), tasks=len(groups),
                        minutes=task_minutes(limits, max(len(g) for g in groups)), limits=limits,

@@ -104,7 +104,7 @@ def _kernelspec(root: Path, limits: dict, hidden: Path, cwd: Path, ipc: Path) ->
 
 def _classify(notebooks: dict[str, bytes]) -> str:
     """'ok', or 'timeout' when a cell hit the time limit, 'kernel died', or 'memory' when
-    a cell ran out of the memory limit (Python's MemoryError under RLIMIT_AS)."""
+    a cell ran out of the memory limit (Python's MemoryError under RLIMIT_DATA)."""
     import nbformat
 
     status = "ok"

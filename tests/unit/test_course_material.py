@@ -5,6 +5,7 @@ tests/integration/test_course_assignments.py grades them for real)."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -70,7 +71,8 @@ def test_disagreement_with_the_site_names_the_field(demo_site):
     ]
     unknown = check_against_site(material(id="ml-ops", trainers_group="course-ml-ops-trainers"), demo_site)
     assert unknown == [Problem("intro-dl/course.yaml: id",
-                               "course 'ml-ops' is not in the site file (its courses: dask-scaling, intro-dl)")]
+                               "course 'ml-ops' is not in the site file (its courses: dask-scaling, intro-dl, "
+                               "pytorch)")]
 
 
 def test_material_rules_within_a_course_folder():
@@ -127,10 +129,25 @@ def test_each_course_has_a_written_answer_for_the_trainer(course):
     assert written
 
 
+# What each course's notebooks may import: the platform's courses NumPy and Dask; the PyTorch course, the
+# standard library, the platform's environment's NumPy, scikit-learn and Matplotlib, and the packages its own
+# environment adds in the site file (PyTorch, submitit).
+PLATFORM = {"numpy", "dask", "time", "os"}
+PYTORCH_ADDS = {"torch", "submitit"}
+COURSE_IMPORTS = {"pytorch": set(sys.stdlib_module_names) | {"numpy", "sklearn", "matplotlib"} | PYTORCH_ADDS}
+
+
+def test_imports_beyond_the_platform_are_in_the_course_environment(demo_site):
+    course = next(c for c in demo_site.courses if c.id == "pytorch")
+    packages = demo_site.environment(demo_site.profile(course.profile).environment).packages
+    assert PYTORCH_ADDS == {p.split("==")[0] for p in packages}
+
+
 @pytest.mark.parametrize("assignment,path", NOTEBOOKS, ids=[f"{a.course_id}/{p.name}" for a, p in NOTEBOOKS])
 def test_notebooks_need_only_numpy_and_dask(assignment, path):
-    """The courses run on any CPU node: no GPU framework, no package the platform lacks."""
-    allowed = {"numpy", "dask", "time", "os"}
+    """The courses run on any CPU node: no package their environment lacks, no GPU needed (a GPU
+    framework only where the course's environment holds it, and the notebook runs without a GPU)."""
+    allowed = COURSE_IMPORTS.get(assignment.course_id, PLATFORM)
     _, cells = nbgrader_cells(path)
     imported = set()
     for cell, _ in cells:

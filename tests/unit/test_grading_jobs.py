@@ -65,7 +65,7 @@ def test_kernel_sees_a_read_only_system_its_own_folders_and_nothing_of_the_sandb
         "--ro-bind", "{connection_file}", "{connection_file}",
         "--setenv", "HOME", "/tmp", "--setenv", "SHELL", "/bin/sh", "--setenv", "JPY_PARENT_PID", "1",
         "--chdir", "/w/c1/autograded/s1/a1", "--",
-        "prlimit", "--as=536870912", "--cpu=60", "--core=0", "--",
+        "prlimit", "--data=536870912", "--cpu=60", "--core=0", "--",
         "/v/python3", "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
 

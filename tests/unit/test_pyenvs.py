@@ -134,3 +134,20 @@ def test_spec_is_frozen():
     spec = Spec("a", "/p", ("x==1",), None, "/usr/bin/python3", None, "")
     with pytest.raises(AttributeError):
         spec.path = "/q"  # type: ignore[misc]
+
+
+def test_a_course_on_a_layered_environment_is_graded_with_its_interpreter(demo_site):
+    from aifactory.courses.grading.jobs import course_python, job_script
+    from aifactory.courses.exchange.layout import sudoers_file
+
+    courses = {c.id: c for c in demo_site.courses}
+    python = course_python(demo_site, courses["pytorch"], "/opt/aifactory/venv/bin/python3")
+    assert python == "/opt/aifactory/envs/pytorch/bin/python3"
+    # The job runs the sandbox with it, and the sudo rule allows exactly that command.
+    rule = sudoers_file(courses["pytorch"], python)[1].splitlines()[-1]
+    assert rule.endswith(f"NOPASSWD: {python} -I -m aifactory.courses.grading.sandbox")
+    assert f"{python} -I -m aifactory.courses.grading.sandbox" in job_script(spool="/s", python=python)
+    # Courses on the platform's environment (here its Lmod module) keep the platform's interpreter.
+    for course in ("intro-dl", "dask-scaling"):
+        assert course_python(demo_site, courses[course], "/opt/aifactory/venv/bin/python3") == \
+            "/opt/aifactory/venv/bin/python3"
