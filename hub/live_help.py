@@ -135,16 +135,18 @@ def end_shares(spawner: Any) -> None:
 
 def shared_with(user: Any) -> list[dict]:
     """The running servers shared directly with `user` (live help's shares), for the hub's home page:
-    [{"owner", "server", "path"}]; the path is on the hub, which sends the browser on to the server's origin."""
+    [{"owner", "server", "url"}], the server's own address (its owner's origin with `subdomain_host`)."""
     if user is None:
         return []
+    from jupyterhub.user import User  # JupyterHub's wrapper gives an owner's address as JupyterHub makes it
+
     rows = []
     for share in user.orm_user.shared_with_me:
         if share.spawner is None or share.spawner.server is None:
             continue
-        rows.append({"owner": share.owner.name, "server": share.spawner.name,
-                     "path": url_path_join(user.settings.get("base_url", "/"), "user", url_escape_path(share.owner.name),
-                                           url_escape_path(share.spawner.name), "/")})
+        owner = User(share.owner, user.settings)
+        rows.append({"owner": owner.name, "server": share.spawner.name,
+                     "url": url_path_join(owner.url, url_escape_path(share.spawner.name), "/")})
     return sorted(rows, key=lambda row: (row["owner"], row["server"]))
 
 

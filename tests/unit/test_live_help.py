@@ -169,7 +169,7 @@ async def test_a_student_shares_with_their_courses_trainers_only_and_revokes(hub
     for other in ("t2", "s2", "s3"):  # the other course's trainer, a classmate, another course's student
         assert access not in scopes_of(app, other), other
     t1 = app.users["t1"]
-    assert shared_with(t1) == [{"owner": "s1", "server": "help", "path": f"{app.base_url}user/s1/help/"}]
+    assert shared_with(t1) == [{"owner": "s1", "server": "help", "url": f"{app.base_url}user/s1/help/"}]
     assert (await call(url, spawner.api_token))[1]["shared_with"] == ["t1"]
 
     status, state = await call(url, spawner.api_token, "DELETE")
@@ -243,3 +243,16 @@ async def test_a_share_ends_when_the_server_stops(hub):
     app.db.expire_all()
     assert live_help.shares_of(app.db, spawner.orm_spawner) == []
     assert "access:servers!server=s1/help" not in scopes_of(app, "t1")
+
+
+def test_the_home_page_lists_the_servers_shared_with_the_trainer_and_nothing_otherwise():
+    from jinja2 import Environment, FileSystemLoader
+
+    from aifactory.hub.config import TEMPLATES
+
+    template = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True).get_template("live_help.html")
+    assert template.render(live_help_servers=[]).strip() == "" and template.render().strip() == ""
+    page = template.render(live_help_servers=[
+        {"owner": "s1", "server": "help", "url": "http://s1.localhost:8000/user/s1/help/"}])
+    assert 'href="http://s1.localhost:8000/user/s1/help/"' in page and "Open s1's server help" in page
+    assert 'aria-labelledby="aif-live-help-title"' in page
