@@ -215,6 +215,9 @@ class HelpHandler(APIHandler):
         revoke(self.db, spawner.orm_spawner)  # one course at a time: switching courses drops the other's
         for name in trainers:
             orm.Share.grant(self.db, spawner.orm_spawner, self.user_from_username(name).orm_user)
+        if not spawner.ready:  # stopped meanwhile, after its stop hook ran: nothing may stay shared
+            revoke(self.db, spawner.orm_spawner)
+            return self._refuse(Refusal(409, "not_running", "The server stopped; start it again to share it."))
         _SHARED_FOR[spawner.orm_spawner.id] = course.id
         self.log.info("Live help: %s shared %s with the trainers of %s (%s)", user_name, spawner._log_name,
                       course.id, ", ".join(trainers))
@@ -228,7 +231,8 @@ class HelpHandler(APIHandler):
         if ended:
             self.log.info("Live help: %s stopped sharing %s (with %s)", user_name, spawner._log_name,
                           ", ".join(ended))
-        self._answer(200, self._state(spawner))
+        # whom it was shared with: the server closes their open connections (extensions/workbench/live_help.py)
+        self._answer(200, {**self._state(spawner), "ended_for": ended})
 
 
 # Which course a server was last shared for (shares do not record it); shown by GET, lost with a hub

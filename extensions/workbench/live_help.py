@@ -10,10 +10,12 @@ a trainer the server is shared with has full access to the server but gets 403 f
 
 When sharing stops, the trainers must be out at once, not at their next page load: this process caches
 the hub's word on a cookie for `HubAuth.cache_max_age` (five minutes) and keeps open websockets
-(kernels, terminals, jupyter-collaboration's documents) that were authorised when they opened. So after
-the hub confirms a DELETE, the cache is emptied and every websocket of anyone but the owner is closed;
-their reconnection asks the hub again, which refuses (the hub removed their OAuth tokens for this
-server). A websocket is recorded with its user when it opens (`track_websockets`).
+(kernels, terminals, jupyter-collaboration's documents) that were authorised when they opened. So once
+the hub says whom a share ended for (its answer to a DELETE, or a later answer that no longer lists
+someone it listed, when sharing ended elsewhere), the cache is emptied and every websocket of those
+people is closed; their reconnection asks the hub again, which refuses (it removed their OAuth tokens
+for this server). Others' connections (an admin, trainers of a course that lets them open students'
+servers) are left alone. A websocket is recorded with its user when it opens (`track_websockets`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 CLOSE_ACCESS_ENDED = 4403
 
 _OPEN: "weakref.WeakSet[Any]" = weakref.WeakSet()
+# Whom the hub last said this server is shared with.
+_SHARED_WITH: set[str] = set()
 
 
 def hub_help_url(env: Mapping[str, str]) -> str:
@@ -46,9 +50,15 @@ def username(user: Any) -> str:
     return str(getattr(user, "username", "") or (user.get("name", "") if isinstance(user, dict) else ""))
 
 
-def not_owner(handlers: Iterable[Any], owner: str) -> list[Any]:
-    """The open websockets whose user is not `owner` (a user that cannot be read counts as not the owner)."""
-    return [h for h in handlers if username(getattr(h, "current_user", None)) != owner]
+def of_users(handlers: Iterable[Any], names: set[str]) -> list[Any]:
+    """The open websockets of the people `names`."""
+    return [h for h in handlers if username(getattr(h, "current_user", None)) in names]
+
+
+def ended(before: set[str], answer: Mapping[str, Any]) -> set[str]:
+    """Whom a share ended for, from the hub's answer: those it names (`ended_for`, a DELETE's answer) and
+    those it shared with `before` but no longer lists (sharing stopped elsewhere, or the course changed)."""
+    return set(answer.get("ended_for") or ()) | (before - set(answer.get("shared_with") or ()))
 
 
 def track_websockets() -> None:
@@ -67,9 +77,9 @@ def track_websockets() -> None:
     base.get = get  # type: ignore[method-assign]
 
 
-def close_others(owner: str) -> int:
-    """Close every open websocket of anyone but `owner`; how many were closed."""
-    closing = not_owner(list(_OPEN), owner)
+def close_for(names: set[str]) -> int:
+    """Close every open websocket of the people `names`; how many were closed."""
+    closing = of_users(list(_OPEN), names)
     for handler in closing:
         try:
             handler.close(CLOSE_ACCESS_ENDED, "live help ended")
@@ -109,14 +119,18 @@ class HelpRelay(APIHandler):
             return response.code, {"message": f"The hub answered {response.code}.", "reason": "hub"}
 
     async def _answer(self, method: str) -> None:
-        owner = self._owner_only()
+        self._owner_only()
         status, body = await self._relay(method)
-        if method == "DELETE" and status == 200:
-            hub_auth = getattr(self.identity_provider, "hub_auth", None) or self.settings.get("hub_auth")
-            if hub_auth is not None:
-                hub_auth.cache.clear()  # every cookie is checked with the hub again
-            closed = close_others(owner)
-            self.log.info("Live help ended: %d connection(s) of others closed", closed)
+        if status == 200:
+            gone = ended(_SHARED_WITH, body)
+            _SHARED_WITH.clear()
+            _SHARED_WITH.update(body.get("shared_with") or ())
+            if gone:
+                hub_auth = getattr(self.identity_provider, "hub_auth", None) or self.settings.get("hub_auth")
+                if hub_auth is not None:
+                    hub_auth.cache.clear()  # every cookie is checked with the hub again
+                closed = close_for(gone)
+                self.log.info("Live help ended for %s: %d connection(s) closed", ", ".join(sorted(gone)), closed)
         self.set_status(status)
         self.finish(json.dumps(body))
 

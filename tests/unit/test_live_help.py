@@ -173,7 +173,7 @@ async def test_a_student_shares_with_their_courses_trainers_only_and_revokes(hub
     assert (await call(url, spawner.api_token))[1]["shared_with"] == ["t1"]
 
     status, state = await call(url, spawner.api_token, "DELETE")
-    assert status == 200 and state["sharing"] is False and state["shared_with"] == []
+    assert status == 200 and state["sharing"] is False and state["shared_with"] == [] and state["ended_for"] == ["t1"]
     assert access not in scopes_of(app, "t1") and shared_with(t1) == []
 
 

@@ -26,15 +26,25 @@ class FakeSocket:
         self.closed = (code, reason)
 
 
-def test_ending_help_closes_the_others_websockets_and_keeps_the_owners(monkeypatch):
+def test_ending_help_closes_the_websockets_of_those_it_ended_for_only(monkeypatch):
     monkeypatch.setattr(live_help, "_OPEN", set())
     owner = FakeSocket(SimpleNamespace(username="student1"))
     trainer = FakeSocket(SimpleNamespace(username="trainer1"))
-    unknown = FakeSocket(None)  # whoever cannot be told apart from the owner is not the owner
-    live_help._OPEN.update({owner, trainer, unknown})
-    assert live_help.close_others("student1") == 2
-    assert owner.closed is None
-    assert trainer.closed == (live_help.CLOSE_ACCESS_ENDED, "live help ended") and unknown.closed is not None
+    admin = FakeSocket(SimpleNamespace(username="admin1"))  # let in by their role, not by the share
+    unknown = FakeSocket(None)
+    live_help._OPEN.update({owner, trainer, admin, unknown})
+    assert live_help.close_for({"trainer1"}) == 1
+    assert trainer.closed == (live_help.CLOSE_ACCESS_ENDED, "live help ended")
+    assert owner.closed is None and admin.closed is None and unknown.closed is None
+
+
+def test_whom_a_share_ended_for_comes_from_the_hubs_answers():
+    assert live_help.ended(set(), {"sharing": False, "shared_with": [], "ended_for": ["trainer1"]}) == {"trainer1"}
+    # a poll after sharing stopped elsewhere (another tab, the hub's API), or moved to another course's trainers
+    assert live_help.ended({"trainer1"}, {"sharing": False, "shared_with": []}) == {"trainer1"}
+    assert live_help.ended({"trainer1", "trainer2"}, {"shared_with": ["trainer2"]}) == {"trainer1"}
+    assert live_help.ended({"trainer1"}, {"shared_with": ["trainer1"]}) == set()
+    assert live_help.ended(set(), {"message": "refused"}) == set()
 
 
 def test_every_websocket_is_recorded_when_it_opens(monkeypatch):
