@@ -19,15 +19,17 @@ import pwd
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from aifactory.courses.material import find_course
-from tests.conftest import BIN
+from tests.conftest import BIN, DEMO
+from tests.integration.grading import grade
 from tests.integration.test_dask_server import started_server
-from tests.integration.test_exchange_permissions import aifactory, as_user, denied, remove_assignment, shared_tmp
+from tests.integration.test_exchange_permissions import aifactory, denied, remove_assignment, shared_tmp
 from tests.integration.test_grading_material import autograded_points
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.slow]
@@ -37,6 +39,8 @@ ENV_PYTHON = "/opt/aifactory/envs/pytorch/bin/python"
 STUDENT, OTHER, OTHER_IN_COURSE = "student1", "student2", "student3"
 JOB_NAME = "ddp-digits"   # what the solution's make_executor names its jobs
 JOBS = ".submitit/distributed-training"   # the notebook's jobs folder, under the student's home
+EXCHANGE = Path("/srv/aifactory/exchange") / COURSE
+COURSE_DIR = Path("/srv/aifactory/courses") / COURSE
 
 REPORT = """
 import json as _json
@@ -152,45 +156,43 @@ def test_another_student_cannot_read_or_forge_the_submitit_folder(launched):
     assert results[0].read_bytes() == before
 
 
-def grade(*args: str, patience_s: float = 600) -> str:
-    """`aifactory grade pytorch ARGS...` as trainer1, waiting for another test's grading of the course."""
-    deadline = time.monotonic() + patience_s
-    while True:
-        proc = as_user("trainer1", str(BIN / "aifactory"), "grade", COURSE, *args, check=False)
-        if proc.returncode == 0:
-            return proc.stdout
-        if f"another `aifactory grade` of {COURSE} is running" not in proc.stderr or time.monotonic() > deadline:
-            raise AssertionError(f"aifactory grade {' '.join(args)} failed: {proc.stdout}{proc.stderr}")
-        time.sleep(3)
-
-
 def test_released_submitted_graded_solution_full_marks_student_version_zero(cluster):
+    """Released under a fresh name (the demo's own releases stay as they are), graded with the course's
+    environment; the Slurm cells skip themselves under the grader (else the sandbox, with no Slurm and no
+    network, would fail them), and the two-rank tests run there on the loopback interface."""
     started = time.monotonic()
     solution = nbformat.read(solution_notebook(), 4)
-    exchange = Path("/srv/aifactory/exchange") / COURSE
-    subprocess.run([str(BIN / "aifactory"), "course", "setup", COURSE], check=True, capture_output=True)
+    notebook = f"{ASSIGNMENT}.ipynb"
+    name = f"{ASSIGNMENT}-{uuid.uuid4().hex[:6]}"
     root = shared_tmp()
     try:
-        aifactory("trainer1", "course", "release", COURSE, ASSIGNMENT)
-        released = nbformat.read(exchange / "outbound" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4)
-        assert "BEGIN SOLUTION" not in json.dumps(released) and "HIDDEN" not in json.dumps(released)
+        subprocess.run([str(BIN / "aifactory"), "course", "setup", COURSE, "--site", str(DEMO)], check=True,
+                       capture_output=True)
+        shutil.copytree(solution_notebook().parent, root / "source" / name)
+        subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+        aifactory("trainer1", "course", "release", COURSE, name, "--source", str(root / "source" / name),
+                  "--site", str(DEMO))
+        released = (EXCHANGE / "outbound" / name / notebook).read_text()
+        assert "BEGIN SOLUTION" not in released and "HIDDEN TESTS" not in released
+        # student1 hands in the instructor's solution, student3 the student version as fetched.
         for student in (STUDENT, OTHER_IN_COURSE):
             work = root / student
             work.mkdir()
             shutil.chown(work, student)
-            aifactory(student, "exchange", "fetch", COURSE, ASSIGNMENT, "--dir", str(work))
-        # student1 hands in the instructor's solution, student3 the notebook as fetched.
-        shutil.copyfile(solution_notebook(), root / STUDENT / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-        subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
-        for student in (STUDENT, OTHER_IN_COURSE):
-            aifactory(student, "exchange", "submit", COURSE, ASSIGNMENT, "--dir", str(root / student))
+            aifactory(student, "exchange", "fetch", COURSE, name, "--dir", str(work), "--site", str(DEMO))
+            if student == STUDENT:
+                shutil.copyfile(solution_notebook(), work / name / notebook)
+            subprocess.run(["chmod", "-R", "a+rX", str(work)], check=True)
+            aifactory(student, "exchange", "submit", COURSE, name, "--dir", str(work), "--site", str(DEMO))
 
-        out = grade(ASSIGNMENT, "--force", "--mem", "4096")
-        rows = {line.split()[0]: line.split() for line in out.splitlines()
-                if line.split() and line.split()[0] in (STUDENT, OTHER_IN_COURSE)}
+        out = grade(name, "--force", "--site", str(DEMO), course=COURSE).stdout
+        rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("student")}
         assert rows[STUDENT][1] == "ok" and float(rows[STUDENT][2]) == autograded_points(solution) > 0, out
         assert rows[OTHER_IN_COURSE][1] == "ok" and float(rows[OTHER_IN_COURSE][2]) == 0, out
+        graded = nbformat.read(COURSE_DIR / "autograded" / STUDENT / name / notebook, 4)
+        skipped = [c for c in graded.cells if c.cell_type == "code" and "run_on_slurm(2)" in c.source]
+        assert "skipped: no Slurm here" in "".join(o.get("text", "") for o in skipped[0].outputs)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-        remove_assignment(COURSE, ASSIGNMENT)
-    print(f"released, submitted by two students, graded in {time.monotonic() - started:.0f} s")
+        remove_assignment(COURSE, name)
+    print(f"released, fetched, submitted by two students, graded in {time.monotonic() - started:.0f} s")
