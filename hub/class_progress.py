@@ -141,14 +141,16 @@ def _handlers(cache: Cached, base_url: str):
             return getattr(self, "_policy", "default-src 'none'; frame-ancestors 'none'")
 
     class ProgressData(APIHandler):
-        """What the page shows, as JSON."""
+        """What the page shows, as JSON (its polling is no activity of the formgrader's)."""
+
+        _track_activity = False
 
         @web.authenticated
         async def get(self):
             self.set_header("Cache-Control", "no-store")
             self.finish(json.dumps(await cache.get(), sort_keys=True))
 
-    return [(f"{base_url}progress", ProgressPage), (f"{base_url}progress.json", ProgressData)]
+    return [(f"{base_url}progress", ProgressPage), (rf"{base_url}progress\.json", ProgressData)]
 
 
 PROGRESS_LINK = '<li role="presentation"><a href="{{ base_url }}/progress">Class progress</a></li>'
