@@ -107,11 +107,11 @@ def shares_of(db: Any, orm_spawner: orm.Spawner) -> list[orm.Share]:
     return db.query(orm.Share).filter_by(spawner_id=orm_spawner.id).all()
 
 
-def revoke(db: Any, orm_spawner: orm.Spawner) -> list[str]:
-    """End every share of this server and its codes, and log its shared users out of it (their OAuth
-    tokens for the server's client); returns whom it was shared with. A student has no other way to
-    share than live help, so a server's shares are live help's."""
-    shares = shares_of(db, orm_spawner)
+def revoke(db: Any, orm_spawner: orm.Spawner, keep: frozenset[str] = frozenset()) -> list[str]:
+    """End the shares of this server (but those with the people in `keep`) and its share codes, and log
+    those people out of it (their OAuth tokens for the server's client); returns whom it ended for. A
+    student has no other way to share than live help, so a server's shares are live help's."""
+    shares = [share for share in shares_of(db, orm_spawner) if share.user is None or share.user.name not in keep]
     users = [share.user for share in shares if share.user is not None]
     for share in shares:
         db.delete(share)
@@ -128,6 +128,7 @@ def end_shares(spawner: Any) -> None:
     """`Spawner.post_stop_hook`: a stopped server is shared with nobody (JupyterHub keeps shares across a
     stop, so the next start of the same server would be open to the trainers again)."""
     ended = revoke(spawner.user.db, spawner.orm_spawner)
+    _SHARED_FOR.pop(spawner.orm_spawner.id, None)
     if ended:
         spawner.log.info("Live help on %s ended with the server (was shared with %s)", spawner._log_name,
                          ", ".join(ended))
@@ -212,7 +213,8 @@ class HelpHandler(APIHandler):
         trainers = helpers_of(course, user_name)
         if not trainers:
             return self._refuse(Refusal(409, "no_trainer", f"{course.title} has no trainer to ask."))
-        revoke(self.db, spawner.orm_spawner)  # one course at a time: switching courses drops the other's
+        # one course at a time: switching courses ends the other's trainers' share (the same people keep theirs)
+        revoke(self.db, spawner.orm_spawner, keep=frozenset(trainers))
         for name in trainers:
             orm.Share.grant(self.db, spawner.orm_spawner, self.user_from_username(name).orm_user)
         if not spawner.ready:  # stopped meanwhile, after its stop hook ran: nothing may stay shared

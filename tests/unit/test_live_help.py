@@ -185,6 +185,9 @@ async def test_revoking_logs_the_trainer_out_of_the_server(hub):
     # what JupyterHub's OAuth gave t1 when they opened the shared server
     oauth = t1.new_api_token(client_id=spawner.oauth_client_id, scopes=["access:servers!server=s1/help"])
     assert orm.APIToken.find(app.db, oauth) is not None
+    await call(f"{api}/s1/servers/help/help", spawner.api_token, "POST", {})  # shared again: t1 stays in
+    app.db.expire_all()
+    assert orm.APIToken.find(app.db, oauth) is not None
     await call(f"{api}/s1/servers/help/help", spawner.api_token, "DELETE")
     app.db.expire_all()
     assert orm.APIToken.find(app.db, oauth) is None
