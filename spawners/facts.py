@@ -13,8 +13,8 @@ import asyncio
 import re
 
 from aifactory.site.schema import Site
-from aifactory.slurm.projects import user_projects
-from aifactory.slurm.runner import Refused, SlurmRunner
+from aifactory.slurm.projects import all_associations_argv, parse_all_associations, user_projects
+from aifactory.slurm.runner import Refused, SlurmError, SlurmRunner
 
 from .cluster_state import cached
 from .options import UserFacts
@@ -48,6 +48,24 @@ def parse_reservations(text: str, user: str, accounts: tuple[str, ...]) -> froze
 # The reservations are the same for every user: one scontrol serves every first spawn page for this long
 # (a class logging in at once asks once, not once each). A user's facts are reused longer (facts_cache_seconds).
 RESERVATIONS_SECONDS = 30.0
+# Every user's projects, one sacctmgr for the hub this often; a user not in it yet is asked alone. A project
+# a user was just added to shows at most this late (slurmctld checks the account again at every sbatch).
+ASSOCIATIONS_SECONDS = 60.0
+
+
+async def projects_of(name: str, site: Site, timeout: float | None, runner: SlurmRunner) -> tuple[str, ...]:
+    """The user's projects from the hub-wide table; from sacctmgr for them alone (with its fallback) when the
+    table does not list them or cannot be read."""
+    async def table() -> dict[str, tuple[str, ...]]:
+        return parse_all_associations(await runner.run(all_associations_argv(), timeout=timeout))
+
+    try:
+        known = await cached("associations", ASSOCIATIONS_SECONDS, table)
+    except SlurmError:
+        known = {}
+    if name in known:
+        return known[name]
+    return await user_projects(name, site, runner, timeout)
 
 
 async def gather_facts(name: str, *, site: Site, timeout: float | None = None,
@@ -61,7 +79,7 @@ async def gather_facts(name: str, *, site: Site, timeout: float | None = None,
 
     identity, accounts, reservations_text = await asyncio.gather(
         runner.run(["id", "--", name], timeout=timeout),
-        user_projects(name, site, runner, timeout),
+        projects_of(name, site, timeout, runner),
         cached("reservations", RESERVATIONS_SECONDS, all_reservations),
     )
     uid, groups = parse_id(identity)

@@ -4,7 +4,9 @@ The spawner (the project list of the spawn form) and the Dask launcher (the acco
 workers charge) both ask here.
 
 Policy: Slurm's associations decide (`sacctmgr show user NAME withassoc`, the user's default
-account first). When slurmdbd does not answer (`NoAnswer`), the site file's project members
+account first). The hub reads every user's at once (`all_associations_argv`, one slurmdbd round trip
+a minute for the whole hub, so a class logging in does not wait on slurmdbd one by one) and asks for one
+user only when they are not in that table yet. When slurmdbd does not answer (`NoAnswer`), the site file's project members
 stand in for them, with a warning each time that names the user and why: slurmctld keeps its
 own copy of the associations and checks the account again at every `sbatch`, so a stale guess
 is refused at submission, never charged, and users can still start servers and workers while
@@ -28,6 +30,11 @@ def associations_argv(user: str) -> list[str]:
             "format=DefaultAccount,Account"]
 
 
+def all_associations_argv() -> list[str]:
+    return ["sacctmgr", "--noheader", "--parsable2", "show", "user", "withassoc",
+            "format=User,DefaultAccount,Account"]
+
+
 def parse_associations(text: str) -> tuple[str, ...]:
     """`associations_argv` output -> the user's accounts, default first, each once."""
     accounts, default = [], ""
@@ -44,6 +51,19 @@ def parse_associations(text: str) -> tuple[str, ...]:
         accounts.remove(default)
         accounts.insert(0, default)
     return tuple(accounts)
+
+
+def parse_all_associations(text: str) -> dict[str, tuple[str, ...]]:
+    """`all_associations_argv` output -> each user's accounts, default first (as `parse_associations`)."""
+    lines: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        user, sep, rest = line.strip().partition("|")
+        if not sep or not user:
+            raise Failed(f"sacctmgr printed a line that is not User|DefaultAccount|Account: {line.strip()[:120]!r}")
+        lines.setdefault(user, []).append(rest)
+    return {user: parse_associations("\n".join(rest)) for user, rest in lines.items()}
 
 
 def site_projects(site: Site, user: str) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ import pytest
 
 from aifactory.site import parse_site
 from aifactory.slurm.accounting import JobUsage, UsageRow, job_usage, summarize
-from aifactory.slurm.projects import associations_argv, parse_associations, site_projects
+from aifactory.slurm.projects import associations_argv, parse_all_associations, parse_associations, site_projects
 from aifactory.slurm.runner import Failed
 from aifactory.slurm.sacct import AccountingRecord, parse_sacct, sacct_argv
 from aifactory.slurm.sinfo import SINFO_ARGV, PartitionState, parse_sinfo, parse_sinfo_nodes
@@ -205,3 +205,12 @@ def test_one_table_of_states_and_one_wording_of_reasons():
                                                  "you already run as many jobs as your project allows")
     assert reason_words("QOSGrpGRES") == "waiting: a quality-of-service limit is reached (QOSGrpGRES)"
     assert reason_words("Mystery") == "waiting (Mystery)"
+
+
+def test_every_users_projects_in_one_table_default_first():
+    table = parse_all_associations(captured("sacctmgr-all.txt"))
+    assert table["student1"] == parse_associations(captured("sacctmgr-student1.txt"))
+    assert table["trainer1"] == parse_associations(captured("sacctmgr-trainer1.txt"))
+    assert "nobody" not in table and table["root"] == ("root",)
+    with pytest.raises(Failed):
+        parse_all_associations("project_465000002\n")

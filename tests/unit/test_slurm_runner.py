@@ -14,6 +14,8 @@ from aifactory.slurm.runner import LOCAL, Failed, NoAnswer, Refused, SlurmRunner
 
 from .sites import SMALL_SITE
 
+DATA = Path(__file__).parent / "data" / "slurm"
+
 ROUTE = SshRoute(login_node="login1", user="jupyterhub", identity_file="/k", known_hosts_file="/kh")
 
 
@@ -144,3 +146,22 @@ async def test_each_fall_back_to_the_site_file_is_a_warning_naming_the_user_and_
     for record in warnings:
         message = record.getMessage()
         assert "alice" in message and "slurmdbd: Connection refused" in message and "proj_a" in message
+
+
+async def test_a_class_logging_in_shares_one_sacctmgr_and_a_user_not_in_it_is_asked_alone(tmp_path, monkeypatch):
+    """The first spawn page of each user reads the hub-wide table (one slurmdbd round trip for all of them);
+    a user added since the table was read is asked for alone, so they are never shown no projects."""
+    from aifactory.spawners import cluster_state, facts
+    monkeypatch.setattr(cluster_state, "_CACHE", {})
+    calls = tmp_path / "calls"
+    sacctmgr = fake(tmp_path, "sacctmgr", f'echo "$@" >> {calls}\n'
+                    'case "$*" in *User,Default*) cat ' + str(DATA / "sacctmgr-all.txt") + ';;\n'
+                    '  *) echo "proj_new|proj_new";; esac')
+    runner = SlurmRunner(route=Through(sacctmgr))
+    site = parse_site(SMALL_SITE)
+    assert [await facts.projects_of(u, site, None, runner) for u in ("student1", "trainer1", "admin1")] == [
+        ("project_465000002",), ("project_465000001", "project_465000002"),
+        ("project_465000001", "project_465000002")]
+    assert await facts.projects_of("newcomer", site, None, runner) == ("proj_new",)
+    asked = calls.read_text().splitlines()
+    assert len(asked) == 2 and "newcomer" in asked[1] and "newcomer" not in asked[0]
