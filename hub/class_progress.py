@@ -172,13 +172,19 @@ def with_progress_link(loader, env):
     return ChoiceLoader([DictLoader({"base.tpl": sidebar_with_link(source)}), loader])
 
 
-def _link_from_formgrader(serverapp) -> None:
-    """Once every extension is loaded (nbgrader's after this one), add the link to the formgrader's pages."""
+def _link_from_formgrader(serverapp, tries: int = 120) -> None:
+    """Add the link to the formgrader's pages once nbgrader's extension, loaded after this one, made its
+    templates; as a server extension itself, jupyterhub-singleuser lets the loop run while the others
+    load, so this looks again every half second, for a minute at most."""
     env = serverapp.web_app.settings.get("nbgrader_jinja2_env")
     if env is None:
-        serverapp.log.warning("aifactory: no nbgrader formgrader here: its pages do not link the class progress")
+        if tries > 0:
+            serverapp.io_loop.call_later(0.5, _link_from_formgrader, serverapp, tries - 1)
+        else:
+            serverapp.log.warning("aifactory: no nbgrader formgrader here: its pages do not link the class progress")
         return
     env.loader = with_progress_link(env.loader, env)
+    serverapp.log.info("aifactory: the formgrader's pages link the class progress")
 
 
 def _jupyter_server_extension_points():
