@@ -26,6 +26,13 @@ def course_python(site: Site, course: Course, shared: str) -> str:
     return shared
 
 
+def course_memory_mib(site: Site, course: Course) -> int:
+    """A student's kernel's memory limit when the trainer names none: what the course's servers get by
+    default (its profile's memory.default), so a notebook that runs in a student's server is graded
+    with as much. Pure."""
+    return site.profile(course.profile).memory.default
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one student's code may use while it is graded."""

@@ -151,3 +151,15 @@ def test_a_course_on_a_layered_environment_is_graded_with_its_interpreter(demo_s
     for course in ("intro-dl", "dask-scaling"):
         assert course_python(demo_site, courses[course], "/opt/aifactory/venv/bin/python3") == \
             "/opt/aifactory/venv/bin/python3"
+
+
+def test_a_kernel_is_graded_with_the_memory_the_courses_servers_get(demo_site):
+    from aifactory.courses.grading.jobs import Limits, course_memory_mib, sbatch_argv
+
+    courses = {c.id: c for c in demo_site.courses}
+    assert course_memory_mib(demo_site, courses["pytorch"]) == 2048      # course-pytorch: 2G by default
+    assert course_memory_mib(demo_site, courses["intro-dl"]) == 1024     # course: 1G, as before
+    # PyTorch's kernel and nbgrader still fit an interactive node (3G).
+    argv = sbatch_argv(script="s", spool="/s", tasks=1, minutes=7, limits=Limits(memory_mib=2048),
+                       account="a", partition="interactive", job_name="j")
+    assert "--mem=2560M" in argv and 2560 <= demo_site.partition("interactive").memory_per_node
