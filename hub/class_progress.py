@@ -94,15 +94,16 @@ def page_policy(page: str) -> str:
     ])
 
 
-def render_page(data: dict, base_url: str, refresh_seconds: int = REFRESH_SECONDS) -> str:
-    """The page's HTML with `data` (ClassProgress.as_json()) drawn by its script at once. Pure but for
-    reading the template."""
+def render_page(data: dict, base_url: str, xsrf: str = "", refresh_seconds: int = REFRESH_SECONDS) -> str:
+    """The page's HTML with `data` (ClassProgress.as_json()) drawn by its script at once, and the `xsrf`
+    token its requests for the data carry (JupyterHub checks it on every cookie-authenticated fetch).
+    Pure but for reading the template."""
     import jinja2
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(TEMPLATE.read_text())
     return template.render(course=data["course"], title=data["title"], base_url=base_url.rstrip("/"),
-                           data_json=json_for_script(data), refresh_ms=refresh_seconds * 1000)
+                           data_json=json_for_script(data), refresh_ms=refresh_seconds * 1000, xsrf=xsrf)
 
 
 def _reader(course_id: str) -> Callable[[], Awaitable[dict]]:
@@ -129,7 +130,8 @@ def _handlers(cache: Cached, base_url: str):
 
         @web.authenticated
         async def get(self):
-            page = render_page(await cache.get(), base_url)
+            xsrf = self.xsrf_token
+            page = render_page(await cache.get(), base_url, xsrf.decode() if isinstance(xsrf, bytes) else xsrf)
             self._policy = page_policy(page)
             self.set_header("Content-Security-Policy", self._policy)
             self.set_header("Content-Type", "text/html; charset=utf-8")

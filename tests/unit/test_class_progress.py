@@ -213,7 +213,8 @@ def sample() -> dict:
 
 
 def test_the_page_runs_its_own_script_only():
-    page = render_page(sample(), "/services/formgrader-c/")
+    page = render_page(sample(), "/services/formgrader-c/", xsrf="2|abc\"def")
+    assert '<body data-xsrf="2|abc&#34;def">' in page     # for JupyterHub's check of every fetch, escaped
     policy = page_policy(page)
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, flags=re.S)
     assert len(scripts) == 2   # the data block and the code: nothing of the data became markup
