@@ -14,14 +14,15 @@ hand-in in a classmate's name (the kernel refuses; a forged $USER changes nothin
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 import requests
-import yaml
 from selenium.webdriver.common.by import By
 
 from tests.conftest import BIN
@@ -108,10 +109,16 @@ def trainer(hub, token):
     return secret
 
 
-def submit(root: Path, student: str, name: str, code: str) -> None:
+def submit(root: Path, student: str, name: str, code: str, written: str = "") -> None:
+    """`code` as the answer, and `written` as the written answer (left as released when empty: nbgrader
+    then scores it 0 itself, with nothing left to grade by hand)."""
     folder = root / f"handed-in-{student}"
     folder.mkdir()
-    answer(folder, student, name, code)
+    work = answer(folder, student, name, code) / name / f"{name}.ipynb"
+    if written:
+        nb = nbformat.read(work, 4)
+        nb.cells[2].source = written
+        nbformat.write(nb, work)
     subprocess.run(["chmod", "-R", "a+rX", str(folder)], check=True)
     aifactory(student, "exchange", "submit", COURSE, name, "--dir", str(folder / student))
 
@@ -133,7 +140,7 @@ def test_a_trainer_watches_the_class_fetch_submit_and_get_graded(hub, passwords,
     started = time.monotonic()
     for student in ("student1", "student2"):
         aifactory(student, "exchange", "fetch", COURSE, name, "--dir", f"/home/{student}/{name}-work")
-    submit(root, "student1", name, RIGHT)
+    submit(root, "student1", name, RIGHT, written="x times x: the area of a square of side x.")
     grade(name)
     first = until(lambda: row(get(hub, trainer, DATA).json(), name), lambda r: r["graded"] == 1)
     assert (first["fetched"], first["submitted"], first["graded"], first["needs_manual_grade"]) == (2, 1, 1, 1)
@@ -190,14 +197,19 @@ def test_a_student_of_the_course_is_refused_page_and_data(hub, token, passwords)
 def other_trainer(tmp_path):
     """researcher1 as a trainer of dask-scaling (not of intro-dl) for one test: the installed site with
     that change, through `aifactory course add` (the hub serves the course: no restart); put back after."""
+    from aifactory.courses.exchange.layout import course_of
+    from aifactory.site import load_site
+
     original = tmp_path / "site-before.yaml"
     original.write_text(INSTALLED_SITE.read_text())
-    site = yaml.safe_load(original.read_text())
-    (course,) = [c for c in site["courses"] if c["id"] == OTHER_COURSE]
-    assert "researcher1" not in course["trainers"] and "researcher1" not in course.get("students", [])
-    course["trainers"] = [*course["trainers"], "researcher1"]
+    # The file's own text with one list changed (a YAML round trip would turn walltimes like 4:00:00 into numbers).
+    block = re.compile(rf"(- id: {OTHER_COURSE}\n(?:[ ]{{4}}.*\n)*?[ ]{{4}}trainers: \[)([^\]]*)\]")
+    text, found = block.subn(lambda m: f"{m[1]}{m[2]}, researcher1]", original.read_text(), count=1)
+    assert found == 1, "the site file lists the course's trainers in another form"
     changed = tmp_path / "site.yaml"
-    changed.write_text(yaml.safe_dump(site, sort_keys=False))
+    changed.write_text(text)
+    assert course_of(load_site(changed), OTHER_COURSE).trainers[-1] == "researcher1"
+    assert "researcher1" not in course_of(load_site(original), COURSE).trainers
     for path in (original, changed):
         path.chmod(0o644)
     add = [str(BIN / "aifactory"), "course", "add", OTHER_COURSE, "--site"]
