@@ -20,7 +20,7 @@ APT_PACKAGES := slurm-wlm slurmdbd munge mariadb-server sudo lmod python3-venv p
 # Editable when every user can read this checkout (jobs run as them), else a copy.
 EDITABLE := $(shell runuser -u nobody -- test -r $(CURDIR)/pyproject.toml 2>/dev/null && echo --editable)
 
-.PHONY: help install system python test-tools node apps labextension cluster hub demo test screenshots down bench \
+.PHONY: help install system python envs test-tools node apps labextension cluster hub demo test screenshots down bench \
 	lock images
 
 help:
@@ -32,7 +32,7 @@ help:
 	@echo "make images - the container images, base first (prints the commands without docker/apptainer)"
 	@echo "make lock   - rewrite $(RUNTIME_LOCK) (runtime) and $(TEST_LOCK) (runtime + test tools) from pyproject.toml"
 
-install: system python node apps labextension
+install: system python envs node apps labextension
 
 system:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -61,6 +61,9 @@ python: system
 	@# nbgrader's panels hidden in the servers of users in no course (the launcher leaves its server extensions off).
 	@install -D -m 644 extensions/workbench/jupyter-config/no-nbgrader/labconfig/page_config.json \
 	  $(VENV)/etc/jupyter/aifactory-no-nbgrader/labconfig/page_config.json
+	@# nbgrader's instructor panels hidden in a course student's server (extensions/workbench/course_lab.py).
+	@install -D -m 644 extensions/workbench/jupyter-config/student/labconfig/page_config.json \
+	  $(VENV)/etc/jupyter/aifactory-student/labconfig/page_config.json
 	@# The server's start without jsonschema's IRI parsers, where the launcher asks for it (spawners/singleuser.py).
 	@install -m 644 extensions/workbench/jupyter-config/aifactory-server-start.pth \
 	  $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/aifactory-server-start.pth
@@ -115,6 +118,11 @@ labextension: python node
 	  rm -rf $(LAB_INSTALLED); mkdir -p $(dir $(LAB_INSTALLED)); \
 	  cp -r $(LAB_EXTENSION)/build/labextension $(LAB_INSTALLED); echo "$$digest" > $(LAB_INSTALLED)/.sources.sha256; \
 	  chmod -R a+rX $(dir $(LAB_INSTALLED)); }
+
+# Course environments: the site file's python environments with `packages` (the PyTorch course's), from PyPI,
+# layered on the shared environment with the lock as constraints; built again only when their pins or the lock change.
+envs: python
+	@$(BIN)/python -m aifactory.site.pyenvs $(SITE) --constraint $(TEST_LOCK)
 
 cluster: install
 	@$(BIN)/aifactory site install $(SITE)

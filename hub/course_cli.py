@@ -121,11 +121,13 @@ def _exchange(args) -> int:
 
 def _grade(args) -> int:
     os.umask(0o007)
-    from aifactory.courses.grading.jobs import Limits
+    from aifactory.courses.grading.jobs import Limits, course_memory_mib
     from aifactory.courses.grading.run import grade
 
-    limits = Limits(cell_timeout_s=args.cell_timeout, memory_mib=args.mem)
-    report = grade(_site(args), args.course, args.assignment, force=args.force, tasks=args.tasks, limits=limits)
+    site = _site(args)
+    memory = args.mem or course_memory_mib(site, course_of(site, args.course))
+    limits = Limits(cell_timeout_s=args.cell_timeout, memory_mib=memory)
+    report = grade(site, args.course, args.assignment, force=args.force, tasks=args.tasks, limits=limits)
     print(report.table())
     failures = report.failures()
     print(f"{len(report.outcomes)} submission(s), {len(failures)} problem(s), {report.seconds:.1f}s"
@@ -182,7 +184,8 @@ def add_commands(sub) -> None:
                        help="Slurm array tasks (parallel graders); default: the partition's CPUs "
                             "(the machine's cores on the local cluster), at least 4 students per task")
     grade.add_argument("--cell-timeout", type=int, default=60, help="seconds a cell may run (default 60)")
-    grade.add_argument("--mem", type=int, default=1024, help="MiB a student's kernel may use (default 1024)")
+    grade.add_argument("--mem", type=int, default=None, help="MiB a student's kernel may use (default: the "
+                       "course profile's default memory, 1024 for a profile of 1G)")
     grade.set_defaults(func=_grade)
 
     feedback = common(sub.add_parser("feedback", help="generate feedback (hidden tests removed) and release it"))

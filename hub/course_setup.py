@@ -20,6 +20,7 @@ from aifactory.courses.exchange.layout import (
     sudoers_file,
     wanted_members,
 )
+from aifactory.courses.grading.jobs import course_python
 from aifactory.site.install import shared_python
 from aifactory.site.schema import Site
 
@@ -70,7 +71,7 @@ def setup_course(site: Site, course_id: str, paths: CoursePaths | None = None,
     if gradebook.exists() and gradebook.stat().st_mode & 0o060 != 0o060:
         gradebook.chmod(0o660)   # SQLite made it 0644: co-trainers and the formgrader write it too
         changes.append(f"made {gradebook} writable by the course's trainers")
-    name, text = sudoers_file(course, python or shared_python())
+    name, text = sudoers_file(course, python or course_python(site, course, shared_python()))
     target = Path(SUDOERS_DIR) / name
     if write_if_changed(target, text, 0o440, check=lambda tmp: run(["visudo", "-c", "-q", "-f", str(tmp)])):
         changes.append(f"wrote {target}")

@@ -127,7 +127,29 @@ def _local_nodes(site: Site) -> Iterator[Problem]:
                       f"({local.login_address}), where the nodes reach the hub: leave it out or set it so")
 
 
-CHECKS = (_duplicates, _profiles, _people, _local_nodes)
+def _environments(site: Site) -> Iterator[Problem]:
+    """A layered python environment names a python environment that layers on nothing, and pins each package once."""
+    python = {e.name: e for e in site.environments if e.kind == "python"}
+    for i, env in enumerate(site.environments):
+        if env.kind != "python":
+            continue
+        names = [p.split("==")[0].lower().replace("_", "-").replace(".", "-") for p in env.packages]
+        for j, name in enumerate(names):
+            if name in names[:j]:
+                yield Problem(f"environments[{i}].packages[{j}]", f"{name!r} is pinned twice")
+        if env.extends is None:
+            continue
+        base = python.get(env.extends)
+        if base is None:
+            yield Problem(f"environments[{i}].extends", _unknown("python environment", env.extends, python))
+        elif base.name == env.name or base.extends is not None:
+            yield Problem(f"environments[{i}].extends",
+                          f"'{env.extends}' must be another python environment that extends none")
+        elif base.path == env.path:
+            yield Problem(f"environments[{i}].path", f"is the path of '{base.name}', which it extends")
+
+
+CHECKS = (_duplicates, _profiles, _people, _local_nodes, _environments)
 
 
 def check_site(site: Site) -> list[Problem]:

@@ -102,11 +102,26 @@ class Project(Model):
     gpu_hours: int | None = Field(None, ge=0, description="Allocation in GPU-hours, if any.")
 
 
+REQUIREMENT_RE = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?==[A-Za-z0-9]([A-Za-z0-9.+!_-]*[A-Za-z0-9])?$"
+
+
+def _pinned(requirement: str) -> str:
+    if not re.fullmatch(REQUIREMENT_RE, requirement):
+        raise ValueError(f"{requirement!r} is not a pinned requirement: expected name==version, e.g. 'torch==2.15.0'")
+    return requirement
+
+
 class PythonEnvironment(Model):
     kind: Literal["python"]
     name: Name
     description: str = ""
     path: AbsolutePath = Field(description="Prefix of a Python environment holding jupyterhub-singleuser.")
+    packages: list[Annotated[str, AfterValidator(_pinned)]] = Field(
+        default_factory=list, description="Pinned requirements (name==version) the platform's install puts into "
+        "this environment from PyPI (aifactory.site.pyenvs); empty: the environment is made elsewhere.")
+    extends: Name | None = Field(
+        None, description="A python environment of this site that this one layers on: it sees that one's "
+        "packages and holds only its own `packages`, which may not move the base's versions.")
 
 
 class LmodEnvironment(Model):

@@ -16,10 +16,11 @@ from tests.integration.test_exchange_permissions import COURSE, as_user
 BUSY = f"another `aifactory grade` of {COURSE} is running"
 
 
-def grade(*args: str, home: bool = False, patience_s: float = 600) -> subprocess.CompletedProcess:
-    """`aifactory grade intro-dl ARGS...` as trainer1, from / or, with `home`, from their
-    home folder (which the grading account cannot enter)."""
-    argv = [str(BIN / "aifactory"), "grade", COURSE, *args]
+def grade(*args: str, home: bool = False, patience_s: float = 600, course: str = COURSE) -> subprocess.CompletedProcess:
+    """`aifactory grade intro-dl ARGS...` (or another `course`) as trainer1, from / or, with `home`, from
+    their home folder (which the grading account cannot enter)."""
+    argv = [str(BIN / "aifactory"), "grade", course, *args]
+    busy = f"another `aifactory grade` of {course} is running"
     if home:
         argv = ["bash", "-c", 'cd ~ && exec "$@"', "bash", *argv]
     deadline = time.monotonic() + patience_s
@@ -27,6 +28,6 @@ def grade(*args: str, home: bool = False, patience_s: float = 600) -> subprocess
         proc = as_user("trainer1", *argv, check=False)
         if proc.returncode == 0:
             return proc
-        if BUSY not in proc.stderr or time.monotonic() > deadline:
+        if busy not in proc.stderr or time.monotonic() > deadline:
             raise AssertionError(f"trainer1: aifactory grade {' '.join(args)} failed: {proc.stdout}{proc.stderr}")
         time.sleep(3)

@@ -15,7 +15,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from aifactory.courses.grading.jobs import course_python
 from aifactory.courses.material import Assignment, list_courses
+from aifactory.site import load_site
+from tests.conftest import DEMO
 
 pytestmark = pytest.mark.slow
 
@@ -42,11 +45,11 @@ class Graded:
     seconds: dict[str, float]           # student -> autograde wall time
 
 
-def nbgrader(root: Path, *argv: str) -> None:
+def nbgrader(root: Path, *argv: str, python: str = sys.executable) -> None:
     # nbgrader runs `alembic` from PATH to set up the gradebook: put this environment's bin first.
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    path = os.pathsep.join([str(Path(python).parent), os.environ.get("PATH", "")])
     env = {**os.environ, "PATH": path, "JUPYTER_RUNTIME_DIR": str(root / ".runtime")}
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *argv], cwd=root, env=env,
+    proc = subprocess.run([python, "-m", "nbgrader", *argv], cwd=root, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"nbgrader {' '.join(argv)} failed:\n{proc.stdout}\n{proc.stderr}"
 
@@ -106,6 +109,9 @@ def first_test(source: Path) -> set[str]:
 def graded(request, tmp_path_factory) -> Graded:
     """generate_assignment, then autograde the source (as `instructor`) and the release (as `student`)."""
     assignment: Assignment = request.param
+    # With the interpreter `aifactory grade` grades the course with: its environment's (PyTorch) or this one.
+    site = load_site(DEMO)
+    python = course_python(site, next(c for c in site.courses if c.id == assignment.course_id), sys.executable)
     root = tmp_path_factory.mktemp(f"{assignment.course_id}-{assignment.id}")
     (root / "nbgrader_config.py").write_text(course_config(root, assignment.course_id))
     shutil.copytree(assignment.source, root / "source" / assignment.id)
@@ -117,7 +123,7 @@ def graded(request, tmp_path_factory) -> Graded:
     grades, seconds = {}, {}
     for student in (INSTRUCTOR, STUDENT, PARTIAL):
         start = time.monotonic()
-        nbgrader(root, "autograde", assignment.id, f"--student={student}", "--force")
+        nbgrader(root, "autograde", assignment.id, f"--student={student}", "--force", python=python)
         seconds[student] = time.monotonic() - start
         grades[student] = read_grades(root, assignment.course_id, assignment.id, student)
     return Graded(assignment, root, grades, seconds)

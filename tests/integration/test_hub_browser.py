@@ -152,7 +152,7 @@ def test_a_student_starts_a_course_server_and_runs_a_cell_in_a_slurm_job(hub, pa
         try:
             open_spawn_page(driver, hub, passwords[USER], name)
             offered = cards(driver)
-            assert set(offered) == {"cpu", "course"}  # no GPU profile for a student
+            assert set(offered) == {"cpu", "course", "course-pytorch"}  # no GPU profile for a student
             assert re.search(r"\d+ of 2 nodes idle · \d+ of 8 CPUs free", offered["course"].text), offered["course"].text
             offered["course"].click()
             start(driver)

@@ -86,7 +86,7 @@ def test_cluster_kwargs_use_slurmcluster_names():
 
 def test_site_config_has_a_section_per_profile():
     config = site_jobqueue_config(SITE)["jobqueue"]
-    assert sorted(config) == ["course", "cpu", "gpu", "slurm"]
+    assert sorted(config) == ["course", "course-pytorch", "cpu", "gpu", "slurm"]
     assert config["slurm"] == config["cpu"]
     assert config["gpu"]["job-extra-directives"] == ["--no-requeue", "--gres=gpu:mi250x:1"]
     assert config["course"]["local-directory"] == "/tmp/dask-$USER"

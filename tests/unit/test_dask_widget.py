@@ -60,7 +60,7 @@ def test_form_follows_the_profiles_spec():
                  "Walltime per worker: hours:minutes:seconds, up to 12:00:00",
     }
     ui = launcher("student1")
-    assert [value for _, value in ui.profile.options] == ["cpu", "course"]
+    assert [value for _, value in ui.profile.options] == ["cpu", "course", "course-pytorch"]
     assert (ui.cores.description, ui.memory.description) == ("Cores per worker", "Memory per worker")
     ui.profile.value = "course"
     assert (ui.cores.min, ui.cores.max, ui.cores.value, ui.memory.value) == (1, 2, 1, "1G")

@@ -22,11 +22,19 @@ def test_every_course_of_the_site_gets_its_formgrader(demo_site):
             "oauth_no_confirm": True,
             "timeout": 120,
         },
+        {
+            "name": "formgrader-pytorch",
+            "url": "http://127.0.0.1:18102",
+            "command": ["/v/bin/python", "-m", "aifactory.hub.formgrader", "pytorch"],
+            "display": True,
+            "oauth_no_confirm": True,
+            "timeout": 120,
+        },
     ]
 
 
 def test_only_the_course_trainers_may_open_its_formgrader(demo_site):
-    intro, dask = demo_site.courses
+    intro, dask, _ = demo_site.courses
     assert "access:services!service=formgrader-intro-dl" in trainer_scopes(intro)
     assert "access:services!service=formgrader-intro-dl" not in trainer_scopes(dask)
     assert service_name(dask) == "formgrader-dask-scaling"

@@ -24,7 +24,7 @@ def test_demo_site_validates(demo_site):
     assert kinds == {"python", "lmod", "container"}
     gpu_partitions = [p for p in demo_site.partitions if p.gpus]
     assert [(p.gpus.type, p.gpus.count) for p in gpu_partitions] == [("mi250x", 4)]
-    assert len(demo_site.projects) == 2 and len(demo_site.courses) == 2
+    assert len(demo_site.projects) == 2 and len(demo_site.courses) == 3
 
 
 def test_walltimes_are_not_read_as_sexagesimal_numbers():

@@ -102,7 +102,7 @@ def test_the_demos_cards_count_its_five_nodes_as_sinfo_lists_them(demo_site):
     see it; then standard-2 cut off and interactive-2 drained."""
     researcher = UserFacts("researcher1", frozenset({"researchers"}), ("project_465000001",))
     student = UserFacts("student1", frozenset({"students"}), ("project_465000002",))
-    (cpu, gpu), (_, course) = offers(demo_site, researcher), offers(demo_site, student)
+    (cpu, gpu), (_, course, _) = offers(demo_site, researcher), offers(demo_site, student)
     live = parse_sinfo(captured("sinfo-nodes.txt"))
     assert partition_words(cpu, live["standard"]) == (
         "0 of 2 nodes idle · 14 of 16 CPUs free · 8960M memory free", True)
