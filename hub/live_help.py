@@ -10,7 +10,7 @@ is the only way in, and it decides whom: the trainers of one course the caller i
 the site file (`Course.trainers`), never from the request. It then uses JupyterHub's own sharing
 (`orm.Share`, one direct share per trainer with `access:servers!server=<owner>/<server>`), so the
 trainer reaches the server through JupyterHub's OAuth like its owner, and JupyterHub's
-`/hub/api/shares` and `/hub/api/users/<trainer>/shares` show the shares.
+`/hub/api/shares` and `/hub/api/users/<trainer>/shared` show the shares.
 
 Only the server's owner may call it (their browser's cookie with the page's _xsrf, any token of
 theirs that may access that server, such as the server's own token, which the JupyterLab
