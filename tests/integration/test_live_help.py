@@ -30,7 +30,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -252,10 +251,13 @@ def test_a_student_and_a_trainer_edit_and_run_one_notebook_and_only_the_courses_
         assert student.find_element(By.CSS_SELECTOR, ".aif-help-button").text == "Get live help"
         screenshot(student, "live-help-student-stopped")
         wait(trainer, 60).until(lambda d: fetch_status(d, f"{lab}api/contents/{NOTEBOOK}") in (403, 302))
-        try:
-            replace_cell(trainer, "7 * 7")
-        except WebDriverException:
-            pass  # JupyterLab may cover the notebook with a dialog about the lost connection: nothing typed then
+        # JupyterLab tells the trainer their kernel connection ended (a dialog); they close it and type on.
+        dialog = wait(trainer, 60).until(EC.element_to_be_clickable((By.CSS_SELECTOR, ".jp-Dialog .jp-mod-accept")))
+        screenshot(trainer, "live-help-trainer-after-stop")
+        dialog.click()
+        wait(trainer, 30).until_not(EC.presence_of_element_located((By.CSS_SELECTOR, ".jp-Dialog")))
+        replace_cell(trainer, "7 * 7")
+        assert cell_source(trainer) == "7 * 7"
         time.sleep(5)  # what the trainer typed would reach the student within a second while shared
         assert cell_source(student) == CODE
         assert shares_seen_by(api, TRAINER, tokens[TRAINER]) == []
