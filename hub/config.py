@@ -136,6 +136,26 @@ def walltime_handlers() -> list[tuple]:
     return handlers
 
 
+def live_help_handlers() -> list[tuple]:
+    from aifactory.hub.live_help import handlers
+
+    return handlers
+
+
+def live_help_servers(user):
+    """The templates' `live_help_servers`: the running servers shared with the page's user (hub/live_help.py)."""
+    from aifactory.hub.live_help import shared_with
+
+    return shared_with(user)
+
+
+def end_live_help(spawner) -> None:
+    """`Spawner.post_stop_hook`: JupyterHub keeps a server's shares across a stop; live help's end with it."""
+    from aifactory.hub.live_help import end_shares
+
+    end_shares(spawner)
+
+
 # What an operator may tune in the site file's hub.traits: timing, caching and capacity, nothing else.
 # The site file is world-readable and its traits apply last, so a trait that carries security (services,
 # roles, handlers, the authenticator, the spawner class, secrets, what a job runs) is never one of them.
@@ -205,9 +225,10 @@ def hub_config(
             "spawner_class": "aifactory.spawners.slurm.SiteSlurmSpawner",
             # The only way a starting server reports its port (replaces batchspawner's handler).
             # ... and the home page's "Extend" (a running server's walltime, spawners/walltime_api.py).
-            "extra_handlers": [*port_handlers(), *walltime_handlers()],
+            # ... and live help (a student shares a server with their course's trainers, hub/live_help.py).
+            "extra_handlers": [*port_handlers(), *walltime_handlers(), *live_help_handlers()],
             # The home page's session cards (hub/session_cards.py), built only when home.html asks.
-            "template_vars": {"session_cards": session_cards},
+            "template_vars": {"session_cards": session_cards, "live_help_servers": live_help_servers},
             # Servers are Slurm jobs: they outlive a hub restart and are reattached.
             "cleanup_servers": False,
             "allow_named_servers": True,
@@ -237,6 +258,7 @@ def hub_config(
             "default_url": "/lab",
             "start_timeout": 300,
             "http_timeout": 120,
+            "post_stop_hook": end_live_help,
         },
         # JupyterHub's per-server poll only reads the spawner's shared snapshot (cheap);
         # the one squeue for all servers runs every slurm_poll_interval seconds.

@@ -7,12 +7,15 @@ from aifactory.hub.config import (
     TEMPLATES,
     TUNABLE_TRAITS,
     HubPaths,
+    end_live_help,
     hub_config,
+    live_help_servers,
     session_cards,
     subdomain_hook,
     trait_problems,
     tunable_classes,
 )
+from aifactory.hub.live_help import HelpHandler
 from aifactory.hub.roles import CourseGroups, roles
 from aifactory.hub.services import idle_culler_command, service_roles
 from aifactory.site import SiteError, parse_site
@@ -41,8 +44,10 @@ def test_hub_config_for_a_pam_site():
             "spawner_class": "aifactory.spawners.slurm.SiteSlurmSpawner",
             "extra_handlers": [("/api/aifactory/port", PortHandler),
                                (r"/api/aifactory/users/([^/]+)/server/walltime", WalltimeHandler),
-                               (r"/api/aifactory/users/([^/]+)/servers/([^/]+)/walltime", WalltimeHandler)],
-            "template_vars": {"session_cards": session_cards},
+                               (r"/api/aifactory/users/([^/]+)/servers/([^/]+)/walltime", WalltimeHandler),
+                               (r"/api/aifactory/users/([^/]+)/server/help", HelpHandler),
+                               (r"/api/aifactory/users/([^/]+)/servers/([^/]+)/help", HelpHandler)],
+            "template_vars": {"session_cards": session_cards, "live_help_servers": live_help_servers},
             "cleanup_servers": False,
             "allow_named_servers": True,
             "named_server_limit_per_user": 1,
@@ -80,7 +85,7 @@ def test_hub_config_for_a_pam_site():
             "command": ["/p/node/node_modules/.bin/configurable-http-proxy"],
             "pid_file": "/s/proxy.pid",
         },
-        "Spawner": {"default_url": "/lab", "start_timeout": 300, "http_timeout": 120},
+        "Spawner": {"default_url": "/lab", "start_timeout": 300, "http_timeout": 120, "post_stop_hook": end_live_help},
         "SiteSlurmSpawner": {"venv": "/p/venv", "slurm_poll_interval": 10.0, "poll_interval": 5},
         "PAMAuthenticator": {
             "service": "login",

@@ -221,7 +221,10 @@ def test_a_launched_server_leaves_off_what_the_launcher_names_and_hides_nbgrader
     # The page config that hides nbgrader's menus sits where the installed config looks for it.
     assert Path(labconfig).name == "aifactory-no-nbgrader"
     page = REPO / "extensions" / "workbench" / "jupyter-config" / "no-nbgrader" / "labconfig" / "page_config.json"
-    assert json.loads(page.read_text()) == {"disabledExtensions": {"@jupyter/nbgrader": True}}
+    # ... and live help with the real-time collaboration it runs on (course servers only).
+    assert json.loads(page.read_text()) == {"disabledExtensions": {
+        "@jupyter/nbgrader": True, "@jupyter/collaboration-extension": True, "@jupyter/docprovider-extension": True,
+        "@aifactory/workbench:live-help": True}}
     # In a course: nbgrader stays, its panels too.
     config = launched_config({"AIFACTORY_SERVER_EXTENSIONS_OFF": "jupyter_lsp"}, tmp_path)
     assert config["extensions"] == {"jupyter_lsp": False} and config["config_path"] is None
