@@ -219,7 +219,8 @@ def test_the_extension_is_found_by_jupyter_server():
     (point,) = handlers._jupyter_server_extension_points()
     assert point["app"].name == "aifactory_workbench"
     config = json.loads((Path(handlers.__file__).parent / "jupyter-config" / "aifactory-workbench.json").read_text())
-    assert config["ServerApp"]["jpserver_extensions"] == {"aifactory.extensions.workbench.handlers": True}
+    assert config["ServerApp"]["jpserver_extensions"] == {"aifactory.extensions.workbench.handlers": True,
+                                                          "aifactory.extensions.workbench.live_help": True}
 
 
 def test_jupyter_server_proxys_port_routes_get_the_owner_check():
