@@ -64,6 +64,10 @@ python: system
 	@# nbgrader's instructor panels hidden in a course student's server (extensions/workbench/course_lab.py).
 	@install -D -m 644 extensions/workbench/jupyter-config/student/labconfig/page_config.json \
 	  $(VENV)/etc/jupyter/aifactory-student/labconfig/page_config.json
+	@# Caches that tools keep in the node's shared /tmp by user name (PyTorch's compiler: /tmp/torchinductor_<user>,
+	@# adopted whoever made it, so a classmate could swap the modules it imports) go to the user's own home instead.
+	@install -m 644 extensions/workbench/jupyter-config/aifactory-private-caches.pth \
+	  $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/aifactory-private-caches.pth
 	@# The server's start without jsonschema's IRI parsers, where the launcher asks for it (spawners/singleuser.py).
 	@install -m 644 extensions/workbench/jupyter-config/aifactory-server-start.pth \
 	  $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/aifactory-server-start.pth

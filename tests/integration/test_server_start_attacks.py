@@ -27,6 +27,8 @@ VENV = Path(sysconfig.get_path("data"))
 def start_up_files() -> list[Path]:
     """The files every server's start reads from the shared environment (each must exist: installed by make)."""
     files = [Path(sysconfig.get_path("purelib")) / "aifactory-server-start.pth",
+             Path(sysconfig.get_path("purelib")) / "aifactory-private-caches.pth",
+             VENV / "etc/jupyter/aifactory-student/labconfig/page_config.json",
              VENV / "etc/jupyter/jupyter_server_config.py",
              VENV / "etc/jupyter/aifactory-no-nbgrader/labconfig/page_config.json",
              next((Path(singleuser.__file__).parent / "__pycache__").glob("singleuser.*.pyc"))]  # the launcher
