@@ -59,12 +59,14 @@ def test_kernel_sees_a_read_only_system_its_own_folders_and_nothing_of_the_sandb
         "env", "--ignore-signal=INT",
         "bwrap", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL",
         "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-        "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm", "--tmpfs", "/run",
+        "--size", "536870912", "--tmpfs", "/tmp", "--size", "536870912", "--tmpfs", "/var/tmp",
+        "--size", "536870912", "--tmpfs", "/dev/shm", "--size", "536870912", "--tmpfs", "/run",
         "--perms", "0000", "--tmpfs", "/w/private",
         "--bind", "/w/c1/autograded/s1/a1", "/w/c1/autograded/s1/a1", "--bind", "/w/c1/ipc", "/w/c1/ipc",
         "--ro-bind", "{connection_file}", "{connection_file}",
         "--setenv", "HOME", "/tmp", "--setenv", "SHELL", "/bin/sh", "--setenv", "JPY_PARENT_PID", "1",
         "--chdir", "/w/c1/autograded/s1/a1", "--",
+        "choom", "-n", "1000", "--",
         "prlimit", "--data=536870912", "--cpu=60", "--core=0", "--",
         "/v/python3", "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
