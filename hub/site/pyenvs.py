@@ -75,7 +75,9 @@ def venv_argv(spec: Spec) -> Argv:
 
 
 def pip_argv(spec: Spec) -> Argv:
+    """Wheels only: pip runs as root, and a source distribution would run its build code as root."""
     return [f"{spec.path}/bin/python3", "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+            "--only-binary=:all:",
             *(["--constraint", spec.constraints] if spec.constraints else []), *spec.packages]
 
 

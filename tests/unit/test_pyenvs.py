@@ -91,7 +91,7 @@ def test_the_plan_layers_on_the_base_and_never_moves_it():
                                "/opt/aifactory/envs/torch"]
     # The environment's interpreter runs pip (the base's, through the .pth), the lock as constraints.
     assert pip_argv(spec) == ["/opt/aifactory/envs/torch/bin/python3", "-m", "pip", "install",
-                              "--disable-pip-version-check", "--no-input",
+                              "--disable-pip-version-check", "--no-input", "--only-binary=:all:",
                               "--constraint", "/src/tests/requirements.lock", "torch==2.15.0", "submitit==1.5.4"]
     assert pth_text("/opt/aifactory/venv/lib/python3.11/site-packages") == \
         "import site; site.addsitedir('/opt/aifactory/venv/lib/python3.11/site-packages')\n"
