@@ -95,13 +95,17 @@ def sbatch_options(options: ValidatedOptions, warn_minutes: int) -> list[str]:
     return lines
 
 
-def workbench_env(apps: list[str], gpus: int, gpu_idle_minutes: int, warn_seconds: int) -> dict[str, str]:
+def workbench_env(apps: list[str], gpus: int, gpu_idle_minutes: int, warn_seconds: int,
+                  courses: tuple[str, ...] | list[str] = ()) -> dict[str, str]:
     """What the server's workbench (extensions/workbench) reads from its environment: the profile's apps,
-    when Slurm warns before the end (`signal_seconds`, so JupyterLab warns then too) and, for a server
-    holding GPUs, how long its GPUs and kernels may idle before it is stopped."""
+    when Slurm warns before the end (`signal_seconds`, so JupyterLab warns then too), for a server
+    holding GPUs, how long its GPUs and kernels may idle before it is stopped and, for a profile of
+    courses, their ids (a member's JupyterLab opens on the assignment list: `workbench.course_lab`)."""
     env = {"AIFACTORY_APPS": ",".join(apps), "AIFACTORY_WARN_SECONDS": str(warn_seconds)}
     if gpus:
         env["AIFACTORY_GPU_IDLE_MINUTES"] = str(gpu_idle_minutes)
+    if courses:
+        env["AIFACTORY_COURSES"] = ",".join(courses)
     return env
 
 

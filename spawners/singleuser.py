@@ -67,6 +67,13 @@ NBGRADER_EXTENSIONS = (
     "nbgrader.server_extensions.validate_assignment",
 )
 COURSE_GROUP_PREFIX = "course-"
+# Live help (hub/live_help.py) and the real-time collaboration it runs on serve a course's people only; outside
+# courses they stay off with nbgrader (JupyterLab's side with them: jupyter-config/no-nbgrader's page config).
+COLLABORATION_EXTENSIONS = ("jupyter_server_ydoc", "jupyter_server_fileid", "aifactory.extensions.workbench.live_help")
+# The instructor's: the formgrader and the list of courses a user grades stay off for a course's student (no Unix
+# group `course-<id>-trainers`); JupyterLab hides their panels with them (aifactory.extensions.workbench.course_lab).
+TRAINER_GROUP_SUFFIX = "-trainers"
+INSTRUCTOR_EXTENSIONS = ("nbgrader.server_extensions.course_list", "nbgrader.server_extensions.formgrader")
 # Read and removed by the shared environment's aifactory-server-start.pth in the server's own process.
 SERVER_START = "AIFACTORY_SERVER_START"
 # jupyter-lsp serves language servers; with none installed it only searches for ~20 of them at each start.
@@ -77,9 +84,16 @@ LANGUAGE_SERVERS = ("pylsp", "jedi-language-server", "pyright-langserver", "base
 
 
 def unused_extensions(groups: list[str], has_language_server: bool) -> list[str]:
-    """The server extensions left off for a user in `groups`: nbgrader's outside courses, jupyter-lsp
-    without a language server. Each costs a tenth of a second to most of a CPU-second at every start."""
-    off = [] if any(group.startswith(COURSE_GROUP_PREFIX) for group in groups) else list(NBGRADER_EXTENSIONS)
+    """The server extensions left off for a user in `groups`: nbgrader's outside courses, its instructor's
+    for a student, jupyter-lsp without a language server. Each costs a tenth of a second to most of a
+    CPU-second at every start."""
+    courses = [group for group in groups if group.startswith(COURSE_GROUP_PREFIX)]
+    if not courses:
+        off = [*NBGRADER_EXTENSIONS, *COLLABORATION_EXTENSIONS]
+    elif any(group.endswith(TRAINER_GROUP_SUFFIX) for group in courses):
+        off = []
+    else:
+        off = list(INSTRUCTOR_EXTENSIONS)
     return off if has_language_server else [*off, LSP_EXTENSION]
 
 

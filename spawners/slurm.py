@@ -316,7 +316,8 @@ class SiteSlurmSpawner(SlurmSpawner):
         partition = site.partition(options.partition)
         env = {**self.get_env(), **workbench_env(
             site.profile(options.profile).apps, options.gpus, site.limits.gpu_idle_timeout,
-            signal_seconds(options.walltime_minutes, self.walltime_warning_minutes))}
+            signal_seconds(options.walltime_minutes, self.walltime_warning_minutes),
+            courses=[course.id for course in site.courses if course.profile == options.profile])}
         job = build_job(
             options, site.environment(options.environment), user=self.user.name,
             env_names=list(env), launcher=self.launcher, server_args=self.get_args(),

@@ -184,13 +184,18 @@ def test_the_cheap_connect_check_sees_a_listener_and_nothing_else():
 
 
 def test_a_server_leaves_off_the_extensions_its_user_cannot_use():
-    nbgrader = list(singleuser.NBGRADER_EXTENSIONS)
+    # Outside courses: nbgrader, and live help with the real-time collaboration it runs on.
+    nbgrader = [*singleuser.NBGRADER_EXTENSIONS, *singleuser.COLLABORATION_EXTENSIONS]
     assert singleuser.unused_extensions(["researcher1", "researchers"], False) == [*nbgrader, "jupyter_lsp"]
-    # A member of a course (its Unix group, as the course's exchange names it) keeps nbgrader's panels.
-    from aifactory.courses.exchange.layout import members_group
+    # A member of a course (its Unix group, as the course's exchange names it) keeps nbgrader's panels; a student
+    # (in no course's trainers group) has neither the instructor's formgrader nor the list of courses one grades.
+    from aifactory.site.identity import members_group, trainers_group
 
-    assert singleuser.unused_extensions(["student1", members_group("intro-dl")], False) == ["jupyter_lsp"]
-    assert singleuser.unused_extensions([members_group("intro-dl")], True) == []
+    instructor = ["nbgrader.server_extensions.course_list", "nbgrader.server_extensions.formgrader"]
+    assert singleuser.unused_extensions(["student1", members_group("intro-dl")], False) == [*instructor, "jupyter_lsp"]
+    assert singleuser.unused_extensions([members_group("intro-dl")], True) == instructor
+    trainer = [members_group("intro-dl"), trainers_group("intro-dl"), members_group("dask-scaling")]
+    assert singleuser.unused_extensions(trainer, True) == []
     assert singleuser.unused_extensions(["researchers"], True) == nbgrader
     assert not singleuser.language_server_on("/nonexistent")
 

@@ -37,8 +37,12 @@ if "AIFACTORY_SERVER_EXTENSIONS_OFF" in os.environ:
     _off = [name for name in os.environ["AIFACTORY_SERVER_EXTENSIONS_OFF"].split(",") if name]
     c.ServerApp.jpserver_extensions.update(dict.fromkeys(_off, False))
     c.LabApp.extension_manager = "readonly"
-    if any(name.startswith("nbgrader.") for name in _off):
+    if "nbgrader.server_extensions.assignment_list" in _off:  # nbgrader off whole: outside courses
         # JupyterLab reads its page config (disabledExtensions) from labconfig/ in the Jupyter config path at
         # each page: this one, installed next to this file, hides nbgrader's menus and panels.
         os.environ["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
             filter(None, [str(Path(__file__).parent / "aifactory-no-nbgrader"), os.environ.get("JUPYTER_CONFIG_PATH")]))
+    # A course's student: the instructor's nbgrader panels hidden too; a course server opens on the assignment list.
+    from aifactory.extensions.workbench import course_lab
+
+    course_lab.configure(c, _off, os.environ, Path(__file__).parent)
