@@ -150,7 +150,8 @@ test: test-tools hub
 
 # The README's pictures (tests/screenshots/), taken by the browser tests that show those pages.
 SCREENSHOT_TESTS := tests/integration/test_accessibility.py tests/integration/test_session_cards.py \
-	tests/integration/test_workbench_lab.py tests/integration/test_workbench_apps.py
+	tests/integration/test_workbench_lab.py tests/integration/test_workbench_apps.py \
+	tests/integration/test_course_lab_roles.py tests/integration/test_class_progress.py tests/integration/test_live_help.py
 screenshots: test-tools hub
 	AIFACTORY_INTEGRATION=1 AIFACTORY_SCREENSHOTS=$(CURDIR)/tests/screenshots $(BIN)/python -m pytest $(SCREENSHOT_TESTS)
 
