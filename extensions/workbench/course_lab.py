@@ -65,19 +65,6 @@ def in_course_of_profile(groups: Iterable[str], courses: Iterable[str]) -> bool:
     return bool({MEMBERS_PREFIX + course for course in courses} & set(groups))
 
 
-def own_groups() -> list[str]:
-    """This process's Unix groups by name (the job's, as Slurm set them)."""
-    import grp
-
-    names = []
-    for gid in {os.getgid(), *os.getgroups()}:
-        try:
-            names.append(grp.getgrgid(gid).gr_name)
-        except KeyError:
-            continue
-    return names
-
-
 def configure(c, off: Iterable[str], env: MutableMapping[str, str], config_dir: Path,
               groups: Iterable[str] | None = None, now: float | None = None) -> None:
     """For a student, put the student's page config first in `env`'s JUPYTER_CONFIG_PATH (JupyterLab reads
@@ -87,7 +74,11 @@ def configure(c, off: Iterable[str], env: MutableMapping[str, str], config_dir: 
         env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
             filter(None, [str(config_dir / STUDENT_CONFIG), env.get("JUPYTER_CONFIG_PATH")]))
     courses = profile_courses(env.get("AIFACTORY_COURSES"))
-    if courses and in_course_of_profile(own_groups() if groups is None else groups, courses):
+    if groups is None:
+        from aifactory.spawners.singleuser import group_names  # the launcher's reading of the job's groups
+
+        groups = group_names()
+    if courses and in_course_of_profile(groups, courses):
         start = f"{env.get('SLURM_JOB_ID', 'local')}-{int(time.time() if now is None else now)}"
         # A plain dict: JupyterHub's server extension looks into it with `in` (a lazy `.update` would break it).
         current = c.ServerApp.get("tornado_settings")
