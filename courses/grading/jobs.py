@@ -150,22 +150,24 @@ def kernel_argv(python: str, limits: dict, *, hidden: str, cwd: str, ipc: str) -
     RLIMIT_AS: the address space also counts the interpreter's shared libraries, which PyTorch maps
     by gigabytes before a cell runs. Memory outside it (shared mappings) is the job's, bounded by its
     --mem in Slurm's cgroup; there the kernel is the one the OOM killer takes (oom_score_adj 1000,
-    `choom`), never the nbgrader that grades the task's other students, and each of its tmpfs folders
-    holds at most the limit (a full one is ENOSPC to the kernel, not memory taken from the grader).
+    `choom`), never the nbgrader that grades the task's other students. Its tmpfs folders (memory that
+    killing the kernel does not free at once) hold 3/4 of the limit and 64 MiB together, less than the
+    job's room beyond the limit: filling them is ENOSPC to the kernel, never an OOM kill in the task.
     """
-    size = str(limits["memory_mib"] * 2**20)
+    memory = limits["memory_mib"] * 2**20
+    sizes = {"/tmp": memory // 2, "/dev/shm": memory // 4, "/var/tmp": 32 * 2**20, "/run": 32 * 2**20}
     return [
         "env", "--ignore-signal=INT",
         "bwrap", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL",
         "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-        *(arg for folder in ("/tmp", "/var/tmp", "/dev/shm", "/run") for arg in ("--size", size, "--tmpfs", folder)),
+        *(arg for folder, size in sizes.items() for arg in ("--size", str(size), "--tmpfs", folder)),
         "--perms", "0000", "--tmpfs", hidden,
         "--bind", cwd, cwd, "--bind", ipc, ipc,
         "--ro-bind", "{connection_file}", "{connection_file}",
         "--setenv", "HOME", "/tmp", "--setenv", "SHELL", "/bin/sh", "--setenv", "JPY_PARENT_PID", "1",
         "--chdir", cwd, "--",
         "choom", "-n", "1000", "--",
-        "prlimit", f"--data={size}", f"--cpu={limits['submission_cpu_s']}",
+        "prlimit", f"--data={memory}", f"--cpu={limits['submission_cpu_s']}",
         "--core=0", "--",
         python, "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}",
     ]
