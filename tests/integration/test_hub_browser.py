@@ -114,9 +114,26 @@ def progress_until_lab(driver, lab_path: str, timeout: float) -> list[str]:
 
 
 def run_cell(driver, code: str, timeout: float = 180) -> str:
-    """Open a notebook from JupyterLab's launcher, run `code` in its first cell, return the output text."""
-    wait(driver, timeout).until(EC.element_to_be_clickable(
-        (By.CSS_SELECTOR, ".jp-LauncherCard[data-category='Notebook']"))).click()
+    """Open a notebook from JupyterLab's launcher, run `code` in its first cell, return the output text.
+    A course server opens on its assignment list: the Launcher's tab is brought forward, as a student would."""
+    def notebook_card(d):
+        cards = [c for c in d.find_elements(By.CSS_SELECTOR, ".jp-LauncherCard[data-category='Notebook']")
+                 if c.is_displayed()]
+        if cards:
+            return cards[0]
+        tabs = d.find_elements(By.XPATH, "//li[contains(@class, 'lm-TabBar-tab')]"
+                                         "[.//*[contains(@class, 'lm-TabBar-tabLabel')][text()='Launcher']]")
+        for tab in tabs:
+            tab.click()
+        if not tabs:  # the main area's '+': a new Launcher
+            for add in d.find_elements(By.CSS_SELECTOR, ".jp-MainAreaWidget ~ * .lm-TabBar-addButton, "
+                                                        "#jp-main-dock-panel .lm-TabBar-addButton"):
+                if add.is_displayed():
+                    add.click()
+                    break
+        return False
+
+    wait(driver, timeout).until(notebook_card).click()
     deadline = time.monotonic() + timeout
     # Wait for the kernel; on a loaded node JupyterLab may ask which one to start: the default, as a student would.
     while "Python 3" not in "".join(e.text for e in driver.find_elements(

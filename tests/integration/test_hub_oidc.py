@@ -137,7 +137,7 @@ def test_the_username_claim_is_the_account_and_groups_come_from_claims(oidc_hub)
     assert callback.status_code == 302, callback.text[:500]
     student = user(oidc_hub, "student1").json()
     # The IdP's groups claim, plus the site's course groups of student1.
-    assert sorted(student["groups"]) == ["course-intro-dl-students", "students"]
+    assert sorted(student["groups"]) == ["course-intro-dl-students", "course-pytorch-students", "students"]
     assert student["admin"] is False
     assert user(oidc_hub, "a1b2-student").status_code == 404  # the subject id is not an account
 
